@@ -1,0 +1,261 @@
+//! The `bucketlog` command line: parse logs to NDJSON, generate synthetic logs, and replay
+//! Lambda events locally.
+
+use std::fs::File;
+use std::io::{self, BufWriter, IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use bucketlog::curate::{Curator, WriterSink};
+use bucketlog::generate::{GenerateOptions, write_log};
+use bucketlog::input::{ReadError, decode_reader};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "bucketlog",
+    version,
+    about = "S3 server access logs in, enriched NDJSON out"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Parse access logs (plain or gzip, from files or stdin) into NDJSON on stdout.
+    Parse {
+        /// Log files; none, or `-`, reads stdin.
+        files: Vec<PathBuf>,
+        /// Where rejected lines go (NDJSON); without it they go to stderr.
+        #[arg(long)]
+        rejects: Option<PathBuf>,
+        /// No summary line and no progress bar.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Write a deterministic synthetic access log.
+    Gen {
+        /// How many lines.
+        #[arg(long, short = 'n', default_value_t = 1000)]
+        lines: u64,
+        /// PRNG seed: the same seed gives the same log.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Unix time of the first record.
+        #[arg(long, default_value_t = GenerateOptions::default().start_unix_seconds)]
+        start_unix: i64,
+        /// Seconds the records are spread over.
+        #[arg(long, default_value_t = 3600)]
+        span_seconds: u64,
+        /// gzip the output.
+        #[arg(long)]
+        gzip: bool,
+        /// Output file (default stdout).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bucketlog: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Parse {
+            files,
+            rejects,
+            quiet,
+        } => parse(files, rejects, quiet),
+        Command::Gen {
+            lines,
+            seed,
+            start_unix,
+            span_seconds,
+            gzip,
+            output,
+        } => {
+            let options = GenerateOptions {
+                seed,
+                start_unix_seconds: start_unix,
+                span_seconds,
+            };
+            generate(options, lines, gzip, output)
+        }
+    }
+}
+
+fn generate(
+    options: GenerateOptions,
+    lines: u64,
+    gzip: bool,
+    output: Option<PathBuf>,
+) -> Result<()> {
+    let out: Box<dyn Write> = match &output {
+        Some(path) => Box::new(
+            File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+        ),
+        None => Box::new(io::stdout().lock()),
+    };
+    let mut out = BufWriter::with_capacity(1 << 20, out);
+    if gzip {
+        let mut enc = flate2::write::GzEncoder::new(out, flate2::Compression::new(6));
+        write_log(&mut enc, options, lines)?;
+        enc.finish()?.flush()?;
+    } else {
+        write_log(&mut out, options, lines)?;
+        out.flush()?;
+    }
+    Ok(())
+}
+
+/// Totals over all inputs of one `parse` run.
+#[derive(Default)]
+struct Totals {
+    records: u64,
+    rejected: u64,
+    blank: u64,
+    bytes: u64,
+}
+
+fn parse(files: Vec<PathBuf>, rejects: Option<PathBuf>, quiet: bool) -> Result<()> {
+    let started = Instant::now();
+    let stdout = BufWriter::with_capacity(1 << 18, io::stdout().lock());
+    let rejects_out: Box<dyn Write> = match &rejects {
+        Some(path) => Box::new(BufWriter::new(
+            File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+        )),
+        None => Box::new(io::stderr()),
+    };
+    let mut sink = WriterSink::new(stdout, rejects_out);
+    let mut totals = Totals::default();
+    let inputs = if files.is_empty() {
+        vec![PathBuf::from("-")]
+    } else {
+        files
+    };
+    let mut failures = Vec::new();
+    for path in &inputs {
+        let (name, reader, size): (Option<String>, Box<dyn Read>, Option<u64>) =
+            if path.as_os_str() == "-" {
+                (None, Box::new(io::stdin().lock()), None)
+            } else {
+                match File::open(path) {
+                    Ok(f) => {
+                        let size = f.metadata().ok().map(|m| m.len());
+                        (Some(path.display().to_string()), Box::new(f), size)
+                    }
+                    Err(e) => {
+                        failures.push(format!("{}: cannot open: {e}", path.display()));
+                        continue;
+                    }
+                }
+            };
+        let show_progress = !quiet
+            && io::stderr().is_terminal()
+            && size.is_some_and(|s| s >= PROGRESS_THRESHOLD_BYTES);
+        let reader = Progress::new(reader, size.filter(|_| show_progress));
+        let label = name.clone().unwrap_or_else(|| "stdin".into());
+        let curator = Curator::new(sink, name);
+        match decode_reader(reader, curator) {
+            Ok((curator, summary)) => {
+                let stats = curator.stats();
+                totals.records += stats.records;
+                totals.rejected += stats.rejected;
+                totals.blank += stats.blank;
+                totals.bytes += summary.input_bytes;
+                sink = curator.into_sink();
+            }
+            Err(e) => {
+                // The curator (and the sink inside it) is gone with the error: report and stop.
+                let what = match &e {
+                    ReadError::Io(_) => "cannot read",
+                    ReadError::Decode(_) => "cannot decode",
+                };
+                bail!("{label}: {what}: {e}");
+            }
+        }
+        if let Some(e) = sink.take_error() {
+            if e.kind() == io::ErrorKind::BrokenPipe {
+                return Ok(());
+            }
+            return Err(e).context("cannot write output");
+        }
+    }
+    match sink.finish() {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
+        other => other.map(|_| ()).context("cannot write output")?,
+    }
+    if !quiet {
+        let secs = started.elapsed().as_secs_f64();
+        eprintln!(
+            "bucketlog: {} records, {} rejected, {} blank, {} bytes in {:.2} s",
+            totals.records, totals.rejected, totals.blank, totals.bytes, secs
+        );
+    }
+    if !failures.is_empty() {
+        bail!("{}", failures.join("; "));
+    }
+    Ok(())
+}
+
+/// Inputs at least this large get a progress bar when stderr is a terminal.
+const PROGRESS_THRESHOLD_BYTES: u64 = 64 << 20;
+
+/// Counts bytes read and redraws a one-line progress bar on stderr at most 5 times a second.
+struct Progress<R> {
+    inner: R,
+    total: Option<u64>,
+    read: u64,
+    last_draw: Instant,
+}
+
+impl<R: Read> Progress<R> {
+    fn new(inner: R, total: Option<u64>) -> Self {
+        Self {
+            inner,
+            total,
+            read: 0,
+            last_draw: Instant::now(),
+        }
+    }
+
+    fn draw(&self, done: bool) {
+        let Some(total) = self.total.filter(|t| *t > 0) else {
+            return;
+        };
+        let fraction = (self.read as f64 / total as f64).min(1.0);
+        let filled = (fraction * 30.0) as usize;
+        eprint!(
+            "\r[{}{}] {:5.1}% of {} MiB{}",
+            "#".repeat(filled),
+            " ".repeat(30 - filled),
+            fraction * 100.0,
+            total >> 20,
+            if done { "\n" } else { "" }
+        );
+    }
+}
+
+impl<R: Read> Read for Progress<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        if n == 0 {
+            self.draw(true);
+        } else if self.last_draw.elapsed() >= Duration::from_millis(200) {
+            self.last_draw = Instant::now();
+            self.draw(false);
+        }
+        Ok(n)
+    }
+}

@@ -1,0 +1,363 @@
+//! Turning framed lines into curated records and rejected lines, with nothing lost: every
+//! non-blank line ends up in exactly one of the two, and both carry their lineage.
+
+use std::borrow::Cow;
+
+use crate::access_log::{ParseError, parse_line};
+use crate::enrich::{Enriched, Lineage};
+use crate::json::ObjectWriter;
+use crate::lines::Line;
+
+/// Receives framed lines; implemented by [`Curator`] and by anything that wants raw lines.
+pub trait LineHandler {
+    /// Handles one line.
+    fn line(&mut self, line: Line<'_>);
+}
+
+/// Where curated and rejected records go, already rendered as one JSON object each.
+pub trait CurationSink {
+    /// A line that parsed; `json` is its NDJSON rendering without the newline.
+    fn curated(&mut self, record: &Enriched<'_>, json: &[u8]);
+    /// A line that did not parse; `json` is its rendering without the newline.
+    fn rejected(&mut self, rejected: &Rejected<'_>, json: &[u8]);
+}
+
+/// Why a line was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RejectReason {
+    /// The line is not an access log record.
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    /// The line is longer than the framer's limit; `raw` holds its first `limit` bytes.
+    #[error("line_too_long: longer than {limit} bytes")]
+    LineTooLong {
+        /// The framer's limit in bytes.
+        limit: usize,
+    },
+}
+
+impl RejectReason {
+    /// A stable, machine-readable code for the reason.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RejectReason::Parse(e) => e.kind.code(),
+            RejectReason::LineTooLong { .. } => "line_too_long",
+        }
+    }
+}
+
+/// A rejected line with everything needed to find it and reprocess it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rejected<'a> {
+    /// Where the line came from.
+    pub lineage: Lineage<'a>,
+    /// Why it was rejected.
+    pub reason: RejectReason,
+    /// The line's bytes exactly as read (cut to the limit when too long).
+    pub raw: &'a [u8],
+    /// True when `raw` was cut.
+    pub truncated: bool,
+}
+
+impl Rejected<'_> {
+    /// Appends this rejected line as one JSON object (no newline) to `out`.
+    ///
+    /// `raw` is the line as text (invalid UTF-8 shown as U+FFFD); when the line is not valid
+    /// UTF-8, `raw_base64` carries its exact bytes so nothing is lost.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        let text = String::from_utf8_lossy(self.raw);
+        let mut o = ObjectWriter::new(out);
+        if let Some(source) = self.lineage.source_object {
+            o.str("source_object", Some(source));
+        }
+        o.u64("source_line", Some(self.lineage.source_line));
+        o.str("error", Some(&self.reason.to_string()));
+        o.str("error_kind", Some(self.reason.code()));
+        let (field, column) = match self.reason {
+            RejectReason::Parse(e) => (Some(e.field.name()), Some(e.column as u64)),
+            RejectReason::LineTooLong { .. } => (None, None),
+        };
+        o.str("field", field);
+        o.u64("column", column);
+        o.str("raw", Some(&text));
+        if let Cow::Owned(_) = text {
+            o.str("raw_base64", Some(&base64(self.raw)));
+        }
+        if self.truncated {
+            o.bool("truncated", Some(true));
+        }
+        o.finish();
+    }
+}
+
+/// Counts of what happened to the lines of one input.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CurationStats {
+    /// Lines read, including blank ones.
+    pub lines: u64,
+    /// Lines that became curated records.
+    pub records: u64,
+    /// Lines that became rejected records.
+    pub rejected: u64,
+    /// Blank lines, skipped.
+    pub blank: u64,
+}
+
+/// Parses, enriches and renders each line, handing the results to a [`CurationSink`].
+#[derive(Debug)]
+pub struct Curator<S> {
+    sink: S,
+    source_object: Option<String>,
+    json: Vec<u8>,
+    stats: CurationStats,
+    max_line_len: usize,
+}
+
+impl<S: CurationSink> Curator<S> {
+    /// A curator for one input; `source_object` is recorded as each record's lineage.
+    pub fn new(sink: S, source_object: Option<String>) -> Self {
+        Self {
+            sink,
+            source_object,
+            json: Vec::with_capacity(4096),
+            stats: CurationStats::default(),
+            max_line_len: crate::lines::DEFAULT_MAX_LINE_LEN,
+        }
+    }
+
+    /// What has happened to the lines so far.
+    pub fn stats(&self) -> CurationStats {
+        self.stats
+    }
+
+    /// The sink, for draining output between chunks.
+    pub fn sink_mut(&mut self) -> &mut S {
+        &mut self.sink
+    }
+
+    /// Gives the sink back once the input is done.
+    pub fn into_sink(self) -> S {
+        self.sink
+    }
+}
+
+impl<S: CurationSink> LineHandler for Curator<S> {
+    fn line(&mut self, line: Line<'_>) {
+        self.stats.lines += 1;
+        if line.bytes.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r')) && !line.truncated {
+            self.stats.blank += 1;
+            return;
+        }
+        let lineage = Lineage {
+            source_object: self.source_object.as_deref(),
+            source_line: line.number,
+        };
+        self.json.clear();
+        let reason = if line.truncated {
+            RejectReason::LineTooLong {
+                limit: self.max_line_len,
+            }
+        } else {
+            let (text, lossy) = match std::str::from_utf8(line.bytes) {
+                Ok(s) => (Cow::Borrowed(s), false),
+                Err(_) => (String::from_utf8_lossy(line.bytes), true),
+            };
+            match parse_line(&text) {
+                Ok(record) => {
+                    let enriched = Enriched::new(record, lineage, lossy);
+                    enriched.write_json(&mut self.json);
+                    self.stats.records += 1;
+                    self.sink.curated(&enriched, &self.json);
+                    return;
+                }
+                Err(e) => RejectReason::Parse(e),
+            }
+        };
+        let rejected = Rejected {
+            lineage,
+            reason,
+            raw: line.bytes,
+            truncated: line.truncated,
+        };
+        rejected.write_json(&mut self.json);
+        self.stats.rejected += 1;
+        self.sink.rejected(&rejected, &self.json);
+    }
+}
+
+/// Standard base64 with padding, for the exact bytes of non-UTF-8 rejected lines.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// A sink that keeps everything in memory: for tests and small inputs.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CollectingSink {
+    /// Curated records, one JSON object per line, each ending in `\n`.
+    pub curated: Vec<u8>,
+    /// Rejected lines, one JSON object per line, each ending in `\n`.
+    pub rejected: Vec<u8>,
+}
+
+impl CurationSink for CollectingSink {
+    fn curated(&mut self, _record: &Enriched<'_>, json: &[u8]) {
+        self.curated.extend_from_slice(json);
+        self.curated.push(b'\n');
+    }
+
+    fn rejected(&mut self, _rejected: &Rejected<'_>, json: &[u8]) {
+        self.rejected.extend_from_slice(json);
+        self.rejected.push(b'\n');
+    }
+}
+
+/// A sink that writes NDJSON to two writers, keeping the first write error for later:
+/// the curator cannot stop mid-line, so the caller checks [`WriterSink::take_error`].
+#[derive(Debug)]
+pub struct WriterSink<C, R> {
+    curated: C,
+    rejected: R,
+    error: Option<std::io::Error>,
+}
+
+impl<C: std::io::Write, R: std::io::Write> WriterSink<C, R> {
+    /// Curated records go to `curated`, rejected lines to `rejected`.
+    pub fn new(curated: C, rejected: R) -> Self {
+        Self {
+            curated,
+            rejected,
+            error: None,
+        }
+    }
+
+    /// The first write error, if any; once one happened, later records were not written.
+    pub fn take_error(&mut self) -> Option<std::io::Error> {
+        self.error.take()
+    }
+
+    /// Flushes both writers and gives them back.
+    pub fn finish(mut self) -> std::io::Result<(C, R)> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        self.curated.flush()?;
+        self.rejected.flush()?;
+        Ok((self.curated, self.rejected))
+    }
+
+    fn write_line(&mut self, to_curated: bool, json: &[u8]) {
+        if self.error.is_some() {
+            return;
+        }
+        let out: &mut dyn std::io::Write = if to_curated {
+            &mut self.curated
+        } else {
+            &mut self.rejected
+        };
+        if let Err(e) = out.write_all(json).and_then(|()| out.write_all(b"\n")) {
+            self.error = Some(e);
+        }
+    }
+}
+
+impl<C: std::io::Write, R: std::io::Write> CurationSink for WriterSink<C, R> {
+    fn curated(&mut self, _record: &Enriched<'_>, json: &[u8]) {
+        self.write_line(true, json);
+    }
+
+    fn rejected(&mut self, _rejected: &Rejected<'_>, json: &[u8]) {
+        self.write_line(false, json);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc_4648_vectors() {
+        let cases = [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foobar", "Zm9vYmFy"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(base64(input.as_bytes()), expected);
+        }
+    }
+
+    fn curate(lines: &[&[u8]]) -> (CurationStats, CollectingSink) {
+        let mut curator = Curator::new(CollectingSink::default(), Some("s3://b/k".into()));
+        for (i, bytes) in lines.iter().enumerate() {
+            curator.line(Line {
+                number: i as u64 + 1,
+                bytes,
+                truncated: false,
+            });
+        }
+        (curator.stats(), curator.into_sink())
+    }
+
+    #[test]
+    fn blank_lines_are_skipped_not_rejected() {
+        let (stats, sink) = curate(&[b"", b"  \r"]);
+        assert_eq!(
+            (stats.lines, stats.blank, stats.rejected, stats.records),
+            (2, 2, 0, 0)
+        );
+        assert!(sink.rejected.is_empty());
+    }
+
+    #[test]
+    fn rejected_line_names_line_error_and_keeps_raw() {
+        let (stats, sink) = curate(&[b"", b"garbage line"]);
+        assert_eq!(stats.rejected, 1);
+        let v: serde_json::Value = serde_json::from_slice(&sink.rejected).unwrap();
+        assert_eq!(v["source_line"], 2);
+        assert_eq!(v["source_object"], "s3://b/k");
+        assert_eq!(v["raw"], "garbage line");
+        assert_eq!(v["error_kind"], "missing_field");
+        assert_eq!(v["field"], "time");
+        assert!(v.get("raw_base64").is_none());
+    }
+
+    #[test]
+    fn non_utf8_rejected_line_keeps_exact_bytes() {
+        let (_, sink) = curate(&[b"bad \xff\xfe line"]);
+        let v: serde_json::Value = serde_json::from_slice(&sink.rejected).unwrap();
+        assert_eq!(v["raw_base64"], base64(b"bad \xff\xfe line"));
+    }
+
+    #[test]
+    fn truncated_line_is_rejected_as_too_long() {
+        let mut curator = Curator::new(CollectingSink::default(), None);
+        curator.line(Line {
+            number: 1,
+            bytes: b"abc",
+            truncated: true,
+        });
+        let v: serde_json::Value = serde_json::from_slice(&curator.into_sink().rejected).unwrap();
+        assert_eq!(v["error_kind"], "line_too_long");
+        assert_eq!(v["truncated"], true);
+        assert!(v.get("source_object").is_none());
+    }
+}

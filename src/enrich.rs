@@ -1,0 +1,638 @@
+//! From a parsed [`LogRecord`] to the curated record: decoded key, split request line,
+//! status class, who the requester is, which client they used, and where the line came
+//! from. [`Enriched::write_json`] renders the NDJSON contract documented in `SCHEMA.md`.
+
+use std::borrow::Cow;
+use std::sync::LazyLock;
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+
+use crate::access_log::LogRecord;
+use crate::json::ObjectWriter;
+
+/// Where a line came from: the log object (when known) and the 1-based line number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lineage<'a> {
+    /// `s3://bucket/key` of the log object, or a file path; `None` for stdin.
+    pub source_object: Option<&'a str>,
+    /// 1-based line number within the (decompressed) log object.
+    pub source_line: u64,
+}
+
+/// The parts of the quoted request line, `METHOD PATH?QUERY HTTP/x.y`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RequestLine<'a> {
+    /// `GET`, `PUT`, ...
+    pub method: Option<&'a str>,
+    /// The path, without the query string.
+    pub path: Option<&'a str>,
+    /// The query string without the leading `?`; `None` when there is no `?`.
+    pub query: Option<&'a str>,
+    /// `HTTP/1.1` and the like.
+    pub http_version: Option<&'a str>,
+}
+
+impl<'a> RequestLine<'a> {
+    /// Splits a request line; a missing request line gives all `None`.
+    pub fn split(request_uri: Option<&'a str>) -> Self {
+        let Some(uri) = request_uri.map(str::trim).filter(|u| !u.is_empty()) else {
+            return Self::default();
+        };
+        let (method, rest) = match uri.split_once(' ') {
+            Some((m, rest)) => (Some(m), rest.trim_start()),
+            None => (None, uri),
+        };
+        let (target, http_version) = match rest.rsplit_once(' ') {
+            Some((t, v)) if v.starts_with("HTTP/") => (t.trim_end(), Some(v)),
+            _ if rest.starts_with("HTTP/") && method.is_some() => ("", Some(rest)),
+            _ => (rest, None),
+        };
+        let (path, query) = match target.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (target, None),
+        };
+        Self {
+            method,
+            path: (!path.is_empty()).then_some(path),
+            query,
+            http_version,
+        }
+    }
+}
+
+/// Who made the request, as far as the requester field tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RequesterType {
+    /// `-`: an unauthenticated request.
+    Anonymous,
+    /// A 64-hex-digit canonical user ID.
+    CanonicalUser,
+    /// `arn:aws:iam::ACCOUNT:user/...`.
+    IamUser,
+    /// `arn:aws:iam::ACCOUNT:root`: the account's root user.
+    AccountRoot,
+    /// `arn:aws:sts::ACCOUNT:assumed-role/...`.
+    AssumedRole,
+    /// `arn:aws:sts::ACCOUNT:federated-user/...`.
+    FederatedUser,
+    /// An AWS service acting on its own: `svc:...`, `AmazonS3`, a `*.amazonaws.com`
+    /// principal, or a CloudFront origin access identity.
+    AwsService,
+    /// Anything else, such as an S3-compatible provider's own user IDs.
+    Other,
+}
+
+impl RequesterType {
+    /// Classifies a requester field (`None` is anonymous).
+    pub fn classify(requester: Option<&str>) -> Self {
+        let Some(r) = requester else {
+            return Self::Anonymous;
+        };
+        if r.starts_with("svc:") || r == "AmazonS3" || r.ends_with(".amazonaws.com") {
+            return Self::AwsService;
+        }
+        if let Some(arn) = Arn::parse(r) {
+            return match (arn.service, arn.account, arn.resource) {
+                ("iam", "cloudfront", _) | ("iam", "aws", _) => Self::AwsService,
+                ("iam", _, "root") => Self::AccountRoot,
+                ("iam", _, res) if res.starts_with("user/") => Self::IamUser,
+                ("sts", _, res) if res.starts_with("assumed-role/") => Self::AssumedRole,
+                ("sts", _, res) if res.starts_with("federated-user/") => Self::FederatedUser,
+                _ => Self::Other,
+            };
+        }
+        if r.len() == 64 && r.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Self::CanonicalUser;
+        }
+        Self::Other
+    }
+
+    /// The value written to `requester_type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Anonymous => "anonymous",
+            Self::CanonicalUser => "canonical_user",
+            Self::IamUser => "iam_user",
+            Self::AccountRoot => "account_root",
+            Self::AssumedRole => "assumed_role",
+            Self::FederatedUser => "federated_user",
+            Self::AwsService => "aws_service",
+            Self::Other => "other",
+        }
+    }
+}
+
+/// The six colon-separated parts of an ARN; the resource may itself contain colons.
+struct Arn<'a> {
+    service: &'a str,
+    account: &'a str,
+    resource: &'a str,
+}
+
+impl<'a> Arn<'a> {
+    fn parse(s: &'a str) -> Option<Self> {
+        let mut parts = s.splitn(6, ':');
+        if parts.next()? != "arn" {
+            return None;
+        }
+        let _partition = parts.next()?;
+        let service = parts.next()?;
+        let _region = parts.next()?;
+        let account = parts.next()?;
+        let resource = parts.next()?;
+        Some(Self {
+            service,
+            account,
+            resource,
+        })
+    }
+}
+
+/// The 12-digit AWS account ID inside an ARN requester, if it has one.
+pub fn requester_account_id(requester: Option<&str>) -> Option<&str> {
+    let arn = Arn::parse(requester?)?;
+    (arn.account.len() == 12 && arn.account.bytes().all(|b| b.is_ascii_digit()))
+        .then_some(arn.account)
+}
+
+/// Which kind of client sent the request, from its user agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum UserAgentFamily {
+    /// A known vulnerability or port scanner (sqlmap, nikto, masscan, zgrab, nmap, ...).
+    Scanner,
+    /// The S3 console in a browser.
+    S3Console,
+    /// AWS's own internal traffic (`aws-internal/...`): replication, inventory, and so on.
+    AwsInternal,
+    /// The AWS CLI.
+    AwsCli,
+    /// Python's boto3 / botocore.
+    Boto3,
+    /// Any other AWS SDK (`aws-sdk-java`, `aws-sdk-go`, `aws-sdk-js`, `aws-sdk-rust`, ...).
+    AwsSdk,
+    /// curl.
+    Curl,
+    /// GNU Wget.
+    Wget,
+    /// A web browser (`Mozilla/...`).
+    Browser,
+    /// Anything else.
+    Other,
+}
+
+/// Case-insensitive needles, each with the family it signals. When several match, the
+/// family declared first in [`UserAgentFamily`] wins (a scanner posing as a browser is a
+/// scanner; the AWS CLI carries `botocore` but is the CLI).
+const USER_AGENT_NEEDLES: &[(&str, UserAgentFamily)] = &[
+    ("sqlmap", UserAgentFamily::Scanner),
+    ("nikto", UserAgentFamily::Scanner),
+    ("masscan", UserAgentFamily::Scanner),
+    ("zgrab", UserAgentFamily::Scanner),
+    ("nmap", UserAgentFamily::Scanner),
+    ("nuclei", UserAgentFamily::Scanner),
+    ("gobuster", UserAgentFamily::Scanner),
+    ("dirbuster", UserAgentFamily::Scanner),
+    ("wpscan", UserAgentFamily::Scanner),
+    ("acunetix", UserAgentFamily::Scanner),
+    ("nessus", UserAgentFamily::Scanner),
+    ("openvas", UserAgentFamily::Scanner),
+    ("s3scanner", UserAgentFamily::Scanner),
+    ("s3console", UserAgentFamily::S3Console),
+    ("aws-internal", UserAgentFamily::AwsInternal),
+    ("aws-cli/", UserAgentFamily::AwsCli),
+    ("boto3/", UserAgentFamily::Boto3),
+    ("botocore/", UserAgentFamily::Boto3),
+    ("aws-sdk-", UserAgentFamily::AwsSdk),
+    ("curl/", UserAgentFamily::Curl),
+    ("wget/", UserAgentFamily::Wget),
+    ("mozilla/", UserAgentFamily::Browser),
+];
+
+static USER_AGENT_MATCHER: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| {
+    AhoCorasickBuilder::new()
+        .ascii_case_insensitive(true)
+        .match_kind(MatchKind::Standard)
+        .build(USER_AGENT_NEEDLES.iter().map(|(needle, _)| needle))
+        .ok()
+});
+
+impl UserAgentFamily {
+    /// Classifies a user agent in one pass over its bytes.
+    pub fn classify(user_agent: &str) -> Self {
+        let Some(matcher) = USER_AGENT_MATCHER.as_ref() else {
+            return Self::Other;
+        };
+        matcher
+            .find_overlapping_iter(user_agent)
+            .filter_map(|m| USER_AGENT_NEEDLES.get(m.pattern().as_usize()))
+            .map(|&(_, family)| family)
+            .min()
+            .unwrap_or(Self::Other)
+    }
+
+    /// The value written to `user_agent_family`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Scanner => "scanner",
+            Self::S3Console => "s3-console",
+            Self::AwsInternal => "aws-internal",
+            Self::AwsCli => "aws-cli",
+            Self::Boto3 => "boto3",
+            Self::AwsSdk => "aws-sdk",
+            Self::Curl => "curl",
+            Self::Wget => "wget",
+            Self::Browser => "browser",
+            Self::Other => "other",
+        }
+    }
+}
+
+/// `"2xx"` for 200..=299 and so on; `None` outside 100..=599.
+pub fn status_class(status: Option<u16>) -> Option<&'static str> {
+    match status? {
+        100..=199 => Some("1xx"),
+        200..=299 => Some("2xx"),
+        300..=399 => Some("3xx"),
+        400..=499 => Some("4xx"),
+        500..=599 => Some("5xx"),
+        _ => None,
+    }
+}
+
+/// Percent-decodes an object key as S3 logs it. `+` is kept: unlike event notifications,
+/// the access log encodes a space as `%20`, so a literal `+` in a log key is a plus.
+/// Invalid escapes are kept as written; decoded bytes that are not UTF-8 become U+FFFD.
+pub fn decode_key(key: &str) -> Cow<'_, str> {
+    if !key.contains('%') {
+        return Cow::Borrowed(key);
+    }
+    let bytes = key.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let (Some(h), Some(l)) = (
+                bytes.get(i + 1).and_then(|&c| hex_value(c)),
+                bytes.get(i + 2).and_then(|&c| hex_value(c)),
+            )
+        {
+            out.push(h << 4 | l);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    match String::from_utf8(out) {
+        Ok(s) => Cow::Owned(s),
+        Err(e) => Cow::Owned(String::from_utf8_lossy(e.as_bytes()).into_owned()),
+    }
+}
+
+fn hex_value(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// A curated record: the parsed fields plus everything derived from them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enriched<'a> {
+    /// The parsed log fields.
+    pub record: LogRecord<'a>,
+    /// The key with percent-escapes decoded.
+    pub key_decoded: Option<Cow<'a, str>>,
+    /// The request line, split.
+    pub request: RequestLine<'a>,
+    /// `"2xx"` ... `"5xx"`.
+    pub status_class: Option<&'static str>,
+    /// Who the requester is.
+    pub requester_type: RequesterType,
+    /// The requester's AWS account, from its ARN.
+    pub requester_account_id: Option<&'a str>,
+    /// Which client sent the request; `None` when there is no user agent.
+    pub user_agent_family: Option<UserAgentFamily>,
+    /// Where the line came from.
+    pub lineage: Lineage<'a>,
+    /// True when the line was not valid UTF-8 and invalid bytes became U+FFFD.
+    pub utf8_lossy: bool,
+}
+
+impl<'a> Enriched<'a> {
+    /// Derives the enrichment fields from a parsed record.
+    pub fn new(record: LogRecord<'a>, lineage: Lineage<'a>, utf8_lossy: bool) -> Self {
+        Self {
+            key_decoded: record.key.map(decode_key),
+            request: RequestLine::split(record.request_uri),
+            status_class: status_class(record.http_status),
+            requester_type: RequesterType::classify(record.requester),
+            requester_account_id: requester_account_id(record.requester),
+            user_agent_family: record.user_agent.map(UserAgentFamily::classify),
+            record,
+            lineage,
+            utf8_lossy,
+        }
+    }
+
+    /// Appends this record as one JSON object (no newline) to `out`.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        let r = &self.record;
+        let mut o = ObjectWriter::new(out);
+        o.str("bucket_owner", r.bucket_owner);
+        o.str("bucket", r.bucket);
+        o.str("time", Some(r.time.rfc3339().as_str()));
+        o.str("remote_ip", r.remote_ip);
+        o.str("requester", r.requester);
+        o.str("request_id", r.request_id);
+        o.str("operation", r.operation);
+        o.str("key", r.key);
+        o.str("request_uri", r.request_uri);
+        o.u64("http_status", r.http_status.map(u64::from));
+        o.str("error_code", r.error_code);
+        o.u64("bytes_sent", r.bytes_sent);
+        o.u64("object_size", r.object_size);
+        o.u64("total_time_ms", r.total_time_ms);
+        o.u64("turn_around_time_ms", r.turn_around_time_ms);
+        o.str("referer", r.referer);
+        o.str("user_agent", r.user_agent);
+        o.str("version_id", r.version_id);
+        o.str("host_id", r.host_id);
+        o.str("signature_version", r.signature_version);
+        o.str("cipher_suite", r.cipher_suite);
+        o.str("authentication_type", r.authentication_type);
+        o.str("host_header", r.host_header);
+        o.str("tls_version", r.tls_version);
+        o.str("access_point_arn", r.access_point_arn);
+        o.bool("acl_required", r.acl_required);
+        o.str("source_region", r.source_region);
+        if !r.extra.is_empty() {
+            o.str_array("extra_fields", r.extra_fields());
+        }
+        o.str("key_decoded", self.key_decoded.as_deref());
+        o.str("request_method", self.request.method);
+        o.str("request_path", self.request.path);
+        o.str("request_query", self.request.query);
+        o.str("http_version", self.request.http_version);
+        o.str("status_class", self.status_class);
+        o.str("requester_type", Some(self.requester_type.as_str()));
+        o.str("requester_account_id", self.requester_account_id);
+        o.str(
+            "user_agent_family",
+            self.user_agent_family.map(UserAgentFamily::as_str),
+        );
+        o.u64("source_line", Some(self.lineage.source_line));
+        if let Some(source) = self.lineage.source_object {
+            o.str("source_object", Some(source));
+        }
+        if self.utf8_lossy {
+            o.bool("utf8_lossy", Some(true));
+        }
+        o.finish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    macro_rules! classifies {
+        ($name:ident, $f:expr, $input:expr, $expected:expr) => {
+            #[test]
+            fn $name() {
+                assert_eq!($f($input), $expected);
+            }
+        };
+    }
+
+    use RequesterType as R;
+    classifies!(dash_is_anonymous, R::classify, None, R::Anonymous);
+    classifies!(
+        canonical_id,
+        R::classify,
+        Some("79a59df900b949e55d96a1e698fbacedfd6e09d98eacf8f8d5218e7cd47ef2be"),
+        R::CanonicalUser
+    );
+    classifies!(
+        iam_user,
+        R::classify,
+        Some("arn:aws:iam::123456789012:user/alice"),
+        R::IamUser
+    );
+    classifies!(
+        gov_cloud_iam_user,
+        R::classify,
+        Some("arn:aws-us-gov:iam::123456789012:user/bob"),
+        R::IamUser
+    );
+    classifies!(
+        account_root,
+        R::classify,
+        Some("arn:aws:iam::123456789012:root"),
+        R::AccountRoot
+    );
+    classifies!(
+        assumed_role,
+        R::classify,
+        Some("arn:aws:sts::123456789012:assumed-role/Admin/session"),
+        R::AssumedRole
+    );
+    classifies!(
+        federated_user,
+        R::classify,
+        Some("arn:aws:sts::123456789012:federated-user/carol"),
+        R::FederatedUser
+    );
+    classifies!(
+        svc_prefix,
+        R::classify,
+        Some("svc:s3.amazonaws.com"),
+        R::AwsService
+    );
+    classifies!(amazon_s3, R::classify, Some("AmazonS3"), R::AwsService);
+    classifies!(
+        service_principal,
+        R::classify,
+        Some("delivery.logs.amazonaws.com"),
+        R::AwsService
+    );
+    classifies!(
+        cloudfront_oai,
+        R::classify,
+        Some("arn:aws:iam::cloudfront:user/CloudFront Origin Access Identity E2QWRUHAPOMQZL"),
+        R::AwsService
+    );
+    classifies!(
+        ovh_user_is_other,
+        R::classify,
+        Some("1542319462669586:user-5hwhM25pPT6f"),
+        R::Other
+    );
+
+    classifies!(
+        account_from_role,
+        requester_account_id,
+        Some("arn:aws:sts::123456789012:assumed-role/A/b"),
+        Some("123456789012")
+    );
+    classifies!(
+        no_account_for_cloudfront,
+        requester_account_id,
+        Some("arn:aws:iam::cloudfront:user/CloudFront Origin Access Identity E2"),
+        None
+    );
+    classifies!(
+        no_account_for_canonical,
+        requester_account_id,
+        Some("79a59df900b949e5"),
+        None
+    );
+
+    use UserAgentFamily as U;
+    classifies!(
+        aws_cli,
+        U::classify,
+        "aws-cli/2.15.0 Python/3.11.6 Linux/6.1 exe/x86_64.amzn.2 prompt/off command/s3.cp",
+        U::AwsCli
+    );
+    classifies!(
+        aws_cli_v1_with_botocore,
+        U::classify,
+        "aws-cli/1.24.10 Python/3.6.9 Linux/5.4.0-135-generic botocore/1.26.10",
+        U::AwsCli
+    );
+    classifies!(
+        boto3,
+        U::classify,
+        "Boto3/1.34.0 md/Botocore#1.34.0 ua/2.0 os/linux#6.1 lang/python#3.12.1 Botocore/1.34.0",
+        U::Boto3
+    );
+    classifies!(
+        java_sdk,
+        U::classify,
+        "aws-sdk-java/2.20.0 Linux/5.10 OpenJDK_64-Bit_Server_VM/17",
+        U::AwsSdk
+    );
+    classifies!(
+        rust_sdk,
+        U::classify,
+        "aws-sdk-rust/1.3.0 os/linux lang/rust/1.95.0",
+        U::AwsSdk
+    );
+    classifies!(
+        console,
+        U::classify,
+        "S3Console/0.4, aws-internal/3 aws-sdk-java/1.12.488",
+        U::S3Console
+    );
+    classifies!(
+        internal,
+        U::classify,
+        "aws-internal/3 aws-sdk-java/1.12.488 Linux/5.10",
+        U::AwsInternal
+    );
+    classifies!(
+        firefox,
+        U::classify,
+        "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0",
+        U::Browser
+    );
+    classifies!(curl, U::classify, "curl/8.4.0", U::Curl);
+    classifies!(wget, U::classify, "Wget/1.21.3", U::Wget);
+    classifies!(
+        nmap_posing_as_browser,
+        U::classify,
+        "Mozilla/5.0 (compatible; Nmap Scripting Engine; https://nmap.org/book/nse.html)",
+        U::Scanner
+    );
+    classifies!(
+        sqlmap,
+        U::classify,
+        "sqlmap/1.7.2#stable (https://sqlmap.org)",
+        U::Scanner
+    );
+    classifies!(zgrab, U::classify, "Mozilla/5.0 zgrab/0.x", U::Scanner);
+    classifies!(unknown_agent, U::classify, "Go-http-client/1.1", U::Other);
+
+    macro_rules! splits_request {
+        ($name:ident, $input:expr, $m:expr, $p:expr, $q:expr, $v:expr) => {
+            #[test]
+            fn $name() {
+                let r = RequestLine::split($input);
+                assert_eq!(
+                    (r.method, r.path, r.query, r.http_version),
+                    ($m, $p, $q, $v)
+                );
+            }
+        };
+    }
+    splits_request!(
+        get_with_query,
+        Some("GET /b/k?versionId=3 HTTP/1.1"),
+        Some("GET"),
+        Some("/b/k"),
+        Some("versionId=3"),
+        Some("HTTP/1.1")
+    );
+    splits_request!(
+        no_query,
+        Some("PUT /b/a%20b HTTP/1.0"),
+        Some("PUT"),
+        Some("/b/a%20b"),
+        None,
+        Some("HTTP/1.0")
+    );
+    splits_request!(
+        empty_query,
+        Some("GET /?logging HTTP/1.0"),
+        Some("GET"),
+        Some("/"),
+        Some("logging"),
+        Some("HTTP/1.0")
+    );
+    splits_request!(
+        unencoded_space_in_path,
+        Some("GET /b/a b HTTP/1.1"),
+        Some("GET"),
+        Some("/b/a b"),
+        None,
+        Some("HTTP/1.1")
+    );
+    splits_request!(
+        no_version,
+        Some("GET /b/k"),
+        Some("GET"),
+        Some("/b/k"),
+        None,
+        None
+    );
+    splits_request!(missing, None, None, None, None, None);
+
+    macro_rules! decodes_key {
+        ($name:ident, $input:expr, $expected:expr) => {
+            #[test]
+            fn $name() {
+                assert_eq!(decode_key($input), $expected);
+            }
+        };
+    }
+    decodes_key!(plain_key_is_borrowed, "a/b.txt", "a/b.txt");
+    decodes_key!(space, "my%20file.txt", "my file.txt");
+    decodes_key!(plus_is_a_plus, "noog+nork", "noog+nork");
+    decodes_key!(encoded_plus, "a%2Bb", "a+b");
+    decodes_key!(utf8_multibyte, "caf%C3%A9", "café");
+    decodes_key!(invalid_escape_kept, "100%zz", "100%zz");
+    decodes_key!(truncated_escape_kept, "abc%4", "abc%4");
+    decodes_key!(invalid_utf8_replaced, "%FF", "\u{FFFD}");
+
+    #[test]
+    fn status_classes() {
+        assert_eq!(status_class(Some(204)), Some("2xx"));
+        assert_eq!(status_class(Some(403)), Some("4xx"));
+        assert_eq!(status_class(Some(503)), Some("5xx"));
+        assert_eq!(status_class(Some(99)), None);
+        assert_eq!(status_class(None), None);
+    }
+}

@@ -1,0 +1,40 @@
+//! # bucketlog
+//!
+//! Turns S3 server access logs (and the same format from OVHcloud, Storj, Ceph RGW,
+//! Backblaze and other S3-compatible stores) into enriched newline-delimited JSON.
+//!
+//! The crate has a pure core with no I/O, and thin edges around it:
+//!
+//! - [`access_log`]: one line → a borrowed [`access_log::LogRecord`], or a typed error
+//!   naming the field and byte column.
+//! - [`lines`]: push-based line framing with a length cap, line numbers and CRLF handling.
+//! - [`input`]: plain or gzip (told from the magic bytes), pushed chunk by chunk.
+//! - [`enrich`]: decoded key, split request line, requester and client classification,
+//!   and the NDJSON rendering whose field names are the public contract (`SCHEMA.md`).
+//! - [`curate`]: every line becomes exactly one curated or rejected record.
+//! - [`generate`]: deterministic synthetic logs for tests and benchmarks.
+//!
+//! ```
+//! use bucketlog::curate::{CollectingSink, Curator};
+//! use bucketlog::input::decode_reader;
+//!
+//! let log = br#"79a5 my-bucket [06/Feb/2019:00:00:38 +0000] 192.0.2.3 - 3E57427F3EXAMPLE REST.GET.OBJECT a%20b.png "GET /my-bucket/a%20b.png HTTP/1.1" 200 - 10 10 7 5 "-" "curl/8.0" -
+//! not a log line
+//! "#;
+//! let curator = Curator::new(CollectingSink::default(), Some("s3://logs/raw/x".into()));
+//! let (curator, _summary) = decode_reader(&log[..], curator).unwrap();
+//! let stats = curator.stats();
+//! assert_eq!((stats.records, stats.rejected), (1, 1));
+//! let sink = curator.into_sink();
+//! let record: serde_json::Value = serde_json::from_slice(&sink.curated).unwrap();
+//! assert_eq!(record["key_decoded"], "a b.png");
+//! assert_eq!(record["user_agent_family"], "curl");
+//! ```
+
+pub mod access_log;
+pub mod curate;
+pub mod enrich;
+pub mod generate;
+pub mod input;
+mod json;
+pub mod lines;
