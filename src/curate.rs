@@ -3,9 +3,9 @@
 
 use std::borrow::Cow;
 
-use crate::access_log::{ParseError, parse_line};
-use crate::enrich::{Enriched, Lineage};
-use crate::json::ObjectWriter;
+use crate::access_log::{ParseError, parse_line_counting_quotes};
+use crate::enrich::{Enriched, Lineage, UserAgentCache};
+use crate::json::{ObjectWriter, scan_line};
 use crate::lines::Line;
 
 /// Receives framed lines; implemented by [`Curator`] and by anything that wants raw lines.
@@ -111,6 +111,7 @@ pub struct Curator<S> {
     json: Vec<u8>,
     stats: CurationStats,
     max_line_len: usize,
+    user_agents: UserAgentCache,
 }
 
 impl<S: CurationSink> Curator<S> {
@@ -122,6 +123,7 @@ impl<S: CurationSink> Curator<S> {
             json: Vec::with_capacity(4096),
             stats: CurationStats::default(),
             max_line_len: crate::lines::DEFAULT_MAX_LINE_LEN,
+            user_agents: UserAgentCache::default(),
         }
     }
 
@@ -162,10 +164,13 @@ impl<S: CurationSink> LineHandler for Curator<S> {
                 Ok(s) => (Cow::Borrowed(s), false),
                 Err(_) => (String::from_utf8_lossy(line.bytes), true),
             };
-            match parse_line(&text) {
-                Ok(record) => {
-                    let enriched = Enriched::new(record, lineage, lossy);
-                    enriched.write_json(&mut self.json);
+            match parse_line_counting_quotes(&text) {
+                Ok((record, delimiter_quotes)) => {
+                    let scan = scan_line(text.as_bytes());
+                    let clean = !scan.has_backslash_or_control && scan.quotes == delimiter_quotes;
+                    let enriched =
+                        Enriched::with_cache(record, lineage, lossy, &mut self.user_agents);
+                    enriched.write_json_trusting(&mut self.json, clean);
                     self.stats.records += 1;
                     self.sink.curated(&enriched, &self.json);
                     return;

@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::sync::LazyLock;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 
 use crate::access_log::LogRecord;
 use crate::json::ObjectWriter;
@@ -38,17 +38,19 @@ impl<'a> RequestLine<'a> {
         let Some(uri) = request_uri.map(str::trim).filter(|u| !u.is_empty()) else {
             return Self::default();
         };
-        let (method, rest) = match uri.split_once(' ') {
-            Some((m, rest)) => (Some(m), rest.trim_start()),
+        let (method, rest) = match memchr::memchr(b' ', uri.as_bytes()) {
+            Some(i) => (Some(&uri[..i]), uri[i + 1..].trim_start()),
             None => (None, uri),
         };
-        let (target, http_version) = match rest.rsplit_once(' ') {
-            Some((t, v)) if v.starts_with("HTTP/") => (t.trim_end(), Some(v)),
+        let (target, http_version) = match memchr::memrchr(b' ', rest.as_bytes()) {
+            Some(i) if rest[i + 1..].starts_with("HTTP/") => {
+                (rest[..i].trim_end(), Some(&rest[i + 1..]))
+            }
             _ if rest.starts_with("HTTP/") && method.is_some() => ("", Some(rest)),
             _ => (rest, None),
         };
-        let (path, query) = match target.split_once('?') {
-            Some((p, q)) => (p, Some(q)),
+        let (path, query) = match memchr::memchr(b'?', target.as_bytes()) {
+            Some(i) => (&target[..i], Some(&target[i + 1..])),
             None => (target, None),
         };
         Self {
@@ -85,14 +87,22 @@ pub enum RequesterType {
 impl RequesterType {
     /// Classifies a requester field (`None` is anonymous).
     pub fn classify(requester: Option<&str>) -> Self {
+        Self::classify_with_account(requester).0
+    }
+
+    /// Classifies a requester and pulls out its AWS account ID, reading an ARN only once.
+    pub fn classify_with_account(requester: Option<&str>) -> (Self, Option<&str>) {
         let Some(r) = requester else {
-            return Self::Anonymous;
+            return (Self::Anonymous, None);
         };
         if r.starts_with("svc:") || r == "AmazonS3" || r.ends_with(".amazonaws.com") {
-            return Self::AwsService;
+            return (Self::AwsService, None);
         }
         if let Some(arn) = Arn::parse(r) {
-            return match (arn.service, arn.account, arn.resource) {
+            let account = (arn.account.len() == 12
+                && arn.account.bytes().all(|b| b.is_ascii_digit()))
+            .then_some(arn.account);
+            let kind = match (arn.service, arn.account, arn.resource) {
                 ("iam", "cloudfront", _) | ("iam", "aws", _) => Self::AwsService,
                 ("iam", _, "root") => Self::AccountRoot,
                 ("iam", _, res) if res.starts_with("user/") => Self::IamUser,
@@ -100,11 +110,12 @@ impl RequesterType {
                 ("sts", _, res) if res.starts_with("federated-user/") => Self::FederatedUser,
                 _ => Self::Other,
             };
+            return (kind, account);
         }
         if r.len() == 64 && r.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Self::CanonicalUser;
+            return (Self::CanonicalUser, None);
         }
-        Self::Other
+        (Self::Other, None)
     }
 
     /// The value written to `requester_type`.
@@ -130,29 +141,25 @@ struct Arn<'a> {
 }
 
 impl<'a> Arn<'a> {
+    /// Splits `arn:partition:service:region:account:resource`.
     fn parse(s: &'a str) -> Option<Self> {
-        let mut parts = s.splitn(6, ':');
-        if parts.next()? != "arn" {
-            return None;
-        }
-        let _partition = parts.next()?;
-        let service = parts.next()?;
-        let _region = parts.next()?;
-        let account = parts.next()?;
-        let resource = parts.next()?;
+        let rest = s.strip_prefix("arn:")?;
+        let mut colons = memchr::memchr_iter(b':', rest.as_bytes());
+        let after_partition = colons.next()?;
+        let after_service = colons.next()?;
+        let after_region = colons.next()?;
+        let after_account = colons.next()?;
         Some(Self {
-            service,
-            account,
-            resource,
+            service: &rest[after_partition + 1..after_service],
+            account: &rest[after_region + 1..after_account],
+            resource: &rest[after_account + 1..],
         })
     }
 }
 
 /// The 12-digit AWS account ID inside an ARN requester, if it has one.
 pub fn requester_account_id(requester: Option<&str>) -> Option<&str> {
-    let arn = Arn::parse(requester?)?;
-    (arn.account.len() == 12 && arn.account.bytes().all(|b| b.is_ascii_digit()))
-        .then_some(arn.account)
+    RequesterType::classify_with_account(requester).1
 }
 
 /// Which kind of client sent the request, from its user agent.
@@ -212,6 +219,7 @@ static USER_AGENT_MATCHER: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| {
     AhoCorasickBuilder::new()
         .ascii_case_insensitive(true)
         .match_kind(MatchKind::Standard)
+        .kind(Some(AhoCorasickKind::DFA))
         .build(USER_AGENT_NEEDLES.iter().map(|(needle, _)| needle))
         .ok()
 });
@@ -247,6 +255,35 @@ impl UserAgentFamily {
     }
 }
 
+/// Remembers the last few user agents it classified. A log object holds few distinct user
+/// agents, so this turns most classifications into one length check and one `memcmp`.
+/// Its size is fixed: memory does not grow with the number of distinct agents.
+#[derive(Debug, Default)]
+pub struct UserAgentCache {
+    entries: [Option<(Box<str>, UserAgentFamily)>; USER_AGENT_CACHE_SLOTS],
+    next_victim: usize,
+}
+
+const USER_AGENT_CACHE_SLOTS: usize = 16;
+
+impl UserAgentCache {
+    /// Same answer as [`UserAgentFamily::classify`], usually faster.
+    pub fn classify(&mut self, user_agent: &str) -> UserAgentFamily {
+        let hit = self
+            .entries
+            .iter()
+            .flatten()
+            .find(|(ua, _)| ua.len() == user_agent.len() && **ua == *user_agent);
+        if let Some(&(_, family)) = hit {
+            return family;
+        }
+        let family = UserAgentFamily::classify(user_agent);
+        self.entries[self.next_victim] = Some((user_agent.into(), family));
+        self.next_victim = (self.next_victim + 1) % USER_AGENT_CACHE_SLOTS;
+        family
+    }
+}
+
 /// `"2xx"` for 200..=299 and so on; `None` outside 100..=599.
 pub fn status_class(status: Option<u16>) -> Option<&'static str> {
     match status? {
@@ -263,7 +300,7 @@ pub fn status_class(status: Option<u16>) -> Option<&'static str> {
 /// the access log encodes a space as `%20`, so a literal `+` in a log key is a plus.
 /// Invalid escapes are kept as written; decoded bytes that are not UTF-8 become U+FFFD.
 pub fn decode_key(key: &str) -> Cow<'_, str> {
-    if !key.contains('%') {
+    if memchr::memchr(b'%', key.as_bytes()).is_none() {
         return Cow::Borrowed(key);
     }
     let bytes = key.as_bytes();
@@ -324,13 +361,25 @@ pub struct Enriched<'a> {
 impl<'a> Enriched<'a> {
     /// Derives the enrichment fields from a parsed record.
     pub fn new(record: LogRecord<'a>, lineage: Lineage<'a>, utf8_lossy: bool) -> Self {
+        Self::with_cache(record, lineage, utf8_lossy, &mut UserAgentCache::default())
+    }
+
+    /// Like [`Enriched::new`], reusing a user-agent cache across records of one stream.
+    pub fn with_cache(
+        record: LogRecord<'a>,
+        lineage: Lineage<'a>,
+        utf8_lossy: bool,
+        user_agents: &mut UserAgentCache,
+    ) -> Self {
+        let (requester_type, requester_account_id) =
+            RequesterType::classify_with_account(record.requester);
         Self {
             key_decoded: record.key.map(decode_key),
             request: RequestLine::split(record.request_uri),
             status_class: status_class(record.http_status),
-            requester_type: RequesterType::classify(record.requester),
-            requester_account_id: requester_account_id(record.requester),
-            user_agent_family: record.user_agent.map(UserAgentFamily::classify),
+            requester_type,
+            requester_account_id,
+            user_agent_family: record.user_agent.map(|ua| user_agents.classify(ua)),
             record,
             lineage,
             utf8_lossy,
@@ -339,8 +388,15 @@ impl<'a> Enriched<'a> {
 
     /// Appends this record as one JSON object (no newline) to `out`.
     pub fn write_json(&self, out: &mut Vec<u8>) {
+        self.write_json_trusting(out, false);
+    }
+
+    /// Like [`Enriched::write_json`]; `line_is_clean` promises that no field sliced from
+    /// the line needs JSON escaping (no `\\`, no control byte, and every `"` on the line
+    /// was a field delimiter), which skips the per-field escape checks.
+    pub(crate) fn write_json_trusting(&self, out: &mut Vec<u8>, line_is_clean: bool) {
         let r = &self.record;
-        let mut o = ObjectWriter::new(out);
+        let mut o = ObjectWriter::trusting(out, line_is_clean);
         o.str("bucket_owner", r.bucket_owner);
         o.str("bucket", r.bucket);
         o.str("time", Some(r.time.rfc3339().as_str()));
@@ -371,7 +427,10 @@ impl<'a> Enriched<'a> {
         if !r.extra.is_empty() {
             o.str_array("extra_fields", r.extra_fields());
         }
-        o.str("key_decoded", self.key_decoded.as_deref());
+        match &self.key_decoded {
+            Some(Cow::Borrowed(key)) => o.str("key_decoded", Some(key)),
+            decoded => o.untrusted_str("key_decoded", decoded.as_deref()),
+        }
         o.str("request_method", self.request.method);
         o.str("request_path", self.request.path);
         o.str("request_query", self.request.query);
@@ -385,7 +444,7 @@ impl<'a> Enriched<'a> {
         );
         o.u64("source_line", Some(self.lineage.source_line));
         if let Some(source) = self.lineage.source_object {
-            o.str("source_object", Some(source));
+            o.untrusted_str("source_object", Some(source));
         }
         if self.utf8_lossy {
             o.bool("utf8_lossy", Some(true));
@@ -626,6 +685,26 @@ mod tests {
     decodes_key!(invalid_escape_kept, "100%zz", "100%zz");
     decodes_key!(truncated_escape_kept, "abc%4", "abc%4");
     decodes_key!(invalid_utf8_replaced, "%FF", "\u{FFFD}");
+
+    #[test]
+    fn cache_agrees_with_classify_and_stays_bounded() {
+        let mut cache = UserAgentCache::default();
+        for round in 0..3 {
+            for i in 0..40 {
+                let ua = if i % 2 == 0 {
+                    format!("curl/{i}")
+                } else {
+                    format!("sqlmap/{i}")
+                };
+                assert_eq!(
+                    cache.classify(&ua),
+                    UserAgentFamily::classify(&ua),
+                    "round {round}"
+                );
+            }
+        }
+        assert_eq!(cache.entries.len(), USER_AGENT_CACHE_SLOTS);
+    }
 
     #[test]
     fn status_classes() {

@@ -6,15 +6,31 @@
 pub(crate) struct ObjectWriter<'b> {
     out: &'b mut Vec<u8>,
     empty: bool,
+    trusted: bool,
 }
 
 impl<'b> ObjectWriter<'b> {
     /// Starts an object at the end of `out`.
     pub(crate) fn new(out: &'b mut Vec<u8>) -> Self {
         out.push(b'{');
-        Self { out, empty: true }
+        Self {
+            out,
+            empty: true,
+            trusted: false,
+        }
     }
 
+    /// Starts an object whose [`ObjectWriter::str`] values are known to need no escaping
+    /// (the caller has scanned the text they are sliced from).
+    pub(crate) fn trusting(out: &'b mut Vec<u8>, trusted: bool) -> Self {
+        let mut writer = Self::new(out);
+        writer.trusted = trusted;
+        writer
+    }
+
+    // Always inlined: with the key a literal at every call site, its copy becomes a few
+    // plain stores instead of a `memcpy` call.
+    #[inline(always)]
     fn key(&mut self, key: &str) {
         if !self.empty {
             self.out.push(b',');
@@ -25,8 +41,20 @@ impl<'b> ObjectWriter<'b> {
         self.out.extend_from_slice(b"\":");
     }
 
-    /// A string field; `None` is written as `null`.
+    /// A string field; `None` is written as `null`. Escapes unless the writer is trusting.
+    #[inline(always)]
     pub(crate) fn str(&mut self, key: &str, value: Option<&str>) {
+        self.key(key);
+        match value {
+            Some(v) if self.trusted => write_clean_string(self.out, v),
+            Some(v) => write_string(self.out, v),
+            None => self.out.extend_from_slice(b"null"),
+        }
+    }
+
+    /// A string field that is always checked for escaping, even in a trusting writer.
+    #[inline]
+    pub(crate) fn untrusted_str(&mut self, key: &str, value: Option<&str>) {
         self.key(key);
         match value {
             Some(v) => write_string(self.out, v),
@@ -35,6 +63,7 @@ impl<'b> ObjectWriter<'b> {
     }
 
     /// An unsigned number field; `None` is written as `null`.
+    #[inline(always)]
     pub(crate) fn u64(&mut self, key: &str, value: Option<u64>) {
         self.key(key);
         match value {
@@ -72,42 +101,111 @@ impl<'b> ObjectWriter<'b> {
     }
 }
 
-/// Appends `value` as a JSON string literal.
+/// Appends `value` as a JSON string literal. The clean case is inlined so the copies of
+/// short field values become plain moves; escaping lives out of line.
+#[inline]
 pub(crate) fn write_string(out: &mut Vec<u8>, value: &str) {
     let bytes = value.as_bytes();
-    out.push(b'"');
-    // Branch-free scan so the compiler can vectorise the common, clean case.
-    let needs_escape = bytes.iter().fold(false, |acc, &b| {
-        acc | (b < 0x20) | (b == b'"') | (b == b'\\')
-    });
-    if !needs_escape {
-        out.extend_from_slice(bytes);
+    if needs_escape(bytes) {
+        write_escaped_string(out, bytes);
     } else {
-        let mut start = 0;
-        for (i, &b) in bytes.iter().enumerate() {
-            let escaped: &[u8] = match b {
-                b'"' => b"\\\"",
-                b'\\' => b"\\\\",
-                b'\n' => b"\\n",
-                b'\r' => b"\\r",
-                b'\t' => b"\\t",
-                0..=0x1f => b"",
-                _ => continue,
-            };
-            out.extend_from_slice(&bytes[start..i]);
-            if escaped.is_empty() {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.extend_from_slice(b"\\u00");
-                out.push(HEX[usize::from(b >> 4)]);
-                out.push(HEX[usize::from(b & 0xf)]);
-            } else {
-                out.extend_from_slice(escaped);
-            }
-            start = i + 1;
-        }
-        out.extend_from_slice(&bytes[start..]);
+        write_clean_string(out, value);
     }
+}
+
+/// Appends a string known to need no escaping.
+#[inline]
+fn write_clean_string(out: &mut Vec<u8>, value: &str) {
+    out.reserve(value.len() + 2);
     out.push(b'"');
+    out.extend_from_slice(value.as_bytes());
+    out.push(b'"');
+}
+
+/// What one pass over a line tells about escaping its fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LineScan {
+    /// The line has a `\\` or a control character somewhere.
+    pub(crate) has_backslash_or_control: bool,
+    /// How many `"` bytes the line has.
+    pub(crate) quotes: usize,
+}
+
+/// Scans a whole line: `memchr`'s vectorised searches for `\\` and `"`, and a
+/// word-at-a-time test for control bytes.
+pub(crate) fn scan_line(bytes: &[u8]) -> LineScan {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let has_control_byte = |w: u64| w.wrapping_sub(ONES * 0x20) & !w & HIGHS != 0;
+    let mut words = bytes.chunks_exact(8);
+    let mut has_control = false;
+    for word in &mut words {
+        let mut array = [0u8; 8];
+        array.copy_from_slice(word);
+        has_control |= has_control_byte(u64::from_le_bytes(array));
+    }
+    has_control |= words.remainder().iter().any(|&b| b < 0x20);
+    LineScan {
+        has_backslash_or_control: has_control || memchr::memchr(b'\\', bytes).is_some(),
+        quotes: memchr::memchr_iter(b'"', bytes).count(),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn write_escaped_string(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.push(b'"');
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escaped: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        if escaped.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 0xf)]);
+        } else {
+            out.extend_from_slice(escaped);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+/// True when any byte must be escaped (`"`, `\\` or a control character). Tests eight
+/// bytes at a time in a `u64` with the classic zero-byte and less-than bit tricks; the
+/// last partial word is padded with a harmless byte.
+#[inline]
+fn needs_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS != 0;
+    let word_needs_escape = |w: u64| {
+        has_zero(w ^ (ONES * u64::from(b'"')))
+            || has_zero(w ^ (ONES * u64::from(b'\\')))
+            || w.wrapping_sub(ONES * 0x20) & !w & HIGHS != 0
+    };
+    let mut words = bytes.chunks_exact(8);
+    for word in &mut words {
+        let mut array = [0u8; 8];
+        array.copy_from_slice(word);
+        if word_needs_escape(u64::from_le_bytes(array)) {
+            return true;
+        }
+    }
+    let tail = words.remainder();
+    let mut array = [b'a'; 8];
+    array[..tail.len()].copy_from_slice(tail);
+    word_needs_escape(u64::from_le_bytes(array))
 }
 
 /// Appends the decimal digits of `value`.
@@ -147,6 +245,48 @@ mod tests {
         ] {
             let back: String = serde_json::from_str(&encoded(s)).unwrap();
             assert_eq!(back, s);
+        }
+    }
+
+    #[test]
+    fn needs_escape_finds_every_special_byte_at_every_position() {
+        for len in 0..20 {
+            assert!(!needs_escape(&vec![b'x'; len]));
+            for pos in 0..len {
+                for special in [b'"', b'\\', 0u8, 0x1f, b'\n'] {
+                    let mut bytes = vec![b'x'; len];
+                    bytes[pos] = special;
+                    assert!(needs_escape(&bytes), "len {len} pos {pos} byte {special}");
+                }
+                for fine in [b' ', 0x7f, 0x80, 0xff, b'!', b'#', b'[', b']'] {
+                    let mut bytes = vec![b'x'; len];
+                    bytes[pos] = fine;
+                    assert!(!needs_escape(&bytes), "len {len} pos {pos} byte {fine}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn scan_counts_quotes_and_finds_specials_anywhere() {
+        for len in [0, 5, 31, 32, 33, 70] {
+            let clean = vec![b'x'; len];
+            assert_eq!(
+                scan_line(&clean),
+                LineScan {
+                    has_backslash_or_control: false,
+                    quotes: 0
+                }
+            );
+            for pos in 0..len {
+                let mut line = clean.clone();
+                line[pos] = b'"';
+                assert_eq!(scan_line(&line).quotes, 1);
+                line[pos] = b'\\';
+                assert!(scan_line(&line).has_backslash_or_control);
+                line[pos] = 0x07;
+                assert!(scan_line(&line).has_backslash_or_control);
+            }
         }
     }
 

@@ -13,6 +13,10 @@
 //!   and the NDJSON rendering whose field names are the public contract (`SCHEMA.md`).
 //! - [`curate`]: every line becomes exactly one curated or rejected record.
 //! - [`generate`]: deterministic synthetic logs for tests and benchmarks.
+//! - [`config`], [`event`], [`logkey`], [`outputs`]: the Lambda function's pure parts:
+//!   settings, event envelopes, log object keys, and partitioned output chunks.
+//! - [`ports`] and [`pipeline`]: the handler's logic over a small object-store trait.
+//! - [`adapters`]: the only I/O: S3 (and S3-compatible stores) and a local folder.
 //!
 //! ```
 //! use bucketlog::curate::{CollectingSink, Curator};
@@ -32,9 +36,17 @@
 //! ```
 
 pub mod access_log;
+pub mod adapters;
+pub mod config;
 pub mod curate;
 pub mod enrich;
+pub mod event;
 pub mod generate;
 pub mod input;
 mod json;
 pub mod lines;
+pub mod logging;
+pub mod logkey;
+pub mod outputs;
+pub mod pipeline;
+pub mod ports;

@@ -118,6 +118,12 @@ impl<'a> Iterator for ExtraFields<'a> {
 
 /// Parses one line (without its line terminator) into a record.
 pub fn parse_line(line: &str) -> Result<LogRecord<'_>, ParseError> {
+    parse_line_counting_quotes(line).map(|(record, _)| record)
+}
+
+/// Like [`parse_line`], also returning how many `"` bytes of the line were field
+/// delimiters: when that is every `"` on the line, no field value contains one.
+pub(crate) fn parse_line_counting_quotes(line: &str) -> Result<(LogRecord<'_>, usize), ParseError> {
     let line = line.trim_end_matches([' ', '\r', '\n', '\t']);
     let mut c = Cursor::new(line);
 
@@ -150,7 +156,7 @@ pub fn parse_line(line: &str) -> Result<LogRecord<'_>, ParseError> {
     let acl_required = c.flag(Field::AclRequired)?;
     let source_region = c.optional_bare();
 
-    Ok(LogRecord {
+    let record = LogRecord {
         bucket_owner,
         bucket,
         time,
@@ -179,7 +185,8 @@ pub fn parse_line(line: &str) -> Result<LogRecord<'_>, ParseError> {
         acl_required,
         source_region: source_region.flatten(),
         extra: c.rest(),
-    })
+    };
+    Ok((record, c.delimiter_quotes))
 }
 
 /// `-` means "no value" in every field.
@@ -198,6 +205,30 @@ fn looks_like_operation(token: &str) -> bool {
             .all(|&c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'.' || c == b'_')
 }
 
+/// Index of the first space at or after `start`, or the end of `bytes`. Most tokens are
+/// a dozen bytes or so, too short for a vectorised search to pay for its set-up, so this
+/// tests eight bytes at a time in a `u64` (the classic "has zero byte" bit trick).
+#[inline]
+fn find_space(bytes: &[u8], start: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut i = start;
+    while let Some(word) = bytes.get(i..i + 8) {
+        let mut array = [0u8; 8];
+        array.copy_from_slice(word);
+        let x = u64::from_le_bytes(array) ^ (ONES * u64::from(b' '));
+        let found = x.wrapping_sub(ONES) & !x & HIGHS;
+        if found != 0 {
+            return i + (found.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    bytes[i.min(bytes.len())..]
+        .iter()
+        .position(|&b| b == b' ')
+        .map_or(bytes.len(), |p| i + p)
+}
+
 /// How far past the positional operation field the parser looks for it when the
 /// requester contains spaces.
 const MAX_REQUESTER_WORDS: usize = 16;
@@ -206,11 +237,17 @@ const MAX_REQUESTER_WORDS: usize = 16;
 struct Cursor<'a> {
     line: &'a str,
     pos: usize,
+    /// `"` bytes consumed as the delimiters of quoted fields.
+    delimiter_quotes: usize,
 }
 
 impl<'a> Cursor<'a> {
     fn new(line: &'a str) -> Self {
-        Self { line, pos: 0 }
+        Self {
+            line,
+            pos: 0,
+            delimiter_quotes: 0,
+        }
     }
 
     fn at_end(&self) -> bool {
@@ -248,7 +285,7 @@ impl<'a> Cursor<'a> {
     fn bare_token(&mut self) -> &'a str {
         let bytes = self.line.as_bytes();
         let start = self.pos;
-        let end = memchr::memchr(b' ', &bytes[start..]).map_or(bytes.len(), |i| start + i);
+        let end = find_space(bytes, start);
         self.pos = end;
         self.skip_separator();
         &self.line[start..end]
@@ -298,6 +335,7 @@ impl<'a> Cursor<'a> {
             .find_closer(start + 1, b'"')
             .ok_or_else(|| self.error(ParseErrorKind::UnterminatedQuote, field, start))?;
         self.pos = end + 1;
+        self.delimiter_quotes += 2;
         self.skip_separator();
         Ok(dash_to_none(&self.line[start + 1..end]))
     }

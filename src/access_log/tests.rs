@@ -325,3 +325,27 @@ fn every_field_has_a_distinct_name() {
     let names: std::collections::HashSet<_> = Field::ALL.iter().map(|f| f.name()).collect();
     assert_eq!(names.len(), Field::ALL.len());
 }
+
+#[test]
+fn find_space_agrees_with_a_plain_search_at_every_position() {
+    for len in 0..40 {
+        for pos in 0..=len {
+            let mut bytes = vec![b'x'; len];
+            if pos < len {
+                bytes[pos] = b' ';
+            }
+            for start in 0..=len {
+                let expected = bytes[start..]
+                    .iter()
+                    .position(|&b| b == b' ')
+                    .map_or(len, |p| start + p);
+                assert_eq!(
+                    find_space(&bytes, start),
+                    expected,
+                    "len {len} space {pos} start {start}"
+                );
+            }
+        }
+    }
+    assert_eq!(find_space("é é".as_bytes(), 0), 2);
+}

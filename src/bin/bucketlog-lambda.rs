@@ -1,1 +1,46 @@
-fn main() {}
+//! The Lambda function: configuration and S3 client built once at cold start, then every
+//! invocation handed to [`Pipeline::handle`].
+
+use std::sync::Arc;
+
+use bucketlog::adapters::s3::S3Store;
+use bucketlog::config::Config;
+use bucketlog::logging::init_json_logging;
+use bucketlog::pipeline::{HandlerError, Pipeline};
+use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
+use serde_json::Value;
+
+/// A failed invocation, reported to Lambda with its type and message.
+#[derive(Debug)]
+struct Failure(HandlerError);
+
+impl From<Failure> for Diagnostic {
+    fn from(failure: Failure) -> Self {
+        let error_type = match &failure.0 {
+            HandlerError::Event(_) => "UnrecognisedEvent",
+            HandlerError::Objects { .. } => "LogObjectFailed",
+        };
+        Diagnostic {
+            error_type: error_type.into(),
+            error_message: failure.0.to_string(),
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    let config = match Config::from_lookup(|name| std::env::var(name).ok()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("bucketlog-lambda: invalid configuration: {e}");
+            return Err(e.into());
+        }
+    };
+    init_json_logging(&config.log_level);
+    let pipeline = Arc::new(Pipeline::new(S3Store::from_env().await, config));
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        let pipeline = Arc::clone(&pipeline);
+        async move { pipeline.handle(&event.payload).await.map_err(Failure) }
+    }))
+    .await
+}

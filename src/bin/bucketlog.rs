@@ -7,9 +7,15 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use bucketlog::adapters::local::LocalStore;
+use bucketlog::adapters::s3::S3Store;
+use bucketlog::config::Config;
 use bucketlog::curate::{Curator, WriterSink};
 use bucketlog::generate::{GenerateOptions, write_log};
 use bucketlog::input::{ReadError, decode_reader};
+use bucketlog::logging::init_text_logging;
+use bucketlog::pipeline::Pipeline;
+use bucketlog::ports::ObjectStore;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -35,6 +41,21 @@ enum Command {
         /// No summary line and no progress bar.
         #[arg(long, short)]
         quiet: bool,
+    },
+    /// Run the Lambda handler locally on event files (no AWS account needed).
+    Replay {
+        /// Event files (JSON), as Lambda would receive them.
+        #[arg(required = true)]
+        events: Vec<PathBuf>,
+        /// Folder holding the log objects, one sub-folder per bucket.
+        #[arg(long, default_value = "events/store")]
+        store: PathBuf,
+        /// Folder where outputs and state go, one sub-folder per bucket.
+        #[arg(long, default_value = "out/store")]
+        out: PathBuf,
+        /// Use S3 (or the endpoint in AWS_ENDPOINT_URL) instead of local folders.
+        #[arg(long)]
+        s3: bool,
     },
     /// Write a deterministic synthetic access log.
     Gen {
@@ -76,6 +97,12 @@ fn run(cli: Cli) -> Result<()> {
             rejects,
             quiet,
         } => parse(files, rejects, quiet),
+        Command::Replay {
+            events,
+            store,
+            out,
+            s3,
+        } => replay(events, store, out, s3),
         Command::Gen {
             lines,
             seed,
@@ -114,6 +141,57 @@ fn generate(
     } else {
         write_log(&mut out, options, lines)?;
         out.flush()?;
+    }
+    Ok(())
+}
+
+fn replay(events: Vec<PathBuf>, store: PathBuf, out: PathBuf, s3: bool) -> Result<()> {
+    let config = Config::from_lookup(|name| std::env::var(name).ok())?;
+    init_text_logging(&config.log_level);
+    let use_s3 = s3 || std::env::var_os("AWS_ENDPOINT_URL").is_some();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        if use_s3 {
+            let pipeline = Pipeline::new(S3Store::from_env().await, config);
+            replay_events(&pipeline, &events).await?;
+            eprintln!("bucketlog: outputs written through the S3 API");
+        } else {
+            let pipeline = Pipeline::new(LocalStore::layered(&out, &store), config);
+            replay_events(&pipeline, &events).await?;
+            eprintln!(
+                "bucketlog: outputs written under {}/ (one folder per bucket; delete it to replay from scratch)",
+                out.display()
+            );
+        }
+        Ok(())
+    })
+}
+
+async fn replay_events<S: ObjectStore>(pipeline: &Pipeline<S>, events: &[PathBuf]) -> Result<()> {
+    let mut failures = Vec::new();
+    for path in events {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let payload: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not JSON", path.display()))?;
+        println!("== {}", path.display());
+        match pipeline.handle(&payload).await {
+            Ok(response) => println!("{}", serde_json::to_string_pretty(&response)?),
+            Err(e) => {
+                println!("error: {e}");
+                failures.push(format!("{}: {e}", path.display()));
+            }
+        }
+    }
+    if !failures.is_empty() {
+        bail!(
+            "{} event file(s) failed: {}",
+            failures.len(),
+            failures.join("; ")
+        );
     }
     Ok(())
 }

@@ -1,0 +1,334 @@
+//! A local folder as an object store: `{root}/{bucket}/{key}`. It lets `bucketlog replay`
+//! run the real handler with no AWS account and no network.
+//!
+//! Reads look in the write root first and then in an optional read-only root, so sample
+//! data shipped in the repository is read in place while outputs land in a git-ignored
+//! folder. Writes are atomic (temporary file, then rename). Conditional writes are atomic
+//! within one process only; this store is for local replays and tests, not for several
+//! processes sharing a folder. ETags are derived from size and modification time.
+
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::io::AsyncReadExt;
+use tokio::sync::Mutex;
+
+use crate::event::ObjectRef;
+use crate::ports::{
+    ChunkStream, ObjectBody, ObjectStore, PutCondition, PutOutcome, StoreError, StoreErrorKind,
+    UploadedPart,
+};
+
+/// Chunk size for reading files.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// An object store over local folders.
+#[derive(Debug)]
+pub struct LocalStore {
+    write_root: PathBuf,
+    read_root: Option<PathBuf>,
+    /// Serialises conditional writes so check-and-write is atomic within this process.
+    write_lock: Mutex<()>,
+    next_upload: AtomicU64,
+}
+
+impl LocalStore {
+    /// A store that reads and writes under `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self {
+            write_root: root.into(),
+            read_root: None,
+            write_lock: Mutex::new(()),
+            next_upload: AtomicU64::new(1),
+        }
+    }
+
+    /// A store that writes under `write_root` and also reads from `read_root`.
+    pub fn layered(write_root: impl Into<PathBuf>, read_root: impl Into<PathBuf>) -> Self {
+        Self {
+            read_root: Some(read_root.into()),
+            ..Self::new(write_root)
+        }
+    }
+
+    /// Where outputs are written.
+    pub fn write_root(&self) -> &Path {
+        &self.write_root
+    }
+
+    fn relative(object: &ObjectRef, operation: &'static str) -> Result<PathBuf, StoreError> {
+        let path = Path::new(&object.bucket).join(&object.key);
+        let safe = !object.bucket.is_empty()
+            && !object.key.is_empty()
+            && path.components().all(|c| matches!(c, Component::Normal(_)));
+        if safe {
+            Ok(path)
+        } else {
+            Err(error(
+                operation,
+                object,
+                StoreErrorKind::Other,
+                "bucket and key must be relative paths without `..`".into(),
+            ))
+        }
+    }
+
+    /// The file to read for `object`: the write root's copy if any, else the read root's.
+    async fn find(
+        &self,
+        object: &ObjectRef,
+        operation: &'static str,
+    ) -> Result<Option<PathBuf>, StoreError> {
+        let relative = Self::relative(object, operation)?;
+        let roots = std::iter::once(&self.write_root).chain(self.read_root.as_ref());
+        for root in roots {
+            let path = root.join(&relative);
+            match tokio::fs::metadata(&path).await {
+                Ok(meta) if meta.is_file() => return Ok(Some(path)),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error(operation, object, e)),
+            }
+        }
+        Ok(None)
+    }
+
+    async fn etag_of(path: &Path) -> Option<String> {
+        let meta = tokio::fs::metadata(path).await.ok()?;
+        let modified = meta
+            .modified()
+            .ok()?
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?;
+        Some(format!("{:x}-{:x}", meta.len(), modified.as_nanos()))
+    }
+
+    async fn write_atomically(
+        &self,
+        object: &ObjectRef,
+        operation: &'static str,
+        body: &[u8],
+    ) -> Result<PathBuf, StoreError> {
+        let path = self.write_root.join(Self::relative(object, operation)?);
+        let parent = path.parent().unwrap_or(&self.write_root).to_path_buf();
+        tokio::fs::create_dir_all(&parent)
+            .await
+            .map_err(|e| io_error(operation, object, e))?;
+        let temp = parent.join(format!(
+            ".bucketlog-tmp-{}-{}",
+            std::process::id(),
+            self.next_upload.fetch_add(1, Ordering::Relaxed)
+        ));
+        tokio::fs::write(&temp, body)
+            .await
+            .map_err(|e| io_error(operation, object, e))?;
+        tokio::fs::rename(&temp, &path)
+            .await
+            .map_err(|e| io_error(operation, object, e))?;
+        Ok(path)
+    }
+
+    fn upload_dir(&self, upload_id: &str) -> PathBuf {
+        self.write_root.join(".uploads").join(upload_id)
+    }
+}
+
+fn error(
+    operation: &'static str,
+    object: &ObjectRef,
+    kind: StoreErrorKind,
+    message: String,
+) -> StoreError {
+    StoreError {
+        operation,
+        object: object.clone(),
+        kind,
+        message,
+    }
+}
+
+fn io_error(operation: &'static str, object: &ObjectRef, e: std::io::Error) -> StoreError {
+    let kind = match e.kind() {
+        std::io::ErrorKind::NotFound => StoreErrorKind::NotFound,
+        std::io::ErrorKind::PermissionDenied => StoreErrorKind::AccessDenied,
+        _ => StoreErrorKind::Other,
+    };
+    error(operation, object, kind, e.to_string())
+}
+
+struct FileChunks {
+    file: tokio::fs::File,
+    object: ObjectRef,
+}
+
+#[async_trait]
+impl ChunkStream for FileChunks {
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, StoreError> {
+        let mut buf = vec![0u8; READ_CHUNK];
+        let n = self
+            .file
+            .read(&mut buf)
+            .await
+            .map_err(|e| io_error("GetObject", &self.object, e))?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.truncate(n);
+        Ok(Some(Bytes::from(buf)))
+    }
+}
+
+#[async_trait]
+impl ObjectStore for LocalStore {
+    async fn open(&self, object: &ObjectRef) -> Result<Option<ObjectBody>, StoreError> {
+        let Some(path) = self.find(object, "GetObject").await? else {
+            return Ok(None);
+        };
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| io_error("GetObject", object, e))?;
+        let size = file.metadata().await.ok().map(|m| m.len());
+        Ok(Some(ObjectBody {
+            etag: Self::etag_of(&path).await,
+            size,
+            chunks: Box::new(FileChunks {
+                file,
+                object: object.clone(),
+            }),
+        }))
+    }
+
+    async fn get_small(
+        &self,
+        object: &ObjectRef,
+    ) -> Result<Option<(Vec<u8>, Option<String>)>, StoreError> {
+        let Some(path) = self.find(object, "GetObject").await? else {
+            return Ok(None);
+        };
+        let bytes = tokio::fs::read(&path)
+            .await
+            .map_err(|e| io_error("GetObject", object, e))?;
+        Ok(Some((bytes, Self::etag_of(&path).await)))
+    }
+
+    async fn exists(&self, object: &ObjectRef) -> Result<bool, StoreError> {
+        Ok(self.find(object, "HeadObject").await?.is_some())
+    }
+
+    async fn put(
+        &self,
+        object: &ObjectRef,
+        body: Vec<u8>,
+        _content_type: &str,
+        condition: PutCondition,
+    ) -> Result<PutOutcome, StoreError> {
+        let _guard = self.write_lock.lock().await;
+        let current = self.find(object, "PutObject").await?;
+        let current_etag = match &current {
+            Some(path) => Self::etag_of(path).await,
+            None => None,
+        };
+        let allowed = match &condition {
+            PutCondition::None => true,
+            PutCondition::IfAbsent => current.is_none(),
+            PutCondition::IfMatch(etag) => current_etag.as_deref() == Some(etag.as_str()),
+        };
+        if !allowed {
+            return Ok(PutOutcome::PreconditionFailed);
+        }
+        let path = self.write_atomically(object, "PutObject", &body).await?;
+        Ok(PutOutcome::Written {
+            etag: Self::etag_of(&path).await,
+        })
+    }
+
+    async fn delete(&self, object: &ObjectRef) -> Result<(), StoreError> {
+        let path = self
+            .write_root
+            .join(Self::relative(object, "DeleteObject")?);
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_error("DeleteObject", object, e)),
+        }
+    }
+
+    async fn start_upload(
+        &self,
+        object: &ObjectRef,
+        _content_type: &str,
+    ) -> Result<String, StoreError> {
+        Self::relative(object, "CreateMultipartUpload")?;
+        let id = format!(
+            "{}-{}",
+            std::process::id(),
+            self.next_upload.fetch_add(1, Ordering::Relaxed)
+        );
+        tokio::fs::create_dir_all(self.upload_dir(&id))
+            .await
+            .map_err(|e| io_error("CreateMultipartUpload", object, e))?;
+        Ok(id)
+    }
+
+    async fn upload_part(
+        &self,
+        object: &ObjectRef,
+        upload_id: &str,
+        number: i32,
+        body: Vec<u8>,
+    ) -> Result<UploadedPart, StoreError> {
+        let path = self.upload_dir(upload_id).join(format!("{number:05}"));
+        let len = body.len();
+        tokio::fs::write(&path, body)
+            .await
+            .map_err(|e| io_error("UploadPart", object, e))?;
+        Ok(UploadedPart {
+            number,
+            etag: format!("{len:x}"),
+        })
+    }
+
+    async fn complete_upload(
+        &self,
+        object: &ObjectRef,
+        upload_id: &str,
+        parts: Vec<UploadedPart>,
+    ) -> Result<(), StoreError> {
+        const OP: &str = "CompleteMultipartUpload";
+        let dir = self.upload_dir(upload_id);
+        let assembled = dir.join("assembled");
+        let mut out = tokio::fs::File::create(&assembled)
+            .await
+            .map_err(|e| io_error(OP, object, e))?;
+        for part in &parts {
+            let mut input = tokio::fs::File::open(dir.join(format!("{:05}", part.number)))
+                .await
+                .map_err(|e| io_error(OP, object, e))?;
+            tokio::io::copy(&mut input, &mut out)
+                .await
+                .map_err(|e| io_error(OP, object, e))?;
+        }
+        drop(out);
+        let path = self.write_root.join(Self::relative(object, OP)?);
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|e| io_error(OP, object, e))?;
+        }
+        tokio::fs::rename(&assembled, &path)
+            .await
+            .map_err(|e| io_error(OP, object, e))?;
+        let _ = tokio::fs::remove_dir_all(&dir).await;
+        Ok(())
+    }
+
+    async fn abort_upload(&self, object: &ObjectRef, upload_id: &str) -> Result<(), StoreError> {
+        match tokio::fs::remove_dir_all(self.upload_dir(upload_id)).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_error("AbortMultipartUpload", object, e)),
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! The function's configuration: read once from environment variables at cold start and
+//! validated, with errors that name the variable. Pure: it takes a lookup function, so
+//! tests pass a map and the binaries pass `std::env::var`.
+
+/// How curated and rejected output is compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputCompression {
+    /// `.ndjson.gz` (the default: NDJSON compresses about 10:1, and Athena reads gzip).
+    Gzip,
+    /// Plain `.ndjson`.
+    None,
+}
+
+impl OutputCompression {
+    /// The file-name suffix for this compression.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            OutputCompression::Gzip => ".ndjson.gz",
+            OutputCompression::None => ".ndjson",
+        }
+    }
+
+    /// The `Content-Type` written with each output object.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            OutputCompression::Gzip => "application/gzip",
+            OutputCompression::None => "application/x-ndjson",
+        }
+    }
+}
+
+/// Validated settings for processing log objects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Where outputs go; `None` means the bucket each log object came from.
+    pub output_bucket: Option<String>,
+    /// Where raw access logs arrive; only keys under it are processed.
+    pub raw_prefix: String,
+    /// Curated NDJSON, partitioned for Athena.
+    pub curated_prefix: String,
+    /// Rejected lines with their reasons.
+    pub rejected_prefix: String,
+    /// Alert documents.
+    pub alerts_prefix: String,
+    /// Processed-object markers and other state.
+    pub state_prefix: String,
+    /// Output compression.
+    pub output_compression: OutputCompression,
+    /// Log level for the function's own logs (`info` by default).
+    pub log_level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            output_bucket: None,
+            raw_prefix: "raw/".into(),
+            curated_prefix: "curated/".into(),
+            rejected_prefix: "rejected/".into(),
+            alerts_prefix: "alerts/".into(),
+            state_prefix: "state/".into(),
+            output_compression: OutputCompression::Gzip,
+            log_level: "info".into(),
+        }
+    }
+}
+
+/// A configuration that cannot be used, naming the variable at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A variable has a value outside what it accepts.
+    #[error("{variable}={value:?} is not valid: {reason}")]
+    Invalid {
+        /// The environment variable.
+        variable: &'static str,
+        /// Its value.
+        value: String,
+        /// What it should be.
+        reason: String,
+    },
+    /// Two prefixes overlap, so the function could read its own output (a recursive
+    /// trigger that burns money) or mix outputs.
+    #[error(
+        "{first}={first_value:?} and {second}={second_value:?} overlap: one is a prefix of the \
+         other, so the function could process its own output; give them disjoint prefixes"
+    )]
+    Overlap {
+        /// One variable.
+        first: &'static str,
+        /// Its value.
+        first_value: String,
+        /// The other variable.
+        second: &'static str,
+        /// Its value.
+        second_value: String,
+    },
+}
+
+impl Config {
+    /// Reads and validates the configuration through `lookup` (usually `std::env::var`).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let defaults = Config::default();
+        let get = |name: &str| lookup(name).map(|v| v.trim().to_string());
+        let prefix = |name: &'static str, default: &str| -> Result<String, ConfigError> {
+            let value = get(name).unwrap_or_else(|| default.to_string());
+            normalise_prefix(name, &value)
+        };
+        let output_bucket = match get("OUTPUT_BUCKET").filter(|v| !v.is_empty()) {
+            Some(bucket) if !is_plausible_bucket(&bucket) => {
+                return Err(ConfigError::Invalid {
+                    variable: "OUTPUT_BUCKET",
+                    value: bucket,
+                    reason: "a bucket name: 3 to 63 characters, no '/' or spaces".into(),
+                });
+            }
+            other => other,
+        };
+        let output_compression = match get("OUTPUT_COMPRESSION").as_deref() {
+            None | Some("") | Some("gzip") => OutputCompression::Gzip,
+            Some("none") => OutputCompression::None,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    variable: "OUTPUT_COMPRESSION",
+                    value: other.into(),
+                    reason: "`gzip` or `none`".into(),
+                });
+            }
+        };
+        let log_level = match get("LOG_LEVEL").map(|l| l.to_ascii_lowercase()) {
+            None => defaults.log_level,
+            Some(l) if l.is_empty() => "info".into(),
+            Some(l) if ["trace", "debug", "info", "warn", "error"].contains(&l.as_str()) => l,
+            Some(l) => {
+                return Err(ConfigError::Invalid {
+                    variable: "LOG_LEVEL",
+                    value: l,
+                    reason: "one of trace, debug, info, warn, error".into(),
+                });
+            }
+        };
+        let config = Config {
+            output_bucket,
+            raw_prefix: prefix("RAW_PREFIX", &defaults.raw_prefix)?,
+            curated_prefix: prefix("CURATED_PREFIX", &defaults.curated_prefix)?,
+            rejected_prefix: prefix("REJECTED_PREFIX", &defaults.rejected_prefix)?,
+            alerts_prefix: prefix("ALERTS_PREFIX", &defaults.alerts_prefix)?,
+            state_prefix: prefix("STATE_PREFIX", &defaults.state_prefix)?,
+            output_compression,
+            log_level,
+        };
+        config.check_disjoint()?;
+        Ok(config)
+    }
+
+    /// The prefixes the function writes to, with their variable names.
+    pub fn output_prefixes(&self) -> [(&'static str, &str); 4] {
+        [
+            ("CURATED_PREFIX", &self.curated_prefix),
+            ("REJECTED_PREFIX", &self.rejected_prefix),
+            ("ALERTS_PREFIX", &self.alerts_prefix),
+            ("STATE_PREFIX", &self.state_prefix),
+        ]
+    }
+
+    /// Refuses any two prefixes (raw or output) where one is a prefix of the other.
+    fn check_disjoint(&self) -> Result<(), ConfigError> {
+        let mut all = vec![("RAW_PREFIX", self.raw_prefix.as_str())];
+        all.extend(self.output_prefixes());
+        for (i, (first, a)) in all.iter().enumerate() {
+            for (second, b) in &all[i + 1..] {
+                if a.starts_with(b) || b.starts_with(a) {
+                    return Err(ConfigError::Overlap {
+                        first,
+                        first_value: a.to_string(),
+                        second,
+                        second_value: b.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// True when `key` lies under one of the function's own output prefixes.
+    pub fn is_own_output(&self, key: &str) -> bool {
+        self.output_prefixes()
+            .iter()
+            .any(|(_, prefix)| key.starts_with(prefix))
+    }
+}
+
+/// Prefixes must be non-empty, relative, and end in `/` (added when missing, so `curated`
+/// and `curated/` mean the same thing).
+fn normalise_prefix(variable: &'static str, value: &str) -> Result<String, ConfigError> {
+    let invalid = |reason: &str| ConfigError::Invalid {
+        variable,
+        value: value.to_string(),
+        reason: reason.to_string(),
+    };
+    if value.is_empty() || value == "/" {
+        return Err(invalid("a non-empty key prefix such as `raw/`"));
+    }
+    if value.starts_with('/') {
+        return Err(invalid("a key prefix, without a leading '/'"));
+    }
+    if value.contains("//") || value.chars().any(char::is_control) {
+        return Err(invalid("no empty path segments or control characters"));
+    }
+    Ok(if value.ends_with('/') {
+        value.to_string()
+    } else {
+        format!("{value}/")
+    })
+}
+
+fn is_plausible_bucket(name: &str) -> bool {
+    (3..=63).contains(&name.len()) && !name.contains('/') && !name.contains(char::is_whitespace)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_are_documented_values() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.curated_prefix, "curated/");
+        assert_eq!(c.output_compression, OutputCompression::Gzip);
+    }
+
+    #[test]
+    fn missing_trailing_slash_is_added() {
+        assert_eq!(
+            config(&[("CURATED_PREFIX", "out/curated")])
+                .unwrap()
+                .curated_prefix,
+            "out/curated/"
+        );
+    }
+
+    #[test]
+    fn raw_prefix_overlapping_an_output_is_refused_naming_both_variables() {
+        let err =
+            config(&[("RAW_PREFIX", "logs/"), ("CURATED_PREFIX", "logs/curated/")]).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("RAW_PREFIX") && text.contains("CURATED_PREFIX"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn output_prefixes_must_not_overlap_each_other() {
+        assert!(matches!(
+            config(&[("STATE_PREFIX", "curated/state/")]),
+            Err(ConfigError::Overlap { .. })
+        ));
+    }
+
+    #[test]
+    fn empty_prefix_is_refused() {
+        let err = config(&[("RAW_PREFIX", "")]).unwrap_err();
+        assert!(err.to_string().starts_with("RAW_PREFIX=\"\""), "{err}");
+    }
+
+    #[test]
+    fn bad_compression_names_the_variable() {
+        let err = config(&[("OUTPUT_COMPRESSION", "zstd")]).unwrap_err();
+        assert!(err.to_string().contains("OUTPUT_COMPRESSION"));
+        assert_eq!(
+            config(&[("OUTPUT_COMPRESSION", "none")])
+                .unwrap()
+                .output_compression,
+            OutputCompression::None
+        );
+    }
+
+    #[test]
+    fn bad_log_level_and_bucket_are_refused() {
+        assert!(config(&[("LOG_LEVEL", "loud")]).is_err());
+        assert!(config(&[("OUTPUT_BUCKET", "a/b")]).is_err());
+        assert_eq!(
+            config(&[("OUTPUT_BUCKET", "out-bucket")])
+                .unwrap()
+                .output_bucket
+                .as_deref(),
+            Some("out-bucket")
+        );
+    }
+
+    #[test]
+    fn own_outputs_are_recognised() {
+        let c = Config::default();
+        assert!(c.is_own_output("curated/bucket=x/dt=2026-01-01/hour=00/a.ndjson.gz"));
+        assert!(c.is_own_output("state/processed/x"));
+        assert!(!c.is_own_output("raw/2026-01-01-00-00-00-ABC"));
+    }
+}

@@ -1,0 +1,152 @@
+//! The ports: the small traits the pipeline needs from the outside world. Adapters in
+//! [`crate::adapters`] implement them for S3 and for a local folder.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::event::ObjectRef;
+
+/// Why a store operation failed, in the terms the pipeline acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreErrorKind {
+    /// The bucket or key does not exist.
+    NotFound,
+    /// The credentials are not allowed to do this.
+    AccessDenied,
+    /// The store asked us to slow down, and retries did not help.
+    Throttled,
+    /// The store could not be reached or answered with a server error.
+    Unavailable,
+    /// Anything else.
+    Other,
+}
+
+impl std::fmt::Display for StoreErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StoreErrorKind::NotFound => "not found",
+            StoreErrorKind::AccessDenied => "access denied",
+            StoreErrorKind::Throttled => "throttled",
+            StoreErrorKind::Unavailable => "unavailable",
+            StoreErrorKind::Other => "error",
+        })
+    }
+}
+
+/// A failed store operation, naming the operation and the object.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{operation} {object} failed ({kind}): {message}")]
+pub struct StoreError {
+    /// The operation, such as `GetObject`.
+    pub operation: &'static str,
+    /// The object it was about.
+    pub object: ObjectRef,
+    /// The kind of failure.
+    pub kind: StoreErrorKind,
+    /// The store's own words.
+    pub message: String,
+}
+
+/// A condition on a write, for idempotency markers and shared state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutCondition {
+    /// Always write.
+    None,
+    /// Only create: fail if the key exists (`If-None-Match: *`).
+    IfAbsent,
+    /// Only replace this exact version (`If-Match: etag`).
+    IfMatch(String),
+}
+
+/// What a conditional write did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// The object was written; its new ETag when the store returned one.
+    Written {
+        /// The ETag, without quotes.
+        etag: Option<String>,
+    },
+    /// The condition did not hold (HTTP 412), and nothing was written.
+    PreconditionFailed,
+}
+
+/// One uploaded part of a multipart upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadedPart {
+    /// 1-based part number.
+    pub number: i32,
+    /// The part's ETag, as the store returned it.
+    pub etag: String,
+}
+
+/// An object being read: its metadata and its bytes, chunk by chunk.
+pub struct ObjectBody {
+    /// The object's ETag, without quotes.
+    pub etag: Option<String>,
+    /// Its size in bytes, when known.
+    pub size: Option<u64>,
+    /// The bytes.
+    pub chunks: Box<dyn ChunkStream>,
+}
+
+/// The bytes of an object, as they arrive.
+#[async_trait]
+pub trait ChunkStream: Send {
+    /// The next chunk, or `None` at the end.
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, StoreError>;
+}
+
+/// Reading and writing objects: S3, an S3-compatible store, or a local folder.
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    /// Opens an object for streaming; `None` when it does not exist.
+    async fn open(&self, object: &ObjectRef) -> Result<Option<ObjectBody>, StoreError>;
+
+    /// Reads a small object whole, with its ETag; `None` when it does not exist.
+    async fn get_small(
+        &self,
+        object: &ObjectRef,
+    ) -> Result<Option<(Vec<u8>, Option<String>)>, StoreError>;
+
+    /// True when the object exists.
+    async fn exists(&self, object: &ObjectRef) -> Result<bool, StoreError>;
+
+    /// Writes a whole object, subject to `condition`.
+    async fn put(
+        &self,
+        object: &ObjectRef,
+        body: Vec<u8>,
+        content_type: &str,
+        condition: PutCondition,
+    ) -> Result<PutOutcome, StoreError>;
+
+    /// Deletes an object (no error when it is already gone).
+    async fn delete(&self, object: &ObjectRef) -> Result<(), StoreError>;
+
+    /// Starts a multipart upload and returns its ID.
+    async fn start_upload(
+        &self,
+        object: &ObjectRef,
+        content_type: &str,
+    ) -> Result<String, StoreError>;
+
+    /// Uploads one part.
+    async fn upload_part(
+        &self,
+        object: &ObjectRef,
+        upload_id: &str,
+        number: i32,
+        body: Vec<u8>,
+    ) -> Result<UploadedPart, StoreError>;
+
+    /// Completes an upload: the object appears, whole, only now.
+    async fn complete_upload(
+        &self,
+        object: &ObjectRef,
+        upload_id: &str,
+        parts: Vec<UploadedPart>,
+    ) -> Result<(), StoreError>;
+
+    /// Abandons an upload, freeing its parts.
+    async fn abort_upload(&self, object: &ObjectRef, upload_id: &str) -> Result<(), StoreError>;
+}
