@@ -121,17 +121,61 @@ pub fn parse_line(line: &str) -> Result<LogRecord<'_>, ParseError> {
     parse_line_counting_quotes(line).map(|(record, _)| record)
 }
 
+/// How to read the requester field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RequesterReading {
+    /// One token, as the format says.
+    Positional,
+    /// Possibly several words: everything up to the token before the first
+    /// operation-shaped token.
+    Scan,
+}
+
 /// Like [`parse_line`], also returning how many `"` bytes of the line were field
 /// delimiters: when that is every `"` on the line, no field value contains one.
+///
+/// The requester is normally one token. When the operation field is not operation-shaped,
+/// the requester may contain spaces (a CloudFront origin access identity ARN), so the line
+/// is also read with the operation taken to be the first operation-shaped token further
+/// on. That reading wins when it parses; otherwise the positional reading stands. So a
+/// provider whose operation field is not dotted (Storj's `GetObject`) and whose key
+/// happens to look like an operation (`REPORT.PDF`) still parses positionally.
 pub(crate) fn parse_line_counting_quotes(line: &str) -> Result<(LogRecord<'_>, usize), ParseError> {
     let line = line.trim_end_matches([' ', '\r', '\n', '\t']);
-    let mut c = Cursor::new(line);
+    let positional = parse_with(line, RequesterReading::Positional);
+    let operation_shaped = match &positional {
+        Ok((record, _)) => record.operation.is_some_and(looks_like_operation),
+        Err((_, shaped)) => *shaped,
+    };
+    if !operation_shaped && let Ok(scanned) = parse_with(line, RequesterReading::Scan) {
+        return Ok(scanned);
+    }
+    positional.map_err(|(error, _)| error)
+}
 
+/// Parses with one way of reading the requester. On failure, also says whether the
+/// positional operation field was operation-shaped.
+#[allow(clippy::result_large_err)]
+fn parse_with(
+    line: &str,
+    reading: RequesterReading,
+) -> Result<(LogRecord<'_>, usize), (ParseError, bool)> {
+    let mut c = Cursor::new(line);
+    let mut operation_shaped = true;
+    parse_fields(&mut c, reading, &mut operation_shaped).map_err(|e| (e, operation_shaped))
+}
+
+fn parse_fields<'a>(
+    c: &mut Cursor<'a>,
+    reading: RequesterReading,
+    operation_shaped: &mut bool,
+) -> Result<(LogRecord<'a>, usize), ParseError> {
     let bucket_owner = c.bare(Field::BucketOwner)?;
     let bucket = c.bare(Field::Bucket)?;
     let time = c.time()?;
     let remote_ip = c.bare(Field::RemoteIp)?;
-    let (requester, request_id, operation) = c.requester_request_id_operation()?;
+    let (requester, request_id, operation) = c.requester_request_id_operation(reading)?;
+    *operation_shaped = operation.is_some_and(looks_like_operation);
     let key = c.bare(Field::Key)?;
     let request_uri = c.quoted(Field::RequestUri)?;
     let http_status = c
@@ -369,13 +413,15 @@ impl<'a> Cursor<'a> {
             return Ok(None);
         }
         let invalid = || self.error(ParseErrorKind::InvalidNumber, field, start);
-        if token.is_empty() || token.len() > 19 {
+        if token.is_empty() || token.len() > 20 {
             return Err(invalid());
         }
         token
             .bytes()
             .try_fold(0u64, |acc, b| {
-                b.is_ascii_digit().then(|| acc * 10 + u64::from(b - b'0'))
+                let digit = u64::from(b.wrapping_sub(b'0'));
+                (digit < 10).then_some(())?;
+                acc.checked_mul(10)?.checked_add(digit)
             })
             .filter(|&v| v <= max)
             .map(Some)
@@ -401,6 +447,7 @@ impl<'a> Cursor<'a> {
     #[allow(clippy::type_complexity)]
     fn requester_request_id_operation(
         &mut self,
+        reading: RequesterReading,
     ) -> Result<(Option<&'a str>, Option<&'a str>, Option<&'a str>), ParseError> {
         self.require(Field::Requester)?;
         let requester_start = self.pos;
@@ -409,11 +456,11 @@ impl<'a> Cursor<'a> {
         let request_id = self.bare_token();
         self.require(Field::Operation)?;
         let operation = self.bare_token();
-        if looks_like_operation(operation) {
+        if reading == RequesterReading::Positional || looks_like_operation(operation) {
             return Ok((
                 dash_to_none(requester),
                 dash_to_none(request_id),
-                Some(operation),
+                dash_to_none(operation),
             ));
         }
         let positional = self.clone();

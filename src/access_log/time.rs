@@ -22,9 +22,14 @@ pub struct UtcFields {
     pub hour: u32,
     /// Minute, 0 to 59.
     pub minute: u32,
-    /// Second, 0 to 60 (a logged leap second is kept as written).
+    /// Second, 0 to 59 (a logged leap second, `:60`, rolls into the next minute).
     pub second: u32,
 }
+
+/// 0000-01-01T00:00:00Z.
+const MIN_UNIX_SECONDS: i64 = -62_167_219_200;
+/// 9999-12-31T23:59:59Z.
+const MAX_UNIX_SECONDS: i64 = 253_402_300_799;
 
 const MONTHS: [&[u8; 3]; 12] = [
     b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
@@ -72,9 +77,12 @@ impl LogTime {
         let local = days_from_civil(year, month, day) * 86_400
             + i64::from(hour * 3600 + minute * 60 + second);
         let offset = sign * i64::from(off_h * 3600 + off_m * 60);
-        Some(Self {
+        let time = Self {
             unix_seconds: local - offset,
-        })
+        };
+        // An offset can push a year-0000 or year-9999 time out of the four-digit years
+        // that RFC 3339 can write; such a time is refused rather than written wrongly.
+        (0..=9999).contains(&time.utc().year).then_some(time)
     }
 
     /// The UTC calendar fields of this time.
@@ -96,7 +104,14 @@ impl LogTime {
     pub fn rfc3339(self) -> Rfc3339 {
         let f = self.utc();
         let mut buf = *b"0000-00-00T00:00:00Z";
-        put_digits(&mut buf[0..4], f.year.clamp(0, 9999) as u32);
+        // Parsing only yields years 0..=9999; a time built from raw seconds outside that
+        // range is clamped to the nearest representable instant.
+        let f = match f.year {
+            ..0 => LogTime::from_unix_seconds(MIN_UNIX_SECONDS).utc(),
+            10_000.. => LogTime::from_unix_seconds(MAX_UNIX_SECONDS).utc(),
+            _ => f,
+        };
+        put_digits(&mut buf[0..4], f.year as u32);
         put_digits(&mut buf[5..7], f.month);
         put_digits(&mut buf[8..10], f.day);
         put_digits(&mut buf[11..13], f.hour);
@@ -232,6 +247,34 @@ mod tests {
         "06/Féb/2019:00:00:38 +000",
         None
     );
+
+    time_parses_to!(
+        offset_past_year_9999_is_refused,
+        "31/Dec/9999:23:30:00 -0100",
+        None
+    );
+    time_parses_to!(
+        offset_before_year_0_is_refused,
+        "01/Jan/0000:00:30:00 +0100",
+        None
+    );
+    time_parses_to!(
+        leap_second_rolls_over,
+        "31/Dec/2016:23:59:60 +0000",
+        Some("2017-01-01T00:00:00Z")
+    );
+
+    #[test]
+    fn out_of_range_seconds_are_clamped_when_formatted() {
+        assert_eq!(
+            LogTime::from_unix_seconds(i64::MAX / 4).to_string(),
+            "9999-12-31T23:59:59Z"
+        );
+        assert_eq!(
+            LogTime::from_unix_seconds(i64::MIN / 4).to_string(),
+            "0000-01-01T00:00:00Z"
+        );
+    }
 
     #[test]
     fn epoch_round_trips() {
