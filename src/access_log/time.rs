@@ -1,6 +1,7 @@
 //! The access-log timestamp (`06/Feb/2019:00:00:38 +0000`), converted to UTC without a
 //! date-time crate: the format is fixed, so a direct parser is both smaller and faster.
 
+use std::cell::Cell;
 use std::fmt;
 
 /// A point in time with one-second resolution, held as seconds since the Unix epoch (UTC).
@@ -26,6 +27,14 @@ pub struct UtcFields {
     pub second: u32,
 }
 
+thread_local! {
+    /// The last timestamp text parsed on this thread, with its value (never a failed parse).
+    static LAST_PARSED: Cell<Option<([u8; 26], i64)>> = const { Cell::new(None) };
+    /// The last time formatted on this thread, with its text.
+    static LAST_FORMATTED: Cell<(i64, Rfc3339)> =
+        const { Cell::new((MIN_UNIX_SECONDS, Rfc3339(*b"0000-01-01T00:00:00Z"))) };
+}
+
 /// 0000-01-01T00:00:00Z.
 const MIN_UNIX_SECONDS: i64 = -62_167_219_200;
 /// 9999-12-31T23:59:59Z.
@@ -47,9 +56,26 @@ impl LogTime {
     }
 
     /// Parses the inside of the brackets, `dd/Mon/yyyy:HH:MM:SS ±hhmm`; `None` if malformed.
+    ///
+    /// Log lines come in time order and a busy bucket logs many requests a second, so the
+    /// last text parsed on this thread is remembered and most calls are one comparison.
     pub fn parse_access_log(s: &str) -> Option<Self> {
         let b = s.as_bytes();
-        if b.len() != 26 || b[2] != b'/' || b[6] != b'/' || b[11] != b':' {
+        if let Ok(text) = <[u8; 26]>::try_from(b) {
+            if let Some((last_text, last_seconds)) = LAST_PARSED.with(Cell::get)
+                && text == last_text
+            {
+                return Some(Self::from_unix_seconds(last_seconds));
+            }
+            let parsed = Self::parse_uncached(&text)?;
+            LAST_PARSED.with(|last| last.set(Some((text, parsed.unix_seconds))));
+            return Some(parsed);
+        }
+        None
+    }
+
+    fn parse_uncached(b: &[u8; 26]) -> Option<Self> {
+        if b[2] != b'/' || b[6] != b'/' || b[11] != b':' {
             return None;
         }
         if b[14] != b':' || b[17] != b':' || b[20] != b' ' {
@@ -101,7 +127,18 @@ impl LogTime {
     }
 
     /// Writes RFC 3339 in UTC (`2019-02-06T00:00:38Z`) into a fixed buffer, without allocating.
+    /// The last result on this thread is remembered, as consecutive records share seconds.
     pub fn rfc3339(self) -> Rfc3339 {
+        let (last_seconds, last_text) = LAST_FORMATTED.with(Cell::get);
+        if last_seconds == self.unix_seconds {
+            return last_text;
+        }
+        let formatted = self.rfc3339_uncached();
+        LAST_FORMATTED.with(|last| last.set((self.unix_seconds, formatted)));
+        formatted
+    }
+
+    fn rfc3339_uncached(self) -> Rfc3339 {
         let f = self.utc();
         let mut buf = *b"0000-00-00T00:00:00Z";
         // Parsing only yields years 0..=9999; a time built from raw seconds outside that
@@ -273,6 +310,37 @@ mod tests {
         assert_eq!(
             LogTime::from_unix_seconds(i64::MIN / 4).to_string(),
             "0000-01-01T00:00:00Z"
+        );
+    }
+
+    #[test]
+    fn cached_results_never_leak_into_other_inputs() {
+        let times = [
+            "06/Feb/2019:00:00:38 +0000",
+            "06/Feb/2019:00:00:38 +0100",
+            "06/Feb/2019:00:00:38 +0000",
+        ];
+        let expected = [
+            "2019-02-06T00:00:38Z",
+            "2019-02-05T23:00:38Z",
+            "2019-02-06T00:00:38Z",
+        ];
+        for (t, e) in times.iter().zip(expected) {
+            assert_eq!(
+                LogTime::parse_access_log(t)
+                    .map(|t| t.to_string())
+                    .as_deref(),
+                Some(e)
+            );
+        }
+        assert_eq!(LogTime::parse_access_log(&"\0".repeat(26)), None);
+        assert_eq!(
+            LogTime::from_unix_seconds(0).to_string(),
+            "1970-01-01T00:00:00Z"
+        );
+        assert_eq!(
+            LogTime::from_unix_seconds(1).to_string(),
+            "1970-01-01T00:00:01Z"
         );
     }
 
