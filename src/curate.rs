@@ -112,6 +112,7 @@ pub struct Curator<S> {
     stats: CurationStats,
     max_line_len: usize,
     user_agents: UserAgentCache,
+    key_buffer: Vec<u8>,
 }
 
 impl<S: CurationSink> Curator<S> {
@@ -124,6 +125,7 @@ impl<S: CurationSink> Curator<S> {
             stats: CurationStats::default(),
             max_line_len: crate::lines::DEFAULT_MAX_LINE_LEN,
             user_agents: UserAgentCache::default(),
+            key_buffer: Vec::new(),
         }
     }
 
@@ -168,8 +170,13 @@ impl<S: CurationSink> LineHandler for Curator<S> {
                 Ok((record, delimiter_quotes)) => {
                     let scan = scan_line(text.as_bytes());
                     let clean = !scan.has_backslash_or_control && scan.quotes == delimiter_quotes;
-                    let enriched =
-                        Enriched::with_cache(record, lineage, lossy, &mut self.user_agents);
+                    let enriched = Enriched::with_cache(
+                        record,
+                        lineage,
+                        lossy,
+                        &mut self.user_agents,
+                        &mut self.key_buffer,
+                    );
                     enriched.write_json_trusting(&mut self.json, clean);
                     self.stats.records += 1;
                     self.sink.curated(&enriched, &self.json);

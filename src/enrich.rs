@@ -300,11 +300,24 @@ pub fn status_class(status: Option<u16>) -> Option<&'static str> {
 /// the access log encodes a space as `%20`, so a literal `+` in a log key is a plus.
 /// Invalid escapes are kept as written; decoded bytes that are not UTF-8 become U+FFFD.
 pub fn decode_key(key: &str) -> Cow<'_, str> {
-    if memchr::memchr(b'%', key.as_bytes()).is_none() {
+    let mut decoded = Vec::new();
+    if !decode_key_into(key, &mut decoded) {
         return Cow::Borrowed(key);
     }
+    match String::from_utf8(decoded) {
+        Ok(s) => Cow::Owned(s),
+        Err(e) => Cow::Owned(String::from_utf8_lossy(e.as_bytes()).into_owned()),
+    }
+}
+
+/// Percent-decodes `key` into `out` (cleared first); `false`, leaving `out` alone, when the
+/// key has no `%` and so decodes to itself.
+fn decode_key_into(key: &str, out: &mut Vec<u8>) -> bool {
+    if memchr::memchr(b'%', key.as_bytes()).is_none() {
+        return false;
+    }
+    out.clear();
     let bytes = key.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%'
@@ -320,10 +333,7 @@ pub fn decode_key(key: &str) -> Cow<'_, str> {
         out.push(bytes[i]);
         i += 1;
     }
-    match String::from_utf8(out) {
-        Ok(s) => Cow::Owned(s),
-        Err(e) => Cow::Owned(String::from_utf8_lossy(e.as_bytes()).into_owned()),
-    }
+    true
 }
 
 fn hex_value(c: u8) -> Option<u8> {
@@ -361,25 +371,50 @@ pub struct Enriched<'a> {
 impl<'a> Enriched<'a> {
     /// Derives the enrichment fields from a parsed record.
     pub fn new(record: LogRecord<'a>, lineage: Lineage<'a>, utf8_lossy: bool) -> Self {
-        Self::with_cache(record, lineage, utf8_lossy, &mut UserAgentCache::default())
+        let key_decoded = record.key.map(decode_key);
+        let family = record.user_agent.map(UserAgentFamily::classify);
+        Self::assemble(record, lineage, utf8_lossy, key_decoded, family)
     }
 
-    /// Like [`Enriched::new`], reusing a user-agent cache across records of one stream.
+    /// Like [`Enriched::new`], reusing a user-agent cache across records of one stream and
+    /// a buffer for the decoded key, so enriching a record allocates nothing.
     pub fn with_cache(
         record: LogRecord<'a>,
         lineage: Lineage<'a>,
         utf8_lossy: bool,
         user_agents: &mut UserAgentCache,
+        key_buffer: &'a mut Vec<u8>,
+    ) -> Self {
+        let key_decoded = record.key.map(|key| {
+            if !decode_key_into(key, key_buffer) {
+                return Cow::Borrowed(key);
+            }
+            let decoded: &'a [u8] = key_buffer;
+            match std::str::from_utf8(decoded) {
+                Ok(text) => Cow::Borrowed(text),
+                Err(_) => Cow::Owned(String::from_utf8_lossy(decoded).into_owned()),
+            }
+        });
+        let family = record.user_agent.map(|ua| user_agents.classify(ua));
+        Self::assemble(record, lineage, utf8_lossy, key_decoded, family)
+    }
+
+    fn assemble(
+        record: LogRecord<'a>,
+        lineage: Lineage<'a>,
+        utf8_lossy: bool,
+        key_decoded: Option<Cow<'a, str>>,
+        user_agent_family: Option<UserAgentFamily>,
     ) -> Self {
         let (requester_type, requester_account_id) =
             RequesterType::classify_with_account(record.requester);
         Self {
-            key_decoded: record.key.map(decode_key),
+            key_decoded,
             request: RequestLine::split(record.request_uri),
             status_class: status_class(record.http_status),
             requester_type,
             requester_account_id,
-            user_agent_family: record.user_agent.map(|ua| user_agents.classify(ua)),
+            user_agent_family,
             record,
             lineage,
             utf8_lossy,
@@ -427,9 +462,11 @@ impl<'a> Enriched<'a> {
         if !r.extra.is_empty() {
             o.str_array("extra_fields", r.extra_fields());
         }
-        match &self.key_decoded {
-            Some(Cow::Borrowed(key)) => o.str("key_decoded", Some(key)),
-            decoded => o.untrusted_str("key_decoded", decoded.as_deref()),
+        // A key that decodes to itself is a slice of the line; anything decoded may hold
+        // quotes or control characters (`%22`, `%0A`) and is always checked.
+        match self.key_decoded.as_deref() {
+            Some(key) if Some(key) == r.key => o.str("key_decoded", Some(key)),
+            decoded => o.untrusted_str("key_decoded", decoded),
         }
         o.str("request_method", self.request.method);
         o.str("request_path", self.request.path);

@@ -210,15 +210,27 @@ fn needs_escape(bytes: &[u8]) -> bool {
 
 /// Appends the decimal digits of `value`.
 pub(crate) fn write_u64(out: &mut Vec<u8>, mut value: u64) {
+    const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+        2021222324252627282930313233343536373839\
+        4041424344454647484950515253545556575859\
+        6061626364656667686970717273747576777879\
+        8081828384858687888990919293949596979899";
     let mut buf = [0u8; 20];
     let mut i = buf.len();
-    loop {
+    // Two digits per division: half the divisions of the digit-at-a-time loop.
+    while value >= 100 {
+        let pair = (value % 100) as usize * 2;
+        value /= 100;
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    }
+    if value >= 10 {
+        let pair = value as usize * 2;
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    } else {
         i -= 1;
-        buf[i] = b'0' + (value % 10) as u8;
-        value /= 10;
-        if value == 0 {
-            break;
-        }
+        buf[i] = b'0' + value as u8;
     }
     out.extend_from_slice(&buf[i..]);
 }
@@ -292,7 +304,19 @@ mod tests {
 
     #[test]
     fn numbers_are_decimal() {
-        for n in [0u64, 7, 10, 1234567890, u64::MAX] {
+        for n in [
+            0u64,
+            7,
+            9,
+            10,
+            99,
+            100,
+            101,
+            999,
+            1000,
+            1234567890,
+            u64::MAX,
+        ] {
             let mut out = Vec::new();
             write_u64(&mut out, n);
             assert_eq!(out, n.to_string().into_bytes());

@@ -142,27 +142,24 @@ enum RequesterReading {
 /// happens to look like an operation (`REPORT.PDF`) still parses positionally.
 pub(crate) fn parse_line_counting_quotes(line: &str) -> Result<(LogRecord<'_>, usize), ParseError> {
     let line = line.trim_end_matches([' ', '\r', '\n', '\t']);
-    let positional = parse_with(line, RequesterReading::Positional);
-    let operation_shaped = match &positional {
-        Ok((record, _)) => record.operation.is_some_and(looks_like_operation),
-        Err((_, shaped)) => *shaped,
-    };
-    if !operation_shaped && let Ok(scanned) = parse_with(line, RequesterReading::Scan) {
+    let (positional, operation_shaped) = parse_with(line, RequesterReading::Positional);
+    if !operation_shaped && let (Ok(scanned), _) = parse_with(line, RequesterReading::Scan) {
         return Ok(scanned);
     }
-    positional.map_err(|(error, _)| error)
+    positional
 }
 
-/// Parses with one way of reading the requester. On failure, also says whether the
-/// positional operation field was operation-shaped.
+/// Parses with one way of reading the requester; also says whether the operation field
+/// it read was operation-shaped (`true` when the line ended before it).
 #[allow(clippy::result_large_err)]
 fn parse_with(
     line: &str,
     reading: RequesterReading,
-) -> Result<(LogRecord<'_>, usize), (ParseError, bool)> {
+) -> (Result<(LogRecord<'_>, usize), ParseError>, bool) {
     let mut c = Cursor::new(line);
     let mut operation_shaped = true;
-    parse_fields(&mut c, reading, &mut operation_shaped).map_err(|e| (e, operation_shaped))
+    let parsed = parse_fields(&mut c, reading, &mut operation_shaped);
+    (parsed, operation_shaped)
 }
 
 fn parse_fields<'a>(
