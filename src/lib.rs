@@ -15,6 +15,7 @@
 //! - [`generate`]: deterministic synthetic logs for tests and benchmarks.
 //! - [`config`], [`event`], [`logkey`], [`outputs`]: the Lambda function's pure parts:
 //!   settings, event envelopes, log object keys, and partitioned output chunks.
+//! - [`metrics`]: per-minute metric aggregation shaped for CloudWatch (not yet published).
 //! - [`ports`] and [`pipeline`]: the handler's logic over a small object-store trait.
 //! - [`adapters`]: the only I/O: S3 (and S3-compatible stores) and a local folder.
 //!
@@ -47,6 +48,7 @@ mod json;
 pub mod lines;
 pub mod logging;
 pub mod logkey;
+pub mod metrics;
 pub mod outputs;
 pub mod pipeline;
 pub mod ports;
