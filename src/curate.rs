@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use crate::access_log::{ParseError, parse_line_counting_quotes};
 use crate::enrich::{Enriched, Lineage, UserAgentCache};
-use crate::json::{ObjectWriter, scan_line};
+use crate::json::{ObjectWriter, key, scan_line};
 use crate::lines::Line;
 
 /// Receives framed lines; implemented by [`Curator`] and by anything that wants raw lines.
@@ -68,23 +68,23 @@ impl Rejected<'_> {
         let text = String::from_utf8_lossy(self.raw);
         let mut o = ObjectWriter::new(out);
         if let Some(source) = self.lineage.source_object {
-            o.str("source_object", Some(source));
+            o.str(key!("source_object"), Some(source));
         }
-        o.u64("source_line", Some(self.lineage.source_line));
-        o.str("error", Some(&self.reason.to_string()));
-        o.str("error_kind", Some(self.reason.code()));
+        o.u64(key!("source_line"), Some(self.lineage.source_line));
+        o.str(key!("error"), Some(&self.reason.to_string()));
+        o.str(key!("error_kind"), Some(self.reason.code()));
         let (field, column) = match self.reason {
             RejectReason::Parse(e) => (Some(e.field.name()), Some(e.column as u64)),
             RejectReason::LineTooLong { .. } => (None, None),
         };
-        o.str("field", field);
-        o.u64("column", column);
-        o.str("raw", Some(&text));
+        o.str(key!("field"), field);
+        o.u64(key!("column"), column);
+        o.str(key!("raw"), Some(&text));
         if let Cow::Owned(_) = text {
-            o.str("raw_base64", Some(&base64(self.raw)));
+            o.str(key!("raw_base64"), Some(&base64(self.raw)));
         }
         if self.truncated {
-            o.bool("truncated", Some(true));
+            o.bool(key!("truncated"), Some(true));
         }
         o.finish();
     }

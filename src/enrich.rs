@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 
 use crate::access_log::LogRecord;
-use crate::json::ObjectWriter;
+use crate::json::{ObjectWriter, key};
 
 /// Where a line came from: the log object (when known) and the 1-based line number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -432,59 +432,59 @@ impl<'a> Enriched<'a> {
     pub(crate) fn write_json_trusting(&self, out: &mut Vec<u8>, line_is_clean: bool) {
         let r = &self.record;
         let mut o = ObjectWriter::trusting(out, line_is_clean);
-        o.str("bucket_owner", r.bucket_owner);
-        o.str("bucket", r.bucket);
-        o.str("time", Some(r.time.rfc3339().as_str()));
-        o.str("remote_ip", r.remote_ip);
-        o.str("requester", r.requester);
-        o.str("request_id", r.request_id);
-        o.str("operation", r.operation);
-        o.str("key", r.key);
-        o.str("request_uri", r.request_uri);
-        o.u64("http_status", r.http_status.map(u64::from));
-        o.str("error_code", r.error_code);
-        o.u64("bytes_sent", r.bytes_sent);
-        o.u64("object_size", r.object_size);
-        o.u64("total_time_ms", r.total_time_ms);
-        o.u64("turn_around_time_ms", r.turn_around_time_ms);
-        o.str("referer", r.referer);
-        o.str("user_agent", r.user_agent);
-        o.str("version_id", r.version_id);
-        o.str("host_id", r.host_id);
-        o.str("signature_version", r.signature_version);
-        o.str("cipher_suite", r.cipher_suite);
-        o.str("authentication_type", r.authentication_type);
-        o.str("host_header", r.host_header);
-        o.str("tls_version", r.tls_version);
-        o.str("access_point_arn", r.access_point_arn);
-        o.bool("acl_required", r.acl_required);
-        o.str("source_region", r.source_region);
+        o.str(key!("bucket_owner"), r.bucket_owner);
+        o.str(key!("bucket"), r.bucket);
+        o.str(key!("time"), Some(r.time.rfc3339().as_str()));
+        o.str(key!("remote_ip"), r.remote_ip);
+        o.str(key!("requester"), r.requester);
+        o.str(key!("request_id"), r.request_id);
+        o.str(key!("operation"), r.operation);
+        o.str(key!("key"), r.key);
+        o.str(key!("request_uri"), r.request_uri);
+        o.u64(key!("http_status"), r.http_status.map(u64::from));
+        o.str(key!("error_code"), r.error_code);
+        o.u64(key!("bytes_sent"), r.bytes_sent);
+        o.u64(key!("object_size"), r.object_size);
+        o.u64(key!("total_time_ms"), r.total_time_ms);
+        o.u64(key!("turn_around_time_ms"), r.turn_around_time_ms);
+        o.str(key!("referer"), r.referer);
+        o.str(key!("user_agent"), r.user_agent);
+        o.str(key!("version_id"), r.version_id);
+        o.str(key!("host_id"), r.host_id);
+        o.str(key!("signature_version"), r.signature_version);
+        o.str(key!("cipher_suite"), r.cipher_suite);
+        o.str(key!("authentication_type"), r.authentication_type);
+        o.str(key!("host_header"), r.host_header);
+        o.str(key!("tls_version"), r.tls_version);
+        o.str(key!("access_point_arn"), r.access_point_arn);
+        o.bool(key!("acl_required"), r.acl_required);
+        o.str(key!("source_region"), r.source_region);
         if !r.extra.is_empty() {
-            o.str_array("extra_fields", r.extra_fields());
+            o.str_array(key!("extra_fields"), r.extra_fields());
         }
         // A key that decodes to itself is a slice of the line; anything decoded may hold
         // quotes or control characters (`%22`, `%0A`) and is always checked.
         match self.key_decoded.as_deref() {
-            Some(key) if Some(key) == r.key => o.str("key_decoded", Some(key)),
-            decoded => o.untrusted_str("key_decoded", decoded),
+            Some(key) if Some(key) == r.key => o.str(key!("key_decoded"), Some(key)),
+            decoded => o.untrusted_str(key!("key_decoded"), decoded),
         }
-        o.str("request_method", self.request.method);
-        o.str("request_path", self.request.path);
-        o.str("request_query", self.request.query);
-        o.str("http_version", self.request.http_version);
-        o.str("status_class", self.status_class);
-        o.str("requester_type", Some(self.requester_type.as_str()));
-        o.str("requester_account_id", self.requester_account_id);
+        o.str(key!("request_method"), self.request.method);
+        o.str(key!("request_path"), self.request.path);
+        o.str(key!("request_query"), self.request.query);
+        o.str(key!("http_version"), self.request.http_version);
+        o.str(key!("status_class"), self.status_class);
+        o.str(key!("requester_type"), Some(self.requester_type.as_str()));
+        o.str(key!("requester_account_id"), self.requester_account_id);
         o.str(
-            "user_agent_family",
+            key!("user_agent_family"),
             self.user_agent_family.map(UserAgentFamily::as_str),
         );
-        o.u64("source_line", Some(self.lineage.source_line));
+        o.u64(key!("source_line"), Some(self.lineage.source_line));
         if let Some(source) = self.lineage.source_object {
-            o.untrusted_str("source_object", Some(source));
+            o.untrusted_str(key!("source_object"), Some(source));
         }
         if self.utf8_lossy {
-            o.bool("utf8_lossy", Some(true));
+            o.bool(key!("utf8_lossy"), Some(true));
         }
         o.finish();
     }
