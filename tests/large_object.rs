@@ -3,46 +3,12 @@
 
 mod support;
 
-use bucketlog::adapters::s3::S3Store;
 use bucketlog::config::Config;
 use bucketlog::generate::GenerateOptions;
-use bucketlog::pipeline::Pipeline;
-use serde_json::Value;
-use support::moto;
+use support::pipeline::{fixture, processed};
 use support::s3::*;
 
 const LOG_NAME: &str = "2026-11-20-14-05-12-5A1B2C3D4E5F6789";
-
-fn processed(response: &Value) -> Vec<&Value> {
-    response["objects"]
-        .as_array()
-        .map(|objects| {
-            objects
-                .iter()
-                .filter(|o| o["outcome"] == "processed")
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-struct Fixture {
-    client: aws_sdk_s3::Client,
-    bucket: String,
-    pipeline: Pipeline<S3Store>,
-}
-
-async fn fixture(config: Config) -> Fixture {
-    let server = moto::shared();
-    let client = client(&server.endpoint).await;
-    let bucket = moto::unique_bucket("large");
-    create_bucket(&client, &bucket).await;
-    let pipeline = Pipeline::new(S3Store::new(client.clone()), config);
-    Fixture {
-        client,
-        bucket,
-        pipeline,
-    }
-}
 
 /// Peak resident memory of this process so far, in KiB (Linux).
 fn peak_rss_kib() -> u64 {
@@ -61,7 +27,7 @@ fn reset_peak_rss() {
 
 #[tokio::test]
 async fn large_object_streams_with_bounded_memory() {
-    let f = fixture(Config::default()).await;
+    let f = fixture("large", Config::default()).await;
     let key = format!("raw/{LOG_NAME}");
     // ~200 MB of log, generated and uploaded in 16 MiB parts so the test itself stays small.
     let target: u64 = if std::env::var_os("BUCKETLOG_QUICK").is_some() {

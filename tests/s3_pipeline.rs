@@ -13,6 +13,7 @@ use bucketlog::generate::{GenerateOptions, write_log};
 use bucketlog::pipeline::Pipeline;
 use serde_json::{Value, json};
 use support::moto;
+use support::pipeline::{Fixture, fixture, processed};
 use support::s3::*;
 
 const LOG_NAME: &str = "2026-11-20-14-05-12-5A1B2C3D4E5F6789";
@@ -45,37 +46,6 @@ fn gzip(data: &[u8], members: usize) -> Vec<u8> {
     out
 }
 
-struct Fixture {
-    client: aws_sdk_s3::Client,
-    bucket: String,
-    pipeline: Pipeline<S3Store>,
-}
-
-async fn fixture(config: Config) -> Fixture {
-    let server = moto::shared();
-    let client = client(&server.endpoint).await;
-    let bucket = moto::unique_bucket("logs");
-    create_bucket(&client, &bucket).await;
-    let pipeline = Pipeline::new(S3Store::new(client.clone()), config);
-    Fixture {
-        client,
-        bucket,
-        pipeline,
-    }
-}
-
-fn processed(response: &Value) -> Vec<&Value> {
-    response["objects"]
-        .as_array()
-        .map(|objects| {
-            objects
-                .iter()
-                .filter(|o| o["outcome"] == "processed")
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Reads every curated record and every rejected line back from the bucket.
 async fn read_outputs(f: &Fixture) -> (Vec<Value>, Vec<Value>) {
     let mut curated = Vec::new();
@@ -91,7 +61,7 @@ async fn read_outputs(f: &Fixture) -> (Vec<Value>, Vec<Value>) {
 
 #[tokio::test]
 async fn direct_event_writes_partitioned_records_rejects_and_a_marker() {
-    let f = fixture(Config::default()).await;
+    let f = fixture("logs", Config::default()).await;
     let key = format!("raw/{LOG_NAME}");
     put(&f.client, &f.bucket, &key, sample_log(200, 1)).await;
 
@@ -144,7 +114,7 @@ async fn direct_event_writes_partitioned_records_rejects_and_a_marker() {
 
 #[tokio::test]
 async fn gzip_with_two_members_gives_the_same_records_as_plain() {
-    let f = fixture(Config::default()).await;
+    let f = fixture("logs", Config::default()).await;
     let log = sample_log(300, 2);
     put(
         &f.client,
@@ -189,7 +159,7 @@ async fn gzip_with_two_members_gives_the_same_records_as_plain() {
 
 #[tokio::test]
 async fn key_with_space_and_plus_is_decoded_before_reading() {
-    let f = fixture(Config::default()).await;
+    let f = fixture("logs", Config::default()).await;
     let key = format!("raw/team logs+more/{LOG_NAME}");
     put(&f.client, &f.bucket, &key, sample_log(10, 3)).await;
     let event = s3_event(&f.bucket, &key);
@@ -203,7 +173,7 @@ async fn key_with_space_and_plus_is_decoded_before_reading() {
 
 #[tokio::test]
 async fn every_envelope_reaches_the_same_processing() {
-    let f = fixture(Config::default()).await;
+    let f = fixture("logs", Config::default()).await;
     let keys: Vec<String> = (0..4)
         .map(|i| format!("raw/env{i}/2026-11-20-14-00-0{i}-ENV"))
         .collect();
@@ -231,7 +201,7 @@ async fn every_envelope_reaches_the_same_processing() {
 
 #[tokio::test]
 async fn sqs_batch_reports_only_the_failed_message() {
-    let f = fixture(Config::default()).await;
+    let f = fixture("logs", Config::default()).await;
     let good = format!("raw/{LOG_NAME}");
     put(&f.client, &f.bucket, &good, sample_log(5, 4)).await;
     // A corrupt gzip object fails; its message alone must be retried.
@@ -263,7 +233,7 @@ async fn sqs_batch_reports_only_the_failed_message() {
 
 #[tokio::test]
 async fn duplicate_event_changes_nothing_and_the_marker_stays() {
-    let f = fixture(Config::default()).await;
+    let f = fixture("logs", Config::default()).await;
     let key = format!("raw/{LOG_NAME}");
     put(&f.client, &f.bucket, &key, sample_log(50, 6)).await;
     let event = s3_event(&f.bucket, &key);
@@ -281,7 +251,7 @@ async fn duplicate_event_changes_nothing_and_the_marker_stays() {
 
 #[tokio::test]
 async fn concurrent_duplicates_process_once() {
-    let f = fixture(Config::default()).await;
+    let f = fixture("logs", Config::default()).await;
     let key = format!("raw/{LOG_NAME}");
     put(&f.client, &f.bucket, &key, sample_log(100, 7)).await;
     let event = s3_event(&f.bucket, &key);
@@ -298,7 +268,7 @@ async fn concurrent_duplicates_process_once() {
 
 #[tokio::test]
 async fn missing_object_is_skipped_without_error() {
-    let f = fixture(Config::default()).await;
+    let f = fixture("logs", Config::default()).await;
     let response = f
         .pipeline
         .handle(&s3_event(&f.bucket, "raw/2026-11-20-14-00-00-GONE"))
@@ -310,7 +280,7 @@ async fn missing_object_is_skipped_without_error() {
 
 #[tokio::test]
 async fn own_outputs_and_keys_outside_the_raw_prefix_never_trigger_processing() {
-    let f = fixture(Config::default()).await;
+    let f = fixture("logs", Config::default()).await;
     let own = format!("curated/bucket=b/dt=2026-11-20/hour=14/{LOG_NAME}.ndjson.gz");
     put(&f.client, &f.bucket, &own, sample_log(5, 8)).await;
     put(&f.client, &f.bucket, "elsewhere/x", sample_log(5, 8)).await;
@@ -330,7 +300,7 @@ async fn own_outputs_and_keys_outside_the_raw_prefix_never_trigger_processing() 
 
 #[tokio::test]
 async fn corrupt_object_fails_naming_it_and_leaves_no_output_or_marker() {
-    let f = fixture(Config::default()).await;
+    let f = fixture("logs", Config::default()).await;
     // Big enough that multipart uploads are under way when the corruption is reached.
     let log = sample_log(60_000, 9);
     let mut data = gzip(&log, 1);
@@ -391,7 +361,7 @@ async fn output_bucket_and_plain_output_are_honoured() {
         _ => None,
     })
     .unwrap();
-    let f = fixture(config).await;
+    let f = fixture("logs", config).await;
     let key = format!("raw/{LOG_NAME}");
     put(&f.client, &f.bucket, &key, sample_log(20, 12)).await;
     f.pipeline.handle(&s3_event(&f.bucket, &key)).await.unwrap();

@@ -413,6 +413,22 @@ impl<'a> Cursor<'a> {
         if token.is_empty() || token.len() > 20 {
             return Err(invalid());
         }
+        if token.len() <= 19 {
+            // At most 19 digits cannot overflow a u64: no checked arithmetic needed.
+            let mut value = 0u64;
+            for b in token.bytes() {
+                let digit = b.wrapping_sub(b'0');
+                if digit > 9 {
+                    return Err(invalid());
+                }
+                value = value * 10 + u64::from(digit);
+            }
+            return if value <= max {
+                Ok(Some(value))
+            } else {
+                Err(invalid())
+            };
+        }
         token
             .bytes()
             .try_fold(0u64, |acc, b| {

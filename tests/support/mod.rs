@@ -1,5 +1,7 @@
-//! Shared helpers for integration tests: `mod support;` then `support::moto`, `support::s3`.
+//! Shared helpers for integration tests: `mod support;` then `support::moto`, `support::s3`,
+//! `support::pipeline`.
 #![allow(dead_code)]
 
 pub mod moto;
+pub mod pipeline;
 pub mod s3;
