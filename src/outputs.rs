@@ -12,6 +12,7 @@
 //! closes the least recently used one; if that partition comes back, it continues in
 //! `{log name}.2.ndjson.gz`, `.3`, and so on, which is still deterministic.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::io::{self, Write};
 
@@ -287,7 +288,7 @@ impl OutputRouter {
         let bucket = record
             .record
             .bucket
-            .map_or(UNKNOWN_BUCKET.to_string(), partition_safe);
+            .map_or(Cow::Borrowed(UNKNOWN_BUCKET), partition_safe);
         let unix_hour = record.record.time.unix_seconds().div_euclid(3600);
         let i = self.partition_index(&bucket, unix_hour)?;
         self.clock += 1;
@@ -325,17 +326,17 @@ impl CurationSink for OutputRouter {
 
 /// Makes a bucket name safe as a Hive partition value: S3 bucket names already are, but
 /// S3-compatible stores allow more; anything outside `[A-Za-z0-9._-]` becomes `_`.
-pub fn partition_safe(bucket: &str) -> String {
-    bucket
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+pub fn partition_safe(bucket: &str) -> Cow<'_, str> {
+    let safe = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if bucket.chars().all(safe) {
+        return Cow::Borrowed(bucket);
+    }
+    Cow::Owned(
+        bucket
+            .chars()
+            .map(|c| if safe(c) { c } else { '_' })
+            .collect(),
+    )
 }
 
 #[cfg(test)]
