@@ -28,8 +28,8 @@ pub const PART_SIZE: usize = 5 * 1024 * 1024;
 /// How many curated partitions one log object may have open at once.
 pub const MAX_OPEN_PARTITIONS: usize = 4;
 
-/// gzip level for outputs: 1 compresses NDJSON about 8:1 at several times level 6's speed,
-/// and Lambda bills for the time.
+/// gzip level for outputs: level 1 still compresses this NDJSON about 7:1 (BENCHMARKS.md)
+/// and is the cheapest level in CPU time, which is what Lambda bills for.
 pub const GZIP_LEVEL: u32 = 1;
 
 /// The bucket partition used when a record has no bucket field.
