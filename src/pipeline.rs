@@ -15,7 +15,6 @@
 
 use std::time::Instant;
 
-use aws_lambda_events::sqs::SqsBatchResponse;
 use serde::Serialize;
 use serde_json::Value;
 use tracing::{info, warn};
@@ -158,18 +157,18 @@ impl<S: ObjectStore> Pipeline<S> {
         match parse_invocation(payload)? {
             Invocation::Direct(notices) => {
                 let (outcomes, failures) = self.handle_notices(&notices).await;
-                let total = notices.len();
-                match failures.into_iter().next() {
-                    Some((first, failed)) => Err(HandlerError::Objects {
+                if let Some((first, failed)) = failures {
+                    return Err(HandlerError::Objects {
                         failed,
-                        total,
+                        total: notices.len(),
                         first,
-                    }),
-                    None => Ok(serde_json::json!({ "objects": outcomes })),
+                    });
                 }
+                let objects = serde_json::to_value(&outcomes).unwrap_or_default();
+                Ok(serde_json::json!({ "objects": objects }))
             }
             Invocation::Sqs(items) => {
-                let mut response = SqsBatchResponse::default();
+                let mut failed_ids = Vec::new();
                 let mut outcomes = Vec::new();
                 for item in items {
                     let failed = match &item.notices {
@@ -184,13 +183,17 @@ impl<S: ObjectStore> Pipeline<S> {
                         }
                     };
                     if failed {
-                        response.add_failure(item.message_id);
+                        failed_ids.push(item.message_id);
                     }
                 }
-                let mut value = serde_json::to_value(&response)
-                    .unwrap_or_else(|_| serde_json::json!({ "batchItemFailures": [] }));
-                value["objects"] = serde_json::to_value(&outcomes).unwrap_or_default();
-                Ok(value)
+                // Built by hand rather than serialised, so no failure can be dropped on
+                // the way out: a message missing here would never be retried.
+                let failures: Vec<Value> = failed_ids
+                    .into_iter()
+                    .map(|id| serde_json::json!({ "itemIdentifier": id }))
+                    .collect();
+                let objects = serde_json::to_value(&outcomes).unwrap_or_default();
+                Ok(serde_json::json!({ "batchItemFailures": failures, "objects": objects }))
             }
         }
     }
