@@ -362,6 +362,11 @@ mod tests {
     }
 
     fn feed(router: &mut OutputRouter, text: &str) {
+        feed_json(router, text, text.as_bytes());
+    }
+
+    /// Routes the record parsed from `text` (for its bucket and time) with `json` as output.
+    fn feed_json(router: &mut OutputRouter, text: &str, json: &[u8]) {
         let record = parse_line(text).unwrap();
         let enriched = Enriched::new(
             record,
@@ -371,7 +376,7 @@ mod tests {
             },
             false,
         );
-        router.curated(&enriched, text.as_bytes());
+        router.curated(&enriched, json);
     }
 
     fn last_keys(chunks: &[OutputChunk]) -> Vec<(String, u64)> {
@@ -458,16 +463,7 @@ mod tests {
                 .map(|_| char::from(b'a' + (rng.below(26) as u8)))
                 .collect();
             let json = format!("{{\"noise\":\"{noise}\"}}");
-            let record = parse_line(&text).unwrap();
-            let enriched = Enriched::new(
-                record,
-                Lineage {
-                    source_object: None,
-                    source_line: 1,
-                },
-                false,
-            );
-            router.curated(&enriched, json.as_bytes());
+            feed_json(&mut router, &text, json.as_bytes());
             expected_lines += 1;
             for chunk in router.take_ready() {
                 if let OutputChunk::Part { bytes, .. } = chunk {
