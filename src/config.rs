@@ -2,6 +2,8 @@
 //! validated, with errors that name the variable. Pure: it takes a lookup function, so
 //! tests pass a map and the binaries pass `std::env::var`.
 
+use crate::alerts::AlertSettings;
+
 /// How curated and rejected output is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutputCompression {
@@ -29,8 +31,25 @@ impl OutputCompression {
     }
 }
 
+/// Where metrics go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsMode {
+    /// `PutMetricData` calls (the default).
+    Api,
+    /// CloudWatch Embedded Metric Format lines on stdout, which Lambda sends to CloudWatch
+    /// Logs and CloudWatch turns into the same metrics (no API calls).
+    Emf,
+    /// No metrics.
+    Off,
+}
+
+/// How long a claim on a processed object's remaining side effects lasts, in seconds: the
+/// longest a Lambda invocation can run. A duplicate event finding the claim older than
+/// this takes over (the first invocation must have died).
+pub const DEFAULT_LEASE_SECONDS: i64 = 900;
+
 /// Validated settings for processing log objects.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Where outputs go; `None` means the bucket each log object came from.
     pub output_bucket: Option<String>,
@@ -48,6 +67,17 @@ pub struct Config {
     pub output_compression: OutputCompression,
     /// Log level for the function's own logs (`info` by default).
     pub log_level: String,
+    /// CloudWatch namespace (`METRICS_NAMESPACE`, default `S3AccessLogs`).
+    pub metrics_namespace: String,
+    /// Where metrics go (`METRICS_MODE`: `api`, `emf` or `off`).
+    pub metrics_mode: MetricsMode,
+    /// SNS topic for alerts (`ALERT_TOPIC_ARN`); alerts are still written to S3, logged
+    /// and counted without it.
+    pub alert_topic_arn: Option<String>,
+    /// Alert thresholds and lists (`ALERT_*`).
+    pub alerts: AlertSettings,
+    /// See [`DEFAULT_LEASE_SECONDS`] (`STATE_LEASE_SECONDS`).
+    pub lease_seconds: i64,
 }
 
 impl Default for Config {
@@ -61,6 +91,11 @@ impl Default for Config {
             state_prefix: "state/".into(),
             output_compression: OutputCompression::Gzip,
             log_level: "info".into(),
+            metrics_namespace: "S3AccessLogs".into(),
+            metrics_mode: MetricsMode::Api,
+            alert_topic_arn: None,
+            alerts: AlertSettings::default(),
+            lease_seconds: DEFAULT_LEASE_SECONDS,
         }
     }
 }
@@ -138,7 +173,70 @@ impl Config {
                 });
             }
         };
+        let invalid = |variable: &'static str, value: String, reason: &str| ConfigError::Invalid {
+            variable,
+            value,
+            reason: reason.into(),
+        };
+        let metrics_namespace = match get("METRICS_NAMESPACE").filter(|v| !v.is_empty()) {
+            None => defaults.metrics_namespace,
+            Some(ns)
+                if ns.starts_with("AWS/") || ns.len() > 255 || ns.contains(char::is_control) =>
+            {
+                return Err(invalid(
+                    "METRICS_NAMESPACE",
+                    ns,
+                    "1 to 255 characters, not starting with `AWS/`",
+                ));
+            }
+            Some(ns) => ns,
+        };
+        let metrics_mode = match get("METRICS_MODE")
+            .map(|m| m.to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("") | Some("api") => MetricsMode::Api,
+            Some("emf") => MetricsMode::Emf,
+            Some("off") => MetricsMode::Off,
+            Some(other) => {
+                return Err(invalid(
+                    "METRICS_MODE",
+                    other.into(),
+                    "`api`, `emf` or `off`",
+                ));
+            }
+        };
+        let alert_topic_arn = match get("ALERT_TOPIC_ARN").filter(|v| !v.is_empty()) {
+            Some(arn) if !arn.starts_with("arn:") || arn.split(':').count() != 6 => {
+                return Err(invalid(
+                    "ALERT_TOPIC_ARN",
+                    arn,
+                    "an SNS topic ARN, arn:PARTITION:sns:REGION:ACCOUNT:NAME",
+                ));
+            }
+            other => other,
+        };
+        let alerts = AlertSettings::from_lookup(&lookup)
+            .map_err(|(variable, value, reason)| invalid(variable, value, reason))?;
+        let lease_seconds = match get("STATE_LEASE_SECONDS").filter(|v| !v.is_empty()) {
+            None => DEFAULT_LEASE_SECONDS,
+            Some(v) => match v.parse::<i64>() {
+                Ok(n) if (0..=86_400).contains(&n) => n,
+                _ => {
+                    return Err(invalid(
+                        "STATE_LEASE_SECONDS",
+                        v,
+                        "seconds, from 0 to 86400",
+                    ));
+                }
+            },
+        };
         let config = Config {
+            metrics_namespace,
+            metrics_mode,
+            alert_topic_arn,
+            alerts,
+            lease_seconds,
             output_bucket,
             raw_prefix: prefix("RAW_PREFIX", &defaults.raw_prefix)?,
             curated_prefix: prefix("CURATED_PREFIX", &defaults.curated_prefix)?,
@@ -296,6 +394,33 @@ mod tests {
                 .as_deref(),
             Some("out-bucket")
         );
+    }
+
+    #[test]
+    fn metrics_and_alert_settings_are_read_and_checked() {
+        let c = config(&[
+            ("METRICS_MODE", "emf"),
+            ("METRICS_NAMESPACE", "Team/S3"),
+            (
+                "ALERT_TOPIC_ARN",
+                "arn:aws:sns:eu-west-1:123456789012:alerts",
+            ),
+            ("ALERT_SUBJECT_403_MIN", "7"),
+        ])
+        .unwrap();
+        assert_eq!(c.metrics_mode, MetricsMode::Emf);
+        assert_eq!(c.metrics_namespace, "Team/S3");
+        assert_eq!(c.alerts.subject_403_min, 7);
+        for (var, value) in [
+            ("METRICS_MODE", "statsd"),
+            ("METRICS_NAMESPACE", "AWS/S3"),
+            ("ALERT_TOPIC_ARN", "alerts"),
+            ("ALERT_SUBJECT_403_MIN", "many"),
+            ("STATE_LEASE_SECONDS", "-5"),
+        ] {
+            let err = config(&[(var, value)]).unwrap_err();
+            assert!(err.to_string().starts_with(var), "{err}");
+        }
     }
 
     #[test]

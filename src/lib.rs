@@ -15,9 +15,13 @@
 //! - [`generate`]: deterministic synthetic logs for tests and benchmarks.
 //! - [`config`], [`event`], [`logkey`], [`outputs`]: the Lambda function's pure parts:
 //!   settings, event envelopes, log object keys, and partitioned output chunks.
-//! - [`metrics`]: per-minute metric aggregation shaped for CloudWatch (not yet published).
-//! - [`ports`] and [`pipeline`]: the handler's logic over a small object-store trait.
-//! - [`adapters`]: the only I/O: S3 (and S3-compatible stores) and a local folder.
+//! - [`metrics`]: per-minute metric aggregation shaped for CloudWatch, and its EMF rendering.
+//! - [`alerts`]: 403 spikes, new requesters and addresses against a baseline, anonymous
+//!   access, scanners and legacy TLS, all counted in bounded memory.
+//! - [`ports`] and [`pipeline`]: the handler's logic over small traits for the object
+//!   store, metrics and alert notifications.
+//! - [`adapters`]: the only I/O: S3 (and S3-compatible stores), a local folder,
+//!   CloudWatch `PutMetricData`, EMF lines on stdout, and SNS.
 //!
 //! ```
 //! use bucketlog::curate::{CollectingSink, Curator};
@@ -38,6 +42,7 @@
 
 pub mod access_log;
 pub mod adapters;
+pub mod alerts;
 pub mod config;
 pub mod curate;
 pub mod enrich;

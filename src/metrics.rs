@@ -3,9 +3,11 @@
 //!
 //! Every datum is stamped with the minute of the records' own event time, never with the
 //! time of processing, because log delivery lags by minutes to hours. The only dimension
-//! is `Bucket` (the source bucket): requesters, IPs and keys are never dimensions, since
-//! CloudWatch bills every distinct series. Status: groundwork for issue 4; the pipeline
-//! does not publish these yet.
+//! is `Bucket` (the source bucket), plus `AlertType` on `Alerts`: requesters, IPs and keys
+//! are never dimensions, since CloudWatch bills every distinct series.
+//!
+//! [`emf_lines`] renders the same datums in CloudWatch Embedded Metric Format, for
+//! `METRICS_MODE=emf`.
 
 use std::collections::BTreeMap;
 
@@ -54,13 +56,25 @@ pub enum MetricValue {
     },
 }
 
-/// One metric data point for one source bucket and one minute.
+impl Unit {
+    /// CloudWatch's name for the unit.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unit::Count => "Count",
+            Unit::Bytes => "Bytes",
+            Unit::Milliseconds => "Milliseconds",
+            Unit::Seconds => "Seconds",
+        }
+    }
+}
+
+/// One metric data point for one minute.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricDatum {
     /// The metric name, such as `Requests`.
     pub name: &'static str,
-    /// The `Bucket` dimension.
-    pub bucket: String,
+    /// The dimensions as (name, value): `Bucket`, and `AlertType` on `Alerts`.
+    pub dimensions: Vec<(&'static str, String)>,
     /// Unix seconds at the start of the minute.
     pub timestamp: i64,
     /// The unit.
@@ -85,7 +99,9 @@ struct MinuteStats {
 /// Counts one log object's records per source bucket and minute.
 #[derive(Debug, Default, Clone)]
 pub struct MetricsAggregator {
-    minutes: BTreeMap<(String, i64), MinuteStats>,
+    /// Source bucket names; series are keyed by index, so a record costs no allocation.
+    buckets: Vec<String>,
+    minutes: BTreeMap<(u32, i64), MinuteStats>,
     newest_record: Option<i64>,
     rejected: u64,
     dropped_records: u64,
@@ -121,7 +137,18 @@ impl MetricsAggregator {
         self.newest_record = Some(self.newest_record.map_or(time, |t| t.max(time)));
         let minute = time.div_euclid(60) * 60;
         let bucket = record.bucket.unwrap_or(UNKNOWN_BUCKET);
-        let key = (bucket.to_string(), minute);
+        let index = match self.buckets.iter().rposition(|b| b == bucket) {
+            Some(i) => i,
+            None if self.minutes.len() >= MAX_SERIES => {
+                self.dropped_records += 1;
+                return;
+            }
+            None => {
+                self.buckets.push(bucket.to_string());
+                self.buckets.len() - 1
+            }
+        };
+        let key = (index as u32, minute);
         if self.minutes.len() >= MAX_SERIES && !self.minutes.contains_key(&key) {
             self.dropped_records += 1;
             return;
@@ -161,7 +188,8 @@ impl MetricsAggregator {
         let mut datums = Vec::new();
         let mut skipped_old_minutes = 0;
         let too_old = |minute: i64| now - minute > MAX_AGE_SECONDS;
-        for ((bucket, minute), stats) in &self.minutes {
+        for ((index, minute), stats) in &self.minutes {
+            let bucket = &self.buckets[*index as usize];
             if too_old(*minute) {
                 skipped_old_minutes += 1;
                 continue;
@@ -169,7 +197,7 @@ impl MetricsAggregator {
             let mut push = |name, unit, value: u64| {
                 datums.push(MetricDatum {
                     name,
-                    bucket: bucket.clone(),
+                    dimensions: vec![("Bucket", bucket.clone())],
                     timestamp: *minute,
                     unit,
                     value: MetricValue::Value(value as f64),
@@ -186,7 +214,7 @@ impl MetricsAggregator {
             for chunk in pairs.chunks(MAX_VALUES_PER_DATUM) {
                 datums.push(MetricDatum {
                     name: "TotalTimeMs",
-                    bucket: bucket.clone(),
+                    dimensions: vec![("Bucket", bucket.clone())],
                     timestamp: *minute,
                     unit: Unit::Milliseconds,
                     value: MetricValue::Distribution {
@@ -200,16 +228,16 @@ impl MetricsAggregator {
         if !too_old(stamp) {
             datums.push(MetricDatum {
                 name: "RejectedLines",
-                bucket: log_bucket.to_string(),
+                dimensions: vec![("Bucket", log_bucket.to_string())],
                 timestamp: stamp,
                 unit: Unit::Count,
                 value: MetricValue::Value(self.rejected as f64),
             });
             if let Some(newest) = self.newest_record {
-                for bucket in self.buckets() {
+                for bucket in &self.buckets {
                     datums.push(MetricDatum {
                         name: "DeliveryDelaySeconds",
-                        bucket,
+                        dimensions: vec![("Bucket", bucket.clone())],
                         timestamp: stamp,
                         unit: Unit::Seconds,
                         value: MetricValue::Value((now - newest).max(0) as f64),
@@ -225,12 +253,153 @@ impl MetricsAggregator {
             dropped_records: self.dropped_records,
         }
     }
+}
 
-    fn buckets(&self) -> Vec<String> {
-        let mut buckets: Vec<String> = self.minutes.keys().map(|(b, _)| b.clone()).collect();
-        buckets.dedup();
-        buckets
+/// `Alerts` datums: one per (bucket, type, minute) and one per (type, minute) for alarms
+/// across all buckets. Each alert is `(bucket, type, event time)`; minutes CloudWatch
+/// would reject are skipped.
+pub fn alert_datums<'a>(
+    alerts: impl IntoIterator<Item = (&'a str, &'static str, i64)>,
+    now: i64,
+) -> Vec<MetricDatum> {
+    let mut per_bucket: BTreeMap<(&str, &'static str, i64), u64> = BTreeMap::new();
+    let mut per_type: BTreeMap<(&'static str, i64), u64> = BTreeMap::new();
+    for (bucket, alert_type, time) in alerts {
+        let minute = time.div_euclid(60) * 60;
+        if now - minute > MAX_AGE_SECONDS {
+            continue;
+        }
+        *per_bucket.entry((bucket, alert_type, minute)).or_default() += 1;
+        *per_type.entry((alert_type, minute)).or_default() += 1;
     }
+    let datum = |dimensions, timestamp, count: u64| MetricDatum {
+        name: "Alerts",
+        dimensions,
+        timestamp,
+        unit: Unit::Count,
+        value: MetricValue::Value(count as f64),
+    };
+    let mut datums: Vec<MetricDatum> = per_bucket
+        .into_iter()
+        .map(|((bucket, t, minute), n)| {
+            datum(
+                vec![("Bucket", bucket.to_string()), ("AlertType", t.to_string())],
+                minute,
+                n,
+            )
+        })
+        .collect();
+    datums.extend(
+        per_type
+            .into_iter()
+            .map(|((t, minute), n)| datum(vec![("AlertType", t.to_string())], minute, n)),
+    );
+    datums
+}
+
+/// EMF has no `Counts`: a distribution is written as repeated values, and minutes with
+/// more requests than this are scaled down to about this many representative values
+/// (averages and percentiles stay within a value's share; use `Requests` for counts).
+pub const EMF_MAX_VALUES_PER_MINUTE: u64 = 1000;
+
+/// EMF accepts at most 100 values per metric in one document.
+const EMF_MAX_VALUES_PER_METRIC: usize = 100;
+
+/// Renders datums as CloudWatch Embedded Metric Format documents, one JSON object per
+/// line: one document per (dimensions, minute), more when a metric has over 100 values.
+pub fn emf_lines(namespace: &str, datums: &[MetricDatum]) -> Vec<String> {
+    // Group by (dimensions, minute), keeping first-seen order.
+    type Group<'d> = (
+        &'d [(&'static str, String)],
+        i64,
+        Vec<(&'d MetricDatum, Vec<f64>)>,
+    );
+    let mut groups: Vec<Group<'_>> = Vec::new();
+    for d in datums {
+        let values = match &d.value {
+            MetricValue::Value(v) => vec![*v],
+            MetricValue::Distribution { values, counts } => emf_values(values, counts),
+        };
+        match groups
+            .iter_mut()
+            .find(|(dims, ts, _)| *dims == d.dimensions.as_slice() && *ts == d.timestamp)
+        {
+            Some(group) => match group.2.iter_mut().find(|(m, _)| m.name == d.name) {
+                Some((_, existing)) => existing.extend(values),
+                None => group.2.push((d, values)),
+            },
+            None => groups.push((&d.dimensions, d.timestamp, vec![(d, values)])),
+        }
+    }
+    let mut lines = Vec::new();
+    for (dimensions, timestamp, metrics) in groups {
+        let documents = metrics
+            .iter()
+            .map(|(_, v)| v.len().div_ceil(EMF_MAX_VALUES_PER_METRIC))
+            .max()
+            .unwrap_or(0);
+        for part in 0..documents {
+            let mut definitions = Vec::new();
+            let mut doc = serde_json::Map::new();
+            for (name, value) in dimensions {
+                doc.insert((*name).to_string(), serde_json::Value::from(value.clone()));
+            }
+            for (datum, values) in &metrics {
+                let chunk: Vec<f64> = values
+                    .chunks(EMF_MAX_VALUES_PER_METRIC)
+                    .nth(part)
+                    .map(<[f64]>::to_vec)
+                    .unwrap_or_default();
+                if chunk.is_empty() {
+                    continue;
+                }
+                definitions
+                    .push(serde_json::json!({"Name": datum.name, "Unit": datum.unit.as_str()}));
+                let value = if chunk.len() == 1 {
+                    serde_json::json!(chunk[0])
+                } else {
+                    serde_json::json!(chunk)
+                };
+                doc.insert(datum.name.to_string(), value);
+            }
+            let names: Vec<&str> = dimensions.iter().map(|(n, _)| *n).collect();
+            doc.insert(
+                "_aws".into(),
+                serde_json::json!({
+                    "Timestamp": timestamp * 1000,
+                    "CloudWatchMetrics": [{
+                        "Namespace": namespace,
+                        "Dimensions": [names],
+                        "Metrics": definitions,
+                    }]
+                }),
+            );
+            lines.push(serde_json::Value::Object(doc).to_string());
+        }
+    }
+    lines
+}
+
+/// Expands values × counts into repeated values, scaled down (largest remainder) when
+/// there are more than [`EMF_MAX_VALUES_PER_MINUTE`].
+fn emf_values(values: &[f64], counts: &[f64]) -> Vec<f64> {
+    let total: f64 = counts.iter().sum();
+    let scale = if total > EMF_MAX_VALUES_PER_MINUTE as f64 {
+        EMF_MAX_VALUES_PER_MINUTE as f64 / total
+    } else {
+        1.0
+    };
+    let mut out = Vec::new();
+    let mut carry = 0.0;
+    for (v, c) in values.iter().zip(counts) {
+        let exact = c * scale + carry;
+        let n = exact.floor();
+        carry = exact - n;
+        for _ in 0..n as usize {
+            out.push(*v);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -247,7 +416,7 @@ mod tests {
     fn value(report: &MetricReport, name: &str, bucket: &str, minute: i64) -> Option<f64> {
         report.datums.iter().find_map(|d| match &d.value {
             MetricValue::Value(v)
-                if d.name == name && d.bucket == bucket && d.timestamp == minute =>
+                if d.name == name && d.dimensions[0].1 == bucket && d.timestamp == minute =>
             {
                 Some(*v)
             }
@@ -322,6 +491,107 @@ mod tests {
             "0..99 exact, 100..999 by 10, 1000..1999 by 100"
         );
         assert_eq!(chunks.len(), 2);
+    }
+
+    #[test]
+    fn emf_documents_carry_the_same_metrics_and_expand_distributions() {
+        let mut m = MetricsAggregator::default();
+        for ms in [5, 5, 5, 120] {
+            m.observe(&parse_line(&line("b", "20/Nov/2026:14:00:01", "-", 200, 10, ms)).unwrap());
+        }
+        let datums = m.datums("logs", T0 + 60).datums;
+        let lines = emf_lines("S3AccessLogs", &datums);
+        let docs: Vec<serde_json::Value> = lines
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let main = docs
+            .iter()
+            .find(|d| d.get("Requests").is_some())
+            .expect("a document with Requests");
+        assert_eq!(main["Bucket"], "b");
+        assert_eq!(main["Requests"], 4.0);
+        assert_eq!(main["BytesSent"], 40.0);
+        assert_eq!(
+            main["TotalTimeMs"],
+            serde_json::json!([5.0, 5.0, 5.0, 120.0])
+        );
+        assert_eq!(main["_aws"]["Timestamp"], T0 * 1000);
+        let directive = &main["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], "S3AccessLogs");
+        assert_eq!(directive["Dimensions"], serde_json::json!([["Bucket"]]));
+        let names: Vec<&str> = directive["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["Name"].as_str().unwrap())
+            .collect();
+        for name in [
+            "Requests",
+            "Errors4xx",
+            "Forbidden403",
+            "TotalTimeMs",
+            "BytesSent",
+        ] {
+            assert!(names.contains(&name), "{name} missing from {names:?}");
+        }
+    }
+
+    #[test]
+    fn emf_splits_at_100_values_and_caps_busy_minutes() {
+        let mut m = MetricsAggregator::default();
+        for i in 0..5000u64 {
+            m.observe(
+                &parse_line(&line("b", "20/Nov/2026:14:00:01", "-", 200, 1, i % 250)).unwrap(),
+            );
+        }
+        let lines = emf_lines("N", &m.datums("logs", T0 + 60).datums);
+        let values: usize = lines
+            .iter()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter_map(|d| d.get("TotalTimeMs").cloned())
+            .map(|v| v.as_array().map_or(1, Vec::len))
+            .sum();
+        assert!((990..=1000).contains(&values), "{values} values");
+        for l in &lines {
+            let d: serde_json::Value = serde_json::from_str(l).unwrap();
+            if let Some(a) = d.get("TotalTimeMs").and_then(|v| v.as_array()) {
+                assert!(a.len() <= 100);
+            }
+        }
+    }
+
+    #[test]
+    fn alert_datums_count_per_bucket_and_type_and_per_type() {
+        let d = alert_datums(
+            [
+                ("b", "forbidden_spike", T0 + 5),
+                ("b", "forbidden_spike", T0 + 50),
+                ("c", "forbidden_spike", T0 + 5),
+                ("c", "new_requester", T0 - MAX_AGE_SECONDS - 120),
+            ],
+            T0,
+        );
+        let find = |dims: &[(&str, &str)]| {
+            d.iter()
+                .find(|x| {
+                    x.dimensions.len() == dims.len()
+                        && x.dimensions
+                            .iter()
+                            .zip(dims)
+                            .all(|(a, b)| a.0 == b.0 && a.1 == b.1)
+                })
+                .map(|x| x.value.clone())
+        };
+        assert_eq!(
+            find(&[("Bucket", "b"), ("AlertType", "forbidden_spike")]),
+            Some(MetricValue::Value(2.0))
+        );
+        assert_eq!(
+            find(&[("AlertType", "forbidden_spike")]),
+            Some(MetricValue::Value(3.0))
+        );
+        assert_eq!(find(&[("AlertType", "new_requester")]), None, "too old");
     }
 
     #[test]

@@ -150,3 +150,41 @@ pub trait ObjectStore: Send + Sync {
     /// Abandons an upload, freeing its parts.
     async fn abort_upload(&self, object: &ObjectRef, upload_id: &str) -> Result<(), StoreError>;
 }
+
+/// Publishing failed; the message names the namespace or topic.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{operation} to {target} failed: {message}")]
+pub struct PublishError {
+    /// The operation, such as `PutMetricData`.
+    pub operation: &'static str,
+    /// The namespace, topic or stream it was for.
+    pub target: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// Where metric datums go: CloudWatch's API, EMF log lines, or nowhere.
+#[async_trait]
+pub trait MetricsSink: Send + Sync {
+    /// Publishes every datum, batching as the destination allows.
+    async fn publish(&self, datums: &[crate::metrics::MetricDatum]) -> Result<(), PublishError>;
+}
+
+/// Where alerts are pushed to people: an SNS topic.
+#[async_trait]
+pub trait AlertNotifier: Send + Sync {
+    /// Sends each alert once.
+    async fn notify(&self, alerts: &[crate::alerts::Alert]) -> Result<(), PublishError>;
+}
+
+/// A [`MetricsSink`] that drops everything, for `METRICS_MODE=off` and tools that only
+/// curate.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoMetrics;
+
+#[async_trait]
+impl MetricsSink for NoMetrics {
+    async fn publish(&self, _datums: &[crate::metrics::MetricDatum]) -> Result<(), PublishError> {
+        Ok(())
+    }
+}

@@ -1,4 +1,32 @@
-//! I/O at the edge: implementations of [`crate::ports::ObjectStore`].
+//! I/O at the edge: implementations of the ports in [`crate::ports`].
 
+pub mod cloudwatch;
+pub mod emf;
 pub mod local;
 pub mod s3;
+pub mod sns;
+
+use crate::config::{Config, MetricsMode};
+use crate::pipeline::Pipeline;
+use crate::ports::{MetricsSink, NoMetrics};
+
+/// The pipeline the Lambda function (and `bucketlog replay --s3`) runs: S3 through the SDK,
+/// metrics as `METRICS_MODE` says, and SNS when `ALERT_TOPIC_ARN` is set, all from one
+/// shared AWS configuration (credentials, region, `AWS_ENDPOINT_URL`).
+pub async fn aws_pipeline(config: Config) -> Pipeline<s3::S3Store> {
+    let shared = aws_config::load_from_env().await;
+    let namespace = config.metrics_namespace.clone();
+    let metrics: Box<dyn MetricsSink> = match config.metrics_mode {
+        MetricsMode::Api => Box::new(cloudwatch::CloudWatchMetrics::from_shared(
+            &shared, namespace,
+        )),
+        MetricsMode::Emf => Box::new(emf::EmfMetrics::stdout(namespace)),
+        MetricsMode::Off => Box::new(NoMetrics),
+    };
+    let topic = config.alert_topic_arn.clone();
+    let pipeline = Pipeline::new(s3::S3Store::from_shared(&shared), config).with_metrics(metrics);
+    match topic {
+        Some(arn) => pipeline.with_notifier(Box::new(sns::SnsNotifier::from_shared(&shared, arn))),
+        None => pipeline,
+    }
+}

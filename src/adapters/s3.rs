@@ -30,10 +30,14 @@ impl S3Store {
     /// `AWS_ENDPOINT_URL`), with path-style addressing when `S3_FORCE_PATH_STYLE=true`
     /// (what local emulators and several S3-compatible stores need).
     pub async fn from_env() -> Self {
-        let shared = aws_config::load_from_env().await;
+        Self::from_shared(&aws_config::load_from_env().await)
+    }
+
+    /// Like [`S3Store::from_env`], from an already loaded shared configuration.
+    pub fn from_shared(shared: &aws_config::SdkConfig) -> Self {
         let path_style = std::env::var("S3_FORCE_PATH_STYLE")
             .is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1");
-        let config = aws_sdk_s3::config::Builder::from(&shared)
+        let config = aws_sdk_s3::config::Builder::from(shared)
             .force_path_style(path_style)
             .build();
         Self::new(Client::from_conf(config))

@@ -1,12 +1,12 @@
-//! The Lambda function: configuration and S3 client built once at cold start, then every
-//! invocation handed to [`Pipeline::handle`].
+//! The Lambda function: configuration and AWS clients built once at cold start, then every
+//! invocation handed to `Pipeline::handle`.
 
 use std::sync::Arc;
 
-use bucketlog::adapters::s3::S3Store;
+use bucketlog::adapters::aws_pipeline;
 use bucketlog::config::Config;
 use bucketlog::logging::init_json_logging;
-use bucketlog::pipeline::{HandlerError, Pipeline};
+use bucketlog::pipeline::HandlerError;
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 use serde_json::Value;
 
@@ -37,7 +37,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         }
     };
     init_json_logging(&config.log_level);
-    let pipeline = Arc::new(Pipeline::new(S3Store::from_env().await, config));
+    let pipeline = Arc::new(aws_pipeline(config).await);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let pipeline = Arc::clone(&pipeline);
         async move { pipeline.handle(&event.payload).await.map_err(Failure) }

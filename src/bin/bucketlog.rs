@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use bucketlog::adapters::aws_pipeline;
+use bucketlog::adapters::emf::EmfMetrics;
 use bucketlog::adapters::local::LocalStore;
-use bucketlog::adapters::s3::S3Store;
 use bucketlog::config::Config;
 use bucketlog::curate::{Curator, WriterSink};
 use bucketlog::generate::{GenerateOptions, write_log};
@@ -53,9 +54,13 @@ enum Command {
         /// Folder where outputs and state go, one sub-folder per bucket.
         #[arg(long, default_value = "out/store")]
         out: PathBuf,
-        /// Use S3 (or the endpoint in AWS_ENDPOINT_URL) instead of local folders.
+        /// Use S3 (or the endpoint in AWS_ENDPOINT_URL) instead of local folders; metrics
+        /// and alerts then go where METRICS_MODE and ALERT_TOPIC_ARN say.
         #[arg(long)]
         s3: bool,
+        /// Local replays append their metrics here, in CloudWatch Embedded Metric Format.
+        #[arg(long, default_value = "out/metrics.emf.ndjson")]
+        metrics: PathBuf,
     },
     /// Write a deterministic synthetic access log.
     Gen {
@@ -102,7 +107,8 @@ fn run(cli: Cli) -> Result<()> {
             store,
             out,
             s3,
-        } => replay(events, store, out, s3),
+            metrics,
+        } => replay(events, store, out, s3, metrics),
         Command::Gen {
             lines,
             seed,
@@ -145,7 +151,13 @@ fn generate(
     Ok(())
 }
 
-fn replay(events: Vec<PathBuf>, store: PathBuf, out: PathBuf, s3: bool) -> Result<()> {
+fn replay(
+    events: Vec<PathBuf>,
+    store: PathBuf,
+    out: PathBuf,
+    s3: bool,
+    metrics: PathBuf,
+) -> Result<()> {
     let config = Config::from_lookup(|name| std::env::var(name).ok())?;
     init_text_logging(&config.log_level);
     let use_s3 = s3 || std::env::var_os("AWS_ENDPOINT_URL").is_some();
@@ -155,15 +167,27 @@ fn replay(events: Vec<PathBuf>, store: PathBuf, out: PathBuf, s3: bool) -> Resul
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         if use_s3 {
-            let pipeline = Pipeline::new(S3Store::from_env().await, config);
+            let pipeline = aws_pipeline(config).await;
             replay_events(&pipeline, &events).await?;
             eprintln!("bucketlog: outputs written through the S3 API");
         } else {
-            let pipeline = Pipeline::new(LocalStore::layered(&out, &store), config);
+            if let Some(dir) = metrics.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+            }
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&metrics)
+                .with_context(|| format!("cannot open {}", metrics.display()))?;
+            let sink = EmfMetrics::to_writer(config.metrics_namespace.clone(), Box::new(file));
+            let pipeline = Pipeline::new(LocalStore::layered(&out, &store), config)
+                .with_metrics(Box::new(sink));
             replay_events(&pipeline, &events).await?;
             eprintln!(
-                "bucketlog: outputs written under {}/ (one folder per bucket; delete it to replay from scratch)",
-                out.display()
+                "bucketlog: outputs written under {}/ (one folder per bucket; delete it to replay from scratch); metrics appended to {}",
+                out.display(),
+                metrics.display()
             );
         }
         Ok(())

@@ -1,0 +1,834 @@
+//! Counting what alerts need while records stream past, in memory that does not grow with
+//! the number of distinct requesters or addresses, then turning the counts into alerts.
+//!
+//! AWS's own traffic (an `aws-internal` user agent, or an `svc:…` / `AmazonS3` / AWS
+//! service requester) is left out of every count: it is not an attacker, and replication
+//! or inventory bursts would otherwise look like spikes and new requesters.
+
+use std::collections::BTreeMap;
+
+use super::heavy::HeavyHitters;
+use super::{
+    Alert, AlertSettings, AlertType, MAX_SAMPLES, Sample, Subject, SubjectCount, SubjectKind,
+    alert_id,
+};
+use crate::access_log::LogTime;
+use crate::enrich::{Enriched, RequesterType, UserAgentFamily};
+
+/// Counters for 403s per (minute, subject), per subject kind and bucket.
+pub const FORBIDDEN_COUNTERS: usize = 1024;
+/// Counters for all requests per (minute, subject), for the 403 share.
+pub const TOTAL_COUNTERS: usize = 4096;
+/// Counters for the distinct requesters, and separately addresses, seen per bucket.
+pub const SEEN_COUNTERS: usize = 2048;
+/// Source buckets tracked per log object (S3 writes one source bucket per object).
+pub const MAX_BUCKETS: usize = 8;
+/// Minutes tracked per bucket: a week, far more than one log object spans.
+pub const MAX_MINUTES: usize = 7 * 24 * 60;
+/// Subjects named in an alert about a whole bucket.
+const TOP_SUBJECTS: usize = 5;
+/// Samples kept per (minute, subject) 403 counter.
+const SAMPLES_PER_COUNTER: usize = 2;
+/// Longest key kept in a sample.
+const MAX_SAMPLE_KEY: usize = 256;
+
+/// True for AWS's own traffic, which no alert counts.
+pub fn is_internal(record: &Enriched<'_>) -> bool {
+    record.requester_type == RequesterType::AwsService
+        || record.user_agent_family == Some(UserAgentFamily::AwsInternal)
+}
+
+/// True for TLS versions older than 1.2 (`TLSv1`, `TLSv1.1`, SSL).
+pub fn is_legacy_tls(version: &str) -> bool {
+    matches!(version, "TLSv1" | "TLSv1.0" | "TLSv1.1") || version.starts_with("SSL")
+}
+
+fn sample(record: &Enriched<'_>) -> Sample {
+    Sample {
+        request_id: record.record.request_id.map(String::from),
+        key: record
+            .record
+            .key
+            .map(|k| cut(k, MAX_SAMPLE_KEY).to_string()),
+        time: record.record.time.rfc3339().as_str().to_string(),
+    }
+}
+
+fn cut(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+fn rfc3339(unix_seconds: i64) -> String {
+    LogTime::from_unix_seconds(unix_seconds)
+        .rfc3339()
+        .as_str()
+        .to_string()
+}
+
+/// When a subject was first and last seen in this object, and one request of theirs.
+#[derive(Debug, Clone, Default)]
+pub struct Seen {
+    /// First event time (Unix seconds).
+    pub first: i64,
+    /// Last event time.
+    pub last: i64,
+    /// Their first request.
+    pub sample: Sample,
+}
+
+#[derive(Debug, Clone, Default)]
+struct MinuteCount {
+    total: u64,
+    forbidden: u64,
+    samples: Vec<Sample>,
+}
+
+/// A signal counted per bucket: anonymous access, scanners, legacy TLS.
+#[derive(Debug, Clone)]
+struct Aggregate {
+    count: u64,
+    first: i64,
+    last: i64,
+    subjects: HeavyHitters<Option<SubjectKind>>,
+    samples: Vec<Sample>,
+}
+
+impl Aggregate {
+    fn new() -> Self {
+        Self {
+            count: 0,
+            first: i64::MAX,
+            last: i64::MIN,
+            subjects: HeavyHitters::new(64),
+            samples: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, record: &Enriched<'_>, kind: SubjectKind, subject: &str) {
+        let time = record.record.time.unix_seconds();
+        self.count += 1;
+        self.first = self.first.min(time);
+        self.last = self.last.max(time);
+        if let Some(k) = self.subjects.add(subject) {
+            *k = Some(kind);
+        }
+        if self.samples.len() < MAX_SAMPLES {
+            self.samples.push(sample(record));
+        }
+    }
+}
+
+/// 403 counts for one subject kind: per (minute, subject) key, written `minute subject`.
+#[derive(Debug, Clone)]
+struct SubjectCounters {
+    forbidden: HeavyHitters<Vec<Sample>>,
+    totals: HeavyHitters<()>,
+    seen: HeavyHitters<Seen>,
+}
+
+impl SubjectCounters {
+    fn new() -> Self {
+        Self {
+            forbidden: HeavyHitters::new(FORBIDDEN_COUNTERS),
+            totals: HeavyHitters::new(TOTAL_COUNTERS),
+            seen: HeavyHitters::new(SEEN_COUNTERS),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct BucketCounters {
+    name: String,
+    private: bool,
+    minutes: BTreeMap<i64, MinuteCount>,
+    minutes_dropped: u64,
+    by_kind: [SubjectCounters; 2],
+    anonymous: Aggregate,
+    scanner: Aggregate,
+    legacy_tls: Aggregate,
+}
+
+/// Everything one log object's records showed, ready to compare with the baseline.
+#[derive(Debug, Clone)]
+pub struct BucketSightings {
+    /// The source bucket.
+    pub bucket: String,
+    /// Requesters seen (non-anonymous, not AWS's own), with when and one request.
+    pub requesters: Vec<(String, Seen)>,
+    /// Remote addresses seen.
+    pub remote_ips: Vec<(String, Seen)>,
+    /// The earliest event time among them.
+    pub earliest: i64,
+    /// True when there were more distinct subjects than counters, so some were not kept.
+    pub overflowed: bool,
+}
+
+/// What [`Detector::finish`] found.
+#[derive(Debug, Clone)]
+pub struct Findings {
+    /// Alerts that need no baseline (403 spikes, anonymous access, scanners, legacy TLS).
+    pub alerts: Vec<Alert>,
+    /// Who was seen, per bucket, for the new-requester and new-address alerts.
+    pub sightings: Vec<BucketSightings>,
+    /// Records from buckets beyond [`MAX_BUCKETS`], not counted.
+    pub untracked_records: u64,
+}
+
+/// Counts one log object's records for the alerts.
+#[derive(Debug)]
+pub struct Detector {
+    settings: AlertSettings,
+    source_object: String,
+    buckets: Vec<BucketCounters>,
+    untracked_records: u64,
+    scratch: String,
+}
+
+impl Detector {
+    /// A detector for the records of `source_object` (`s3://bucket/key`).
+    pub fn new(settings: AlertSettings, source_object: String) -> Self {
+        Self {
+            settings,
+            source_object,
+            buckets: Vec::new(),
+            untracked_records: 0,
+            scratch: String::new(),
+        }
+    }
+
+    fn bucket_index(&mut self, name: &str) -> Option<usize> {
+        if let Some(last) = self.buckets.last()
+            && last.name == name
+        {
+            return Some(self.buckets.len() - 1);
+        }
+        if let Some(i) = self.buckets.iter().position(|b| b.name == name) {
+            return Some(i);
+        }
+        if self.buckets.len() >= MAX_BUCKETS {
+            return None;
+        }
+        self.buckets.push(BucketCounters {
+            name: name.to_string(),
+            private: self.settings.is_private(name),
+            minutes: BTreeMap::new(),
+            minutes_dropped: 0,
+            by_kind: [SubjectCounters::new(), SubjectCounters::new()],
+            anonymous: Aggregate::new(),
+            scanner: Aggregate::new(),
+            legacy_tls: Aggregate::new(),
+        });
+        Some(self.buckets.len() - 1)
+    }
+
+    /// Counts one curated record.
+    pub fn observe(&mut self, record: &Enriched<'_>) {
+        if is_internal(record) {
+            return;
+        }
+        let r = &record.record;
+        let Some(b) = self.bucket_index(r.bucket.unwrap_or(crate::outputs::UNKNOWN_BUCKET)) else {
+            self.untracked_records += 1;
+            return;
+        };
+        let bucket = &mut self.buckets[b];
+        let time = r.time.unix_seconds();
+        let minute = time.div_euclid(60) * 60;
+        let forbidden = r.http_status == Some(403);
+
+        if bucket.minutes.len() < MAX_MINUTES || bucket.minutes.contains_key(&minute) {
+            let m = bucket.minutes.entry(minute).or_default();
+            m.total += 1;
+            if forbidden {
+                m.forbidden += 1;
+                if m.samples.len() < MAX_SAMPLES {
+                    m.samples.push(sample(record));
+                }
+            }
+        } else {
+            bucket.minutes_dropped += 1;
+        }
+
+        let subjects = [
+            (SubjectKind::Requester, r.requester),
+            (SubjectKind::RemoteIp, r.remote_ip),
+        ];
+        for (i, (_, subject)) in subjects.into_iter().enumerate() {
+            let Some(subject) = subject else { continue };
+            let counters = &mut bucket.by_kind[i];
+            self.scratch.clear();
+            push_minute_key(&mut self.scratch, minute, subject);
+            counters.totals.add(&self.scratch);
+            if forbidden
+                && let Some(samples) = counters.forbidden.add(&self.scratch)
+                && samples.len() < SAMPLES_PER_COUNTER
+            {
+                samples.push(sample(record));
+            }
+            if let Some(seen) = counters.seen.add(subject) {
+                if seen.sample.time.is_empty() {
+                    *seen = Seen {
+                        first: time,
+                        last: time,
+                        sample: sample(record),
+                    };
+                } else {
+                    seen.first = seen.first.min(time);
+                    seen.last = seen.last.max(time);
+                }
+            }
+        }
+
+        let ip = r.remote_ip.unwrap_or("-");
+        let success = matches!(r.http_status, Some(200..=299));
+        if bucket.private && r.requester.is_none() && success {
+            bucket.anonymous.add(record, SubjectKind::RemoteIp, ip);
+        }
+        if record.user_agent_family == Some(UserAgentFamily::Scanner) {
+            bucket.scanner.add(record, SubjectKind::RemoteIp, ip);
+        }
+        if r.tls_version.is_some_and(is_legacy_tls) {
+            match r.requester {
+                Some(requester) => bucket
+                    .legacy_tls
+                    .add(record, SubjectKind::Requester, requester),
+                None => bucket.legacy_tls.add(record, SubjectKind::RemoteIp, ip),
+            }
+        }
+    }
+
+    /// The alerts found and the subjects seen.
+    pub fn finish(self) -> Findings {
+        let mut alerts = Vec::new();
+        let mut sightings = Vec::new();
+        let s = &self.settings;
+        for bucket in &self.buckets {
+            if s.enabled(AlertType::ForbiddenSpike) {
+                alerts.extend(bucket_spikes(bucket, s, &self.source_object));
+                for (i, kind) in [SubjectKind::Requester, SubjectKind::RemoteIp]
+                    .into_iter()
+                    .enumerate()
+                {
+                    alerts.extend(subject_spikes(
+                        bucket,
+                        &bucket.by_kind[i],
+                        kind,
+                        s,
+                        &self.source_object,
+                    ));
+                }
+            }
+            let aggregates = [
+                (
+                    AlertType::AnonymousAccess,
+                    &bucket.anonymous,
+                    "successful anonymous requests on a bucket configured as private",
+                    "ALERT_PRIVATE_BUCKETS lists the bucket",
+                ),
+                (
+                    AlertType::ScannerUserAgent,
+                    &bucket.scanner,
+                    "requests from a scanner's user agent",
+                    "any request",
+                ),
+                (
+                    AlertType::LegacyTls,
+                    &bucket.legacy_tls,
+                    "requests over TLS older than 1.2",
+                    "any request",
+                ),
+            ];
+            for (alert_type, aggregate, what, threshold) in aggregates {
+                if aggregate.count == 0 || !s.enabled(alert_type) {
+                    continue;
+                }
+                alerts.push(aggregate_alert(
+                    alert_type,
+                    &bucket.name,
+                    aggregate,
+                    what,
+                    threshold,
+                    &self.source_object,
+                ));
+            }
+            let collect = |counters: &SubjectCounters| -> Vec<(String, Seen)> {
+                let mut v: Vec<(String, Seen)> = counters
+                    .seen
+                    .iter()
+                    .map(|(k, c)| (k.to_string(), c.value.clone()))
+                    .collect();
+                v.sort_by(|a, b| a.1.first.cmp(&b.1.first).then(a.0.cmp(&b.0)));
+                v
+            };
+            let requesters = collect(&bucket.by_kind[0]);
+            let remote_ips = collect(&bucket.by_kind[1]);
+            let earliest = requesters
+                .iter()
+                .chain(&remote_ips)
+                .map(|(_, seen)| seen.first)
+                .min()
+                .or_else(|| bucket.minutes.keys().next().copied())
+                .unwrap_or(0);
+            sightings.push(BucketSightings {
+                bucket: bucket.name.clone(),
+                requesters,
+                remote_ips,
+                earliest,
+                overflowed: bucket.by_kind.iter().any(|c| c.seen.max_undercount() > 0),
+            });
+        }
+        Findings {
+            alerts,
+            sightings,
+            untracked_records: self.untracked_records,
+        }
+    }
+}
+
+fn push_minute_key(out: &mut String, minute: i64, subject: &str) {
+    use std::fmt::Write;
+    let _ = write!(out, "{minute} {subject}");
+}
+
+fn split_minute_key(key: &str) -> Option<(i64, &str)> {
+    let (minute, subject) = key.split_once(' ')?;
+    Some((minute.parse().ok()?, subject))
+}
+
+/// Runs of consecutive firing minutes, merged into episodes `[start, end)`.
+fn episodes(firing: impl Iterator<Item = (i64, i64)>) -> Vec<(i64, i64)> {
+    let mut out: Vec<(i64, i64)> = Vec::new();
+    for (start, end) in firing {
+        match out.last_mut() {
+            Some(last) if start <= last.1 => last.1 = last.1.max(end),
+            _ => out.push((start, end)),
+        }
+    }
+    out
+}
+
+fn share_reached(count: u64, total: u64, share: f64) -> bool {
+    total > 0 && count as f64 >= share * total as f64
+}
+
+fn bucket_spikes(bucket: &BucketCounters, s: &AlertSettings, source: &str) -> Vec<Alert> {
+    let firing = bucket
+        .minutes
+        .iter()
+        .filter(|(_, m)| {
+            m.forbidden >= s.bucket_403_min
+                && share_reached(m.forbidden, m.total, s.bucket_403_share)
+        })
+        .map(|(minute, _)| (*minute, minute + 60));
+    episodes(firing)
+        .into_iter()
+        .map(|(start, end)| {
+            let in_window = bucket.minutes.range(start..end);
+            let (mut count, mut total, mut samples) = (0, 0, Vec::new());
+            for (_, m) in in_window {
+                count += m.forbidden;
+                total += m.total;
+                for sample in &m.samples {
+                    if samples.len() < MAX_SAMPLES {
+                        samples.push(sample.clone());
+                    }
+                }
+            }
+            let mut top: BTreeMap<(SubjectKind, &str), u64> = BTreeMap::new();
+            for (i, kind) in [SubjectKind::Requester, SubjectKind::RemoteIp]
+                .into_iter()
+                .enumerate()
+            {
+                for (key, c) in bucket.by_kind[i].forbidden.iter() {
+                    if let Some((minute, subject)) = split_minute_key(key)
+                        && (start..end).contains(&minute)
+                    {
+                        *top.entry((kind, subject)).or_default() += c.count;
+                    }
+                }
+            }
+            let mut top: Vec<SubjectCount> = top
+                .into_iter()
+                .map(|((kind, value), count)| SubjectCount {
+                    kind,
+                    value: value.to_string(),
+                    count,
+                })
+                .collect();
+            top.sort_by(|a, b| b.count.cmp(&a.count).then(a.value.cmp(&b.value)));
+            top.truncate(TOP_SUBJECTS);
+            let window_start = rfc3339(start);
+            Alert {
+                alert_id: alert_id(&["forbidden_spike", &bucket.name, "bucket", &window_start]),
+                alert_type: AlertType::ForbiddenSpike,
+                bucket: bucket.name.clone(),
+                window_start,
+                window_start_unix: start,
+                window_end: rfc3339(end),
+                subject: None,
+                count,
+                total: Some(total),
+                threshold: format!(
+                    "at least {} 403s and {:.0}% of requests in one minute on one bucket",
+                    s.bucket_403_min,
+                    s.bucket_403_share * 100.0
+                ),
+                summary: format!(
+                    "{count} of {total} requests to bucket {} were denied (403) between {} and {}",
+                    bucket.name,
+                    rfc3339(start),
+                    rfc3339(end)
+                ),
+                top_subjects: top,
+                samples,
+                source_object: source.to_string(),
+            }
+        })
+        .collect()
+}
+
+fn subject_spikes(
+    bucket: &BucketCounters,
+    counters: &SubjectCounters,
+    kind: SubjectKind,
+    s: &AlertSettings,
+    source: &str,
+) -> Vec<Alert> {
+    // Group the (minute, subject) 403 counters by subject.
+    let mut by_subject: BTreeMap<&str, BTreeMap<i64, (u64, &[Sample])>> = BTreeMap::new();
+    for (key, c) in counters.forbidden.iter() {
+        if let Some((minute, subject)) = split_minute_key(key) {
+            by_subject
+                .entry(subject)
+                .or_default()
+                .insert(minute, (c.count, c.value.as_slice()));
+        }
+    }
+    let window = s.subject_403_window_minutes * 60;
+    let mut key = String::new();
+    let mut total_upper = |subject: &str, start: i64, end: i64| -> u64 {
+        (start..end)
+            .step_by(60)
+            .map(|minute| {
+                key.clear();
+                push_minute_key(&mut key, minute, subject);
+                counters.totals.upper_bound(&key)
+            })
+            .sum()
+    };
+    let mut alerts = Vec::new();
+    for (subject, minutes) in &by_subject {
+        let firing: Vec<(i64, i64)> = minutes
+            .keys()
+            .filter_map(|&start| {
+                let end = start + window;
+                let count: u64 = minutes.range(start..end).map(|(_, (c, _))| c).sum();
+                let total = total_upper(subject, start, end).max(count);
+                (count >= s.subject_403_min && share_reached(count, total, s.subject_403_share))
+                    .then_some((start, end))
+            })
+            .collect();
+        for (start, end) in episodes(firing.into_iter()) {
+            // The episode ends at the last 403 minute inside it.
+            let last = minutes
+                .range(start..end)
+                .next_back()
+                .map_or(end, |(m, _)| m + 60);
+            let count: u64 = minutes.range(start..last).map(|(_, (c, _))| c).sum();
+            let total = total_upper(subject, start, last).max(count);
+            let samples: Vec<Sample> = minutes
+                .range(start..last)
+                .flat_map(|(_, (_, samples))| samples.iter().cloned())
+                .take(MAX_SAMPLES)
+                .collect();
+            let window_start = rfc3339(start);
+            alerts.push(Alert {
+                alert_id: alert_id(&[
+                    "forbidden_spike",
+                    &bucket.name,
+                    kind.as_str(),
+                    subject,
+                    &window_start,
+                ]),
+                alert_type: AlertType::ForbiddenSpike,
+                bucket: bucket.name.clone(),
+                window_start,
+                window_start_unix: start,
+                window_end: rfc3339(last),
+                subject: Some(Subject {
+                    kind,
+                    value: subject.to_string(),
+                }),
+                count,
+                total: Some(total),
+                threshold: format!(
+                    "at least {} 403s and {:.0}% of the {}'s requests within {} minutes",
+                    s.subject_403_min,
+                    s.subject_403_share * 100.0,
+                    kind.as_str(),
+                    s.subject_403_window_minutes
+                ),
+                summary: format!(
+                    "{} {subject} was denied (403) {count} times on bucket {} between {} and {}",
+                    kind.as_str(),
+                    bucket.name,
+                    rfc3339(start),
+                    rfc3339(last)
+                ),
+                top_subjects: Vec::new(),
+                samples,
+                source_object: source.to_string(),
+            });
+        }
+    }
+    alerts
+}
+
+fn aggregate_alert(
+    alert_type: AlertType,
+    bucket: &str,
+    a: &Aggregate,
+    what: &str,
+    threshold: &str,
+    source: &str,
+) -> Alert {
+    let start = a.first.div_euclid(60) * 60;
+    let end = a.last.div_euclid(60) * 60 + 60;
+    let top_subjects = a
+        .subjects
+        .top(TOP_SUBJECTS)
+        .into_iter()
+        .map(|(value, c)| SubjectCount {
+            kind: c.value.unwrap_or(SubjectKind::RemoteIp),
+            value: value.to_string(),
+            count: c.count,
+        })
+        .collect();
+    let window_start = rfc3339(start);
+    Alert {
+        alert_id: alert_id(&[alert_type.as_str(), bucket, &window_start, source]),
+        alert_type,
+        bucket: bucket.to_string(),
+        window_start: window_start.clone(),
+        window_start_unix: start,
+        window_end: rfc3339(end),
+        subject: None,
+        count: a.count,
+        total: None,
+        threshold: threshold.to_string(),
+        summary: format!(
+            "{} {what} on bucket {bucket} between {window_start} and {}",
+            a.count,
+            rfc3339(end)
+        ),
+        top_subjects,
+        samples: a.samples.clone(),
+        source_object: source.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::access_log::parse_line;
+    use crate::enrich::Lineage;
+
+    /// A log line at `14:MM:SS` on 2026-11-20.
+    fn line(minute: u32, second: u32, ip: &str, requester: &str, status: u16, ua: &str) -> String {
+        format!(
+            r#"o b [20/Nov/2026:14:{minute:02}:{second:02} +0000] {ip} {requester} REQ{minute}{second} REST.GET.OBJECT k "GET /k HTTP/1.1" {status} - 10 10 5 1 "-" "{ua}" - HOST SigV4 ECDHE-RSA-AES128-GCM-SHA256 AuthHeader b.s3.amazonaws.com TLSv1.2"#
+        )
+    }
+
+    fn run(settings: AlertSettings, lines: &[String]) -> Findings {
+        let mut d = Detector::new(settings, "s3://logs/raw/x".into());
+        for (i, text) in lines.iter().enumerate() {
+            let record = parse_line(text).unwrap();
+            let lineage = Lineage {
+                source_object: None,
+                source_line: i as u64 + 1,
+            };
+            d.observe(&Enriched::new(record, lineage, false));
+        }
+        d.finish()
+    }
+
+    fn spikes(f: &Findings) -> Vec<&Alert> {
+        f.alerts
+            .iter()
+            .filter(|a| a.alert_type == AlertType::ForbiddenSpike)
+            .collect()
+    }
+
+    #[test]
+    fn forty_403s_from_one_address_within_six_minutes_alert_once() {
+        let mut lines = Vec::new();
+        for i in 0..45 {
+            lines.push(line(i / 10, i % 60, "203.0.113.9", "-", 403, "curl/8"));
+        }
+        for i in 0..200 {
+            lines.push(line(i % 6, i % 60, "192.0.2.1", "alice", 200, "aws-cli/2"));
+        }
+        let f = run(AlertSettings::default(), &lines);
+        let spikes = spikes(&f);
+        assert_eq!(spikes.len(), 1, "{spikes:#?}");
+        let a = spikes[0];
+        let subject = a.subject.as_ref().unwrap();
+        assert_eq!(
+            (subject.kind, subject.value.as_str()),
+            (SubjectKind::RemoteIp, "203.0.113.9")
+        );
+        assert_eq!(a.count, 45);
+        assert_eq!(a.window_start, "2026-11-20T14:00:00Z");
+        assert_eq!(a.window_end, "2026-11-20T14:05:00Z");
+        assert!(!a.samples.is_empty() && a.samples.len() <= MAX_SAMPLES);
+    }
+
+    #[test]
+    fn a_quiet_log_raises_nothing() {
+        let mut lines = Vec::new();
+        for i in 0..600 {
+            let status = if i % 20 == 0 { 403 } else { 200 };
+            lines.push(line(
+                i % 10,
+                i % 60,
+                "192.0.2.1",
+                "alice",
+                status,
+                "aws-cli/2",
+            ));
+        }
+        assert!(run(AlertSettings::default(), &lines).alerts.is_empty());
+    }
+
+    #[test]
+    fn the_share_keeps_a_busy_client_with_some_403s_quiet() {
+        // 60 403s in 6 minutes, but among 1,000 requests of the same requester.
+        let mut lines = Vec::new();
+        for i in 0..1000 {
+            let status = if i % 16 == 0 { 403 } else { 200 };
+            lines.push(line(
+                i % 6,
+                i % 60,
+                "192.0.2.1",
+                "etl",
+                status,
+                "aws-sdk-java",
+            ));
+        }
+        assert!(spikes(&run(AlertSettings::default(), &lines)).is_empty());
+    }
+
+    #[test]
+    fn a_bucket_wide_spike_names_its_top_subjects() {
+        let settings = AlertSettings {
+            bucket_403_min: 30,
+            ..AlertSettings::default()
+        };
+        let mut lines = Vec::new();
+        for i in 0..60 {
+            // 60 addresses, one 403 each, in one minute: no subject reaches 40.
+            lines.push(line(
+                3,
+                i % 60,
+                &format!("198.51.100.{i}"),
+                "-",
+                403,
+                "curl/8",
+            ));
+        }
+        let f = run(settings, &lines);
+        let spikes = spikes(&f);
+        assert_eq!(spikes.len(), 1, "{spikes:#?}");
+        assert!(spikes[0].subject.is_none());
+        assert_eq!(spikes[0].count, 60);
+        assert_eq!(spikes[0].top_subjects.len(), 5);
+    }
+
+    #[test]
+    fn aws_internal_traffic_is_not_counted() {
+        let mut lines = Vec::new();
+        for i in 0..100 {
+            lines.push(line(
+                0,
+                i % 60,
+                "203.0.113.9",
+                "svc:logging.s3.amazonaws.com",
+                403,
+                "aws-internal/3",
+            ));
+            lines.push(line(
+                0,
+                i % 60,
+                "203.0.113.8",
+                "AmazonS3",
+                403,
+                "aws-internal/3",
+            ));
+        }
+        let f = run(AlertSettings::default(), &lines);
+        assert!(f.alerts.is_empty(), "{:#?}", f.alerts);
+        assert!(
+            f.sightings
+                .iter()
+                .all(|s| s.requesters.is_empty() && s.remote_ips.is_empty())
+        );
+    }
+
+    #[test]
+    fn scanners_legacy_tls_and_anonymous_reads_on_private_buckets() {
+        let settings = AlertSettings {
+            private_buckets: vec![super::super::allow::Pattern::new("b")],
+            ..AlertSettings::default()
+        };
+        let tls = line(1, 0, "192.0.2.7", "bob", 200, "aws-cli/2").replace("TLSv1.2", "TLSv1.1");
+        let lines = vec![
+            line(0, 1, "203.0.113.5", "-", 404, "sqlmap/1.7"),
+            line(0, 2, "203.0.113.6", "-", 200, "curl/8"),
+            tls,
+        ];
+        let f = run(settings, &lines);
+        let types: Vec<AlertType> = f.alerts.iter().map(|a| a.alert_type).collect();
+        assert_eq!(
+            types,
+            [
+                AlertType::AnonymousAccess,
+                AlertType::ScannerUserAgent,
+                AlertType::LegacyTls
+            ]
+        );
+        assert_eq!(f.alerts[0].top_subjects[0].value, "203.0.113.6");
+        assert_eq!(f.alerts[2].top_subjects[0].value, "bob");
+    }
+
+    #[test]
+    fn memory_is_bounded_under_an_address_spray() {
+        let mut d = Detector::new(AlertSettings::default(), "o".into());
+        for i in 0..50_000u32 {
+            let ip = format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255);
+            let text = line((i / 1000) % 60, i % 60, &ip, "-", 403, "curl/8");
+            d.observe(&Enriched::new(
+                parse_line(&text).unwrap(),
+                Lineage {
+                    source_object: None,
+                    source_line: 1,
+                },
+                false,
+            ));
+        }
+        let b = &d.buckets[0];
+        assert!(b.by_kind[1].forbidden.len() <= FORBIDDEN_COUNTERS);
+        assert!(b.by_kind[1].totals.len() <= TOTAL_COUNTERS);
+        assert!(b.by_kind[1].seen.len() <= SEEN_COUNTERS);
+        let f = d.finish();
+        assert!(f.sightings[0].overflowed);
+        assert!(f.sightings[0].remote_ips.len() <= SEEN_COUNTERS);
+    }
+}
