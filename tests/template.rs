@@ -273,7 +273,14 @@ impl Stack {
 
     /// The function's configuration, parsed by the function's own code.
     fn function_config(&self) -> Config {
-        let env = self.function_env();
+        let mut env = self.function_env();
+        // `Ref` on an SNS topic resolves to its ARN at deploy time.
+        if let Some(topic) = env.get_mut("ALERT_TOPIC_ARN") {
+            *topic = topic.replace(
+                "{AlertTopic}",
+                "arn:aws:sns:us-east-1:123456789012:bucketlog-alerts",
+            );
+        }
         Config::from_lookup(|name| env.get(name).cloned())
             .unwrap_or_else(|e| panic!("the template's environment is refused: {e}"))
     }
@@ -393,6 +400,22 @@ fn function_environment_is_a_valid_configuration_that_matches_the_parameters() {
         );
         assert_eq!(env["METRICS_MODE"], stack.param("MetricsMode"), "{name}");
         assert_eq!(env["ALERT_TOPIC_ARN"], "{AlertTopic}", "{name}");
+        let alerts = &config.alerts;
+        for (param, value) in [
+            ("AlertSubject403Min", alerts.subject_403_min.to_string()),
+            (
+                "AlertSubject403WindowMinutes",
+                alerts.subject_403_window_minutes.to_string(),
+            ),
+            ("AlertBucket403Min", alerts.bucket_403_min.to_string()),
+            ("AlertLearningHours", alerts.learning_hours.to_string()),
+        ] {
+            assert_eq!(
+                stack.param(param),
+                value,
+                "{name}: {param} reaches the function"
+            );
+        }
     }
 }
 
