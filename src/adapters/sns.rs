@@ -1,6 +1,7 @@
 //! Alert notifications through `aws-sdk-sns`: one `Publish` per alert, with the alert
 //! document as the message and its ID and type as message attributes (so subscribers
-//! can filter by type and drop repeats by ID).
+//! can filter by type and drop repeats by ID). On a FIFO topic (`.fifo`) the alert ID is
+//! also the deduplication ID, so SNS itself drops a repeat within five minutes.
 
 use async_trait::async_trait;
 use aws_sdk_sns::Client;
@@ -67,6 +68,11 @@ impl AlertNotifier for SnsNotifier {
                 .topic_arn(&self.topic_arn)
                 .subject(subject(alert))
                 .message(message);
+            if self.topic_arn.ends_with(".fifo") {
+                request = request
+                    .message_group_id(&alert.bucket)
+                    .message_deduplication_id(&alert.alert_id);
+            }
             for (name, value) in [
                 ("alert_id", alert.alert_id.as_str()),
                 ("type", alert.alert_type.as_str()),

@@ -22,9 +22,12 @@ pub const TOTAL_COUNTERS: usize = 4096;
 /// Counters for the distinct requesters, and separately addresses, seen per bucket.
 pub const SEEN_COUNTERS: usize = 2048;
 /// Source buckets tracked per log object (S3 writes one source bucket per object).
-pub const MAX_BUCKETS: usize = 8;
-/// Minutes tracked per bucket: a week, far more than one log object spans.
-pub const MAX_MINUTES: usize = 7 * 24 * 60;
+pub const MAX_BUCKETS: usize = 4;
+/// Minutes tracked per bucket for the per-bucket spike: a day, far more than one log
+/// object spans. Records in further minutes are not counted for it.
+pub const MAX_MINUTES: usize = 24 * 60;
+/// Samples kept per minute for the per-bucket spike.
+const SAMPLES_PER_MINUTE: usize = 3;
 /// Subjects named in an alert about a whole bucket.
 const TOP_SUBJECTS: usize = 5;
 /// Samples kept per (minute, subject) 403 counter.
@@ -248,7 +251,7 @@ impl Detector {
             m.total += 1;
             if forbidden {
                 m.forbidden += 1;
-                if m.samples.len() < MAX_SAMPLES {
+                if m.samples.len() < SAMPLES_PER_MINUTE {
                     m.samples.push(sample(record));
                 }
             }
