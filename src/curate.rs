@@ -5,8 +5,9 @@ use std::borrow::Cow;
 
 use crate::access_log::{ParseError, parse_line_counting_quotes};
 use crate::enrich::{Enriched, Lineage, UserAgentCache};
-use crate::json::{ObjectWriter, key, scan_line};
+use crate::json::{ObjectWriter, key};
 use crate::lines::Line;
+use crate::scan::scan_line;
 
 /// Receives framed lines; implemented by [`Curator`] and by anything that wants raw lines.
 pub trait LineHandler {
@@ -113,6 +114,8 @@ pub struct Curator<S> {
     max_line_len: usize,
     user_agents: UserAgentCache,
     key_buffer: Vec<u8>,
+    /// The current line's spaces, one bit per byte (from [`scan_line`]).
+    spaces: Vec<u64>,
 }
 
 impl<S: CurationSink> Curator<S> {
@@ -126,6 +129,7 @@ impl<S: CurationSink> Curator<S> {
             max_line_len: crate::lines::DEFAULT_MAX_LINE_LEN,
             user_agents: UserAgentCache::default(),
             key_buffer: Vec::new(),
+            spaces: Vec::new(),
         }
     }
 
@@ -162,13 +166,23 @@ impl<S: CurationSink> LineHandler for Curator<S> {
                 limit: self.max_line_len,
             }
         } else {
-            let (text, lossy) = match std::str::from_utf8(line.bytes) {
-                Ok(s) => (Cow::Borrowed(s), false),
-                Err(_) => (String::from_utf8_lossy(line.bytes), true),
+            // One pass tells both whether the line is ASCII (so valid UTF-8 without a
+            // second look) and what escaping its fields may need. Invalid UTF-8 becomes
+            // U+FFFD, which is neither a quote, a backslash nor a control character, so the
+            // scan of the raw bytes holds for the lossy text too.
+            let scan = scan_line(line.bytes, &mut self.spaces);
+            let (text, lossy) = match ascii_str(line.bytes, scan.ascii) {
+                Some(s) => (Cow::Borrowed(s), false),
+                None => match std::str::from_utf8(line.bytes) {
+                    Ok(s) => (Cow::Borrowed(s), false),
+                    Err(_) => (String::from_utf8_lossy(line.bytes), true),
+                },
             };
-            match parse_line_counting_quotes(&text) {
+            // The space bitmap is of the raw bytes: it fits the text only if nothing was
+            // replaced.
+            let spaces = (!lossy).then_some(&self.spaces[..]);
+            match parse_line_counting_quotes(&text, spaces) {
                 Ok((record, delimiter_quotes)) => {
-                    let scan = scan_line(text.as_bytes());
                     let clean = !scan.has_backslash_or_control && scan.quotes == delimiter_quotes;
                     let enriched = Enriched::with_cache(
                         record,
@@ -195,6 +209,16 @@ impl<S: CurationSink> LineHandler for Curator<S> {
         self.stats.rejected += 1;
         self.sink.rejected(&rejected, &self.json);
     }
+}
+
+/// `bytes` as text when `ascii` says (from [`scan_line`]) that every byte is ASCII.
+fn ascii_str(bytes: &[u8], ascii: bool) -> Option<&str> {
+    if !ascii {
+        return None;
+    }
+    debug_assert!(bytes.is_ascii());
+    // SAFETY: `scan_line` found no byte of 0x80 or above, and ASCII is valid UTF-8.
+    Some(unsafe { std::str::from_utf8_unchecked(bytes) })
 }
 
 /// Standard base64 with padding, for the exact bytes of non-UTF-8 rejected lines.

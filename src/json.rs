@@ -147,35 +147,6 @@ fn write_clean_string(out: &mut Vec<u8>, value: &str) {
     out.push(b'"');
 }
 
-/// What one pass over a line tells about escaping its fields.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct LineScan {
-    /// The line has a `\\` or a control character somewhere.
-    pub(crate) has_backslash_or_control: bool,
-    /// How many `"` bytes the line has.
-    pub(crate) quotes: usize,
-}
-
-/// Scans a whole line: `memchr`'s vectorised searches for `\\` and `"`, and a
-/// word-at-a-time test for control bytes.
-pub(crate) fn scan_line(bytes: &[u8]) -> LineScan {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    let has_control_byte = |w: u64| w.wrapping_sub(ONES * 0x20) & !w & HIGHS != 0;
-    let mut words = bytes.chunks_exact(8);
-    let mut has_control = false;
-    for word in &mut words {
-        let mut array = [0u8; 8];
-        array.copy_from_slice(word);
-        has_control |= has_control_byte(u64::from_le_bytes(array));
-    }
-    has_control |= words.remainder().iter().any(|&b| b < 0x20);
-    LineScan {
-        has_backslash_or_control: has_control || memchr::memchr(b'\\', bytes).is_some(),
-        quotes: memchr::memchr_iter(b'"', bytes).count(),
-    }
-}
-
 #[cold]
 #[inline(never)]
 fn write_escaped_string(out: &mut Vec<u8>, bytes: &[u8]) {
@@ -300,29 +271,6 @@ mod tests {
                     bytes[pos] = fine;
                     assert!(!needs_escape(&bytes), "len {len} pos {pos} byte {fine}");
                 }
-            }
-        }
-    }
-
-    #[test]
-    fn scan_counts_quotes_and_finds_specials_anywhere() {
-        for len in [0, 5, 31, 32, 33, 70] {
-            let clean = vec![b'x'; len];
-            assert_eq!(
-                scan_line(&clean),
-                LineScan {
-                    has_backslash_or_control: false,
-                    quotes: 0
-                }
-            );
-            for pos in 0..len {
-                let mut line = clean.clone();
-                line[pos] = b'"';
-                assert_eq!(scan_line(&line).quotes, 1);
-                line[pos] = b'\\';
-                assert!(scan_line(&line).has_backslash_or_control);
-                line[pos] = 0x07;
-                assert!(scan_line(&line).has_backslash_or_control);
             }
         }
     }
