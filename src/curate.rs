@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use crate::access_log::{ParseError, parse_line_counting_quotes};
 use crate::enrich::{Enriched, Lineage, UserAgentCache};
-use crate::json::{ObjectWriter, key};
+use crate::json::{ObjectWriter, key, render_field};
 use crate::lines::Line;
 use crate::scan::scan_line;
 
@@ -116,12 +116,18 @@ pub struct Curator<S> {
     key_buffer: Vec<u8>,
     /// The current line's spaces, one bit per byte (from [`scan_line`]).
     spaces: Vec<u64>,
+    /// The `source_object` field, rendered once for every record.
+    source_object_json: Option<Vec<u8>>,
 }
 
 impl<S: CurationSink> Curator<S> {
     /// A curator for one input; `source_object` is recorded as each record's lineage.
     pub fn new(sink: S, source_object: Option<String>) -> Self {
+        let source_object_json = source_object
+            .as_deref()
+            .map(|source| render_field(key!("source_object"), source));
         Self {
+            source_object_json,
             sink,
             source_object,
             json: Vec::with_capacity(4096),
@@ -191,7 +197,11 @@ impl<S: CurationSink> LineHandler for Curator<S> {
                         &mut self.user_agents,
                         &mut self.key_buffer,
                     );
-                    enriched.write_json_trusting(&mut self.json, clean);
+                    enriched.write_json_trusting(
+                        &mut self.json,
+                        clean,
+                        self.source_object_json.as_deref(),
+                    );
                     self.stats.records += 1;
                     self.sink.curated(&enriched, &self.json);
                     return;
