@@ -378,6 +378,7 @@ impl<'a> Enriched<'a> {
 
     /// Like [`Enriched::new`], reusing a user-agent cache across records of one stream and
     /// a buffer for the decoded key, so enriching a record allocates nothing.
+    #[inline(always)]
     pub fn with_cache(
         record: LogRecord<'a>,
         lineage: Lineage<'a>,
@@ -399,6 +400,7 @@ impl<'a> Enriched<'a> {
         Self::assemble(record, lineage, utf8_lossy, key_decoded, family)
     }
 
+    #[inline(always)]
     fn assemble(
         record: LogRecord<'a>,
         lineage: Lineage<'a>,

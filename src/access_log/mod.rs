@@ -159,6 +159,7 @@ pub(crate) fn parse_line_counting_quotes<'a>(
 /// Parses with one way of reading the requester; also says whether the operation field
 /// it read was operation-shaped (`true` when the line ended before it).
 #[allow(clippy::result_large_err)]
+#[inline(always)]
 fn parse_with<'a>(
     line: &'a str,
     spaces: Option<&[u64]>,
@@ -171,6 +172,7 @@ fn parse_with<'a>(
     (parsed, operation_shaped)
 }
 
+#[inline(always)]
 fn parse_fields<'a>(
     c: &mut Cursor<'a, '_>,
     reading: RequesterReading,
@@ -248,12 +250,30 @@ fn dash_to_none(s: &str) -> Option<&str> {
 /// `REST.S3_GET_OBJECT` (Backblaze), `WEBSITE.GET.OBJECT`, `BATCH.DELETE.OBJECT`.
 fn looks_like_operation(token: &str) -> bool {
     let b = token.as_bytes();
-    b.first().is_some_and(u8::is_ascii_uppercase)
-        && b.contains(&b'.')
-        && b.last() != Some(&b'.')
-        && b.iter()
-            .all(|&c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'.' || c == b'_')
+    if !b.first().is_some_and(u8::is_ascii_uppercase) || b.last() == Some(&b'.') {
+        return false;
+    }
+    let mut dot = false;
+    for &c in b {
+        if !OPERATION_BYTES[usize::from(c)] {
+            return false;
+        }
+        dot |= c == b'.';
+    }
+    dot
 }
+
+/// The bytes an operation is made of: `A`-`Z`, `0`-`9`, `.` and `_`.
+static OPERATION_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        table[c] = b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'.' || b == b'_';
+        c += 1;
+    }
+    table
+};
 
 /// Index of the first space at or after `start`, or the end of `bytes`. Most tokens are
 /// a dozen bytes or so, too short for a vectorised search to pay for its set-up, so this
