@@ -5,8 +5,9 @@ use std::borrow::Cow;
 
 use crate::access_log::{ParseError, parse_line_counting_quotes};
 use crate::enrich::{Enriched, Lineage, UserAgentCache};
-use crate::json::{ObjectWriter, key, scan_line};
+use crate::json::{ObjectWriter, key, render_field};
 use crate::lines::Line;
+use crate::scan::scan_line;
 
 /// Receives framed lines; implemented by [`Curator`] and by anything that wants raw lines.
 pub trait LineHandler {
@@ -20,6 +21,16 @@ pub trait CurationSink {
     fn curated(&mut self, record: &Enriched<'_>, json: &[u8]);
     /// A line that did not parse; `json` is its rendering without the newline.
     fn rejected(&mut self, rejected: &Rejected<'_>, json: &[u8]);
+
+    /// A buffer to render the next curated record straight into, saving a copy; when
+    /// this gives one, the curator appends the record's JSON and a newline to it and calls
+    /// [`CurationSink::curated_in_buffer`] instead of [`CurationSink::curated`].
+    fn curated_buffer(&mut self) -> Option<&mut Vec<u8>> {
+        None
+    }
+
+    /// A curated record was appended, newline included, to [`CurationSink::curated_buffer`].
+    fn curated_in_buffer(&mut self, _record: &Enriched<'_>) {}
 }
 
 /// Why a line was rejected.
@@ -113,12 +124,20 @@ pub struct Curator<S> {
     max_line_len: usize,
     user_agents: UserAgentCache,
     key_buffer: Vec<u8>,
+    /// The current line's spaces, one bit per byte (from [`scan_line`]).
+    spaces: Vec<u64>,
+    /// The `source_object` field, rendered once for every record.
+    source_object_json: Option<Vec<u8>>,
 }
 
 impl<S: CurationSink> Curator<S> {
     /// A curator for one input; `source_object` is recorded as each record's lineage.
     pub fn new(sink: S, source_object: Option<String>) -> Self {
+        let source_object_json = source_object
+            .as_deref()
+            .map(|source| render_field(key!("source_object"), source));
         Self {
+            source_object_json,
             sink,
             source_object,
             json: Vec::with_capacity(4096),
@@ -126,6 +145,7 @@ impl<S: CurationSink> Curator<S> {
             max_line_len: crate::lines::DEFAULT_MAX_LINE_LEN,
             user_agents: UserAgentCache::default(),
             key_buffer: Vec::new(),
+            spaces: Vec::new(),
         }
     }
 
@@ -162,13 +182,23 @@ impl<S: CurationSink> LineHandler for Curator<S> {
                 limit: self.max_line_len,
             }
         } else {
-            let (text, lossy) = match std::str::from_utf8(line.bytes) {
-                Ok(s) => (Cow::Borrowed(s), false),
-                Err(_) => (String::from_utf8_lossy(line.bytes), true),
+            // One pass tells both whether the line is ASCII (so valid UTF-8 without a
+            // second look) and what escaping its fields may need. Invalid UTF-8 becomes
+            // U+FFFD, which is neither a quote, a backslash nor a control character, so the
+            // scan of the raw bytes holds for the lossy text too.
+            let scan = scan_line(line.bytes, &mut self.spaces);
+            let (text, lossy) = match ascii_str(line.bytes, scan.ascii) {
+                Some(s) => (Cow::Borrowed(s), false),
+                None => match std::str::from_utf8(line.bytes) {
+                    Ok(s) => (Cow::Borrowed(s), false),
+                    Err(_) => (String::from_utf8_lossy(line.bytes), true),
+                },
             };
-            match parse_line_counting_quotes(&text) {
+            // The space bitmap is of the raw bytes: it fits the text only if nothing was
+            // replaced.
+            let spaces = (!lossy).then_some(&self.spaces[..]);
+            match parse_line_counting_quotes(&text, spaces) {
                 Ok((record, delimiter_quotes)) => {
-                    let scan = scan_line(text.as_bytes());
                     let clean = !scan.has_backslash_or_control && scan.quotes == delimiter_quotes;
                     let enriched = Enriched::with_cache(
                         record,
@@ -177,9 +207,16 @@ impl<S: CurationSink> LineHandler for Curator<S> {
                         &mut self.user_agents,
                         &mut self.key_buffer,
                     );
-                    enriched.write_json_trusting(&mut self.json, clean);
+                    let source_object_json = self.source_object_json.as_deref();
                     self.stats.records += 1;
-                    self.sink.curated(&enriched, &self.json);
+                    if let Some(out) = self.sink.curated_buffer() {
+                        enriched.write_json_trusting(out, clean, source_object_json);
+                        out.push(b'\n');
+                        self.sink.curated_in_buffer(&enriched);
+                    } else {
+                        enriched.write_json_trusting(&mut self.json, clean, source_object_json);
+                        self.sink.curated(&enriched, &self.json);
+                    }
                     return;
                 }
                 Err(e) => RejectReason::Parse(e),
@@ -195,6 +232,16 @@ impl<S: CurationSink> LineHandler for Curator<S> {
         self.stats.rejected += 1;
         self.sink.rejected(&rejected, &self.json);
     }
+}
+
+/// `bytes` as text when `ascii` says (from [`scan_line`]) that every byte is ASCII.
+fn ascii_str(bytes: &[u8], ascii: bool) -> Option<&str> {
+    if !ascii {
+        return None;
+    }
+    debug_assert!(bytes.is_ascii());
+    // SAFETY: `scan_line` found no byte of 0x80 or above, and ASCII is valid UTF-8.
+    Some(unsafe { std::str::from_utf8_unchecked(bytes) })
 }
 
 /// Standard base64 with padding, for the exact bytes of non-UTF-8 rejected lines.
@@ -242,18 +289,64 @@ impl CurationSink for CollectingSink {
 
 /// A sink that writes NDJSON to two writers, keeping the first write error for later:
 /// the curator cannot stop mid-line, so the caller checks [`WriterSink::take_error`].
+/// Curated records are rendered straight into a buffer of its own, handed to the
+/// writer in large pieces; what is left is written by [`WriterSink::finish`], or when
+/// the sink is dropped.
 #[derive(Debug)]
-pub struct WriterSink<C, R> {
-    curated: C,
+pub struct WriterSink<C: std::io::Write, R> {
+    curated: Pending<C>,
     rejected: R,
     error: Option<std::io::Error>,
+}
+
+/// How much curated output [`WriterSink`] gathers before writing it.
+const PENDING_BYTES: usize = 1 << 18;
+
+/// Bytes waiting for a writer, written on drop unless a write already failed.
+#[derive(Debug)]
+struct Pending<W: std::io::Write> {
+    /// `None` only once given back by [`Pending::into_inner`].
+    writer: Option<W>,
+    buffer: Vec<u8>,
+    failed: bool,
+}
+
+impl<W: std::io::Write> Pending<W> {
+    /// Writes the buffer out; an error is returned once and stops later writes.
+    fn write_out(&mut self) -> std::io::Result<()> {
+        let result = match (&mut self.writer, self.failed) {
+            (Some(writer), false) => writer.write_all(&self.buffer),
+            _ => Ok(()),
+        };
+        self.buffer.clear();
+        self.failed |= result.is_err();
+        result
+    }
+
+    /// Writes the buffer out and gives the writer back.
+    fn into_inner(mut self) -> std::io::Result<Option<W>> {
+        self.write_out()?;
+        Ok(self.writer.take())
+    }
+}
+
+impl<W: std::io::Write> Drop for Pending<W> {
+    fn drop(&mut self) {
+        // Like `BufWriter`: a sink dropped without `finish` still writes what it holds,
+        // and an error here has nowhere to go.
+        let _ = self.write_out();
+    }
 }
 
 impl<C: std::io::Write, R: std::io::Write> WriterSink<C, R> {
     /// Curated records go to `curated`, rejected lines to `rejected`.
     pub fn new(curated: C, rejected: R) -> Self {
         Self {
-            curated,
+            curated: Pending {
+                writer: Some(curated),
+                buffer: Vec::with_capacity(PENDING_BYTES + (PENDING_BYTES >> 2)),
+                failed: false,
+            },
             rejected,
             error: None,
         }
@@ -264,38 +357,59 @@ impl<C: std::io::Write, R: std::io::Write> WriterSink<C, R> {
         self.error.take()
     }
 
-    /// Flushes both writers and gives them back.
+    /// Writes out what is pending, flushes both writers and gives them back.
     pub fn finish(mut self) -> std::io::Result<(C, R)> {
         if let Some(e) = self.error.take() {
             return Err(e);
         }
-        self.curated.flush()?;
+        let mut curated = self
+            .curated
+            .into_inner()?
+            .ok_or_else(|| std::io::Error::other("curated writer already given back"))?;
+        curated.flush()?;
         self.rejected.flush()?;
-        Ok((self.curated, self.rejected))
+        Ok((curated, self.rejected))
     }
 
-    fn write_line(&mut self, to_curated: bool, json: &[u8]) {
-        if self.error.is_some() {
-            return;
-        }
-        let out: &mut dyn std::io::Write = if to_curated {
-            &mut self.curated
-        } else {
-            &mut self.rejected
-        };
-        if let Err(e) = out.write_all(json).and_then(|()| out.write_all(b"\n")) {
-            self.error = Some(e);
+    /// Hands pending curated output to its writer once there is enough of it.
+    fn write_out_if_full(&mut self) {
+        if self.curated.buffer.len() >= PENDING_BYTES
+            && let Err(e) = self.curated.write_out()
+        {
+            self.error.get_or_insert(e);
         }
     }
 }
 
 impl<C: std::io::Write, R: std::io::Write> CurationSink for WriterSink<C, R> {
     fn curated(&mut self, _record: &Enriched<'_>, json: &[u8]) {
-        self.write_line(true, json);
+        if self.error.is_some() {
+            return;
+        }
+        self.curated.buffer.extend_from_slice(json);
+        self.curated.buffer.push(b'\n');
+        self.write_out_if_full();
     }
 
     fn rejected(&mut self, _rejected: &Rejected<'_>, json: &[u8]) {
-        self.write_line(false, json);
+        if self.error.is_some() {
+            return;
+        }
+        let out = &mut self.rejected;
+        if let Err(e) = out.write_all(json).and_then(|()| out.write_all(b"\n")) {
+            self.error = Some(e);
+        }
+    }
+
+    fn curated_buffer(&mut self) -> Option<&mut Vec<u8>> {
+        if self.error.is_some() {
+            return None;
+        }
+        Some(&mut self.curated.buffer)
+    }
+
+    fn curated_in_buffer(&mut self, _record: &Enriched<'_>) {
+        self.write_out_if_full();
     }
 }
 
@@ -357,6 +471,62 @@ mod tests {
         let (_, sink) = curate(&[b"bad \xff\xfe line"]);
         let v: serde_json::Value = serde_json::from_slice(&sink.rejected).unwrap();
         assert_eq!(v["raw_base64"], base64(b"bad \xff\xfe line"));
+    }
+
+    const GOOD_LINE: &[u8] = br#"79a5 my-bucket [06/Feb/2019:00:00:38 +0000] 192.0.2.3 - 3E57427F3EXAMPLE REST.GET.OBJECT a%20b.png "GET /my-bucket/a%20b.png HTTP/1.1" 200 - 10 10 7 5 "-" "curl/8.0" -"#;
+
+    fn feed<S: CurationSink>(sink: S, lines: &[&[u8]]) -> Curator<S> {
+        let mut curator = Curator::new(sink, Some("s3://b/k".into()));
+        for (i, bytes) in lines.iter().enumerate() {
+            curator.line(Line {
+                number: i as u64 + 1,
+                bytes,
+                truncated: false,
+            });
+        }
+        curator
+    }
+
+    #[test]
+    fn writer_sink_writes_what_collecting_sink_collects() {
+        let lines: Vec<&[u8]> = vec![GOOD_LINE, b"garbage", GOOD_LINE, b"", GOOD_LINE];
+        let collected = feed(CollectingSink::default(), &lines).into_sink();
+        let (mut curated, mut rejected) = (Vec::new(), Vec::new());
+        let sink = feed(WriterSink::new(&mut curated, &mut rejected), &lines).into_sink();
+        sink.finish().unwrap();
+        assert_eq!(curated, collected.curated);
+        assert_eq!(rejected, collected.rejected);
+        assert_eq!(curated.iter().filter(|&&b| b == b'\n').count(), 3);
+    }
+
+    #[test]
+    fn writer_sink_dropped_without_finish_still_writes() {
+        let (mut curated, mut rejected) = (Vec::new(), Vec::new());
+        drop(feed(
+            WriterSink::new(&mut curated, &mut rejected),
+            &[GOOD_LINE],
+        ));
+        assert_eq!(curated.iter().filter(|&&b| b == b'\n').count(), 1);
+    }
+
+    #[test]
+    fn writer_sink_keeps_the_first_error_and_stops_writing() {
+        struct Full;
+        impl std::io::Write for Full {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                Err(std::io::Error::other("full"))
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let lines = vec![GOOD_LINE; PENDING_BYTES / GOOD_LINE.len() * 2];
+        let mut sink = feed(WriterSink::new(Full, Vec::new()), &lines).into_sink();
+        assert_eq!(
+            sink.take_error().map(|e| e.to_string()).as_deref(),
+            Some("full")
+        );
+        assert!(sink.curated.buffer.len() < PENDING_BYTES);
     }
 
     #[test]

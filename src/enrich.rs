@@ -378,6 +378,7 @@ impl<'a> Enriched<'a> {
 
     /// Like [`Enriched::new`], reusing a user-agent cache across records of one stream and
     /// a buffer for the decoded key, so enriching a record allocates nothing.
+    #[inline(always)]
     pub fn with_cache(
         record: LogRecord<'a>,
         lineage: Lineage<'a>,
@@ -399,6 +400,7 @@ impl<'a> Enriched<'a> {
         Self::assemble(record, lineage, utf8_lossy, key_decoded, family)
     }
 
+    #[inline(always)]
     fn assemble(
         record: LogRecord<'a>,
         lineage: Lineage<'a>,
@@ -423,13 +425,20 @@ impl<'a> Enriched<'a> {
 
     /// Appends this record as one JSON object (no newline) to `out`.
     pub fn write_json(&self, out: &mut Vec<u8>) {
-        self.write_json_trusting(out, false);
+        self.write_json_trusting(out, false, None);
     }
 
     /// Like [`Enriched::write_json`]; `line_is_clean` promises that no field sliced from
     /// the line needs JSON escaping (no `\\`, no control byte, and every `"` on the line
     /// was a field delimiter), which skips the per-field escape checks.
-    pub(crate) fn write_json_trusting(&self, out: &mut Vec<u8>, line_is_clean: bool) {
+    /// `source_object_json`, when given, is the `source_object` field already rendered
+    /// (by `json::render_field`) from this record's `lineage.source_object`.
+    pub(crate) fn write_json_trusting(
+        &self,
+        out: &mut Vec<u8>,
+        line_is_clean: bool,
+        source_object_json: Option<&[u8]>,
+    ) {
         let r = &self.record;
         let mut o = ObjectWriter::trusting(out, line_is_clean);
         o.str(key!("bucket_owner"), r.bucket_owner);
@@ -480,8 +489,10 @@ impl<'a> Enriched<'a> {
             self.user_agent_family.map(UserAgentFamily::as_str),
         );
         o.u64(key!("source_line"), Some(self.lineage.source_line));
-        if let Some(source) = self.lineage.source_object {
-            o.untrusted_str(key!("source_object"), Some(source));
+        match (source_object_json, self.lineage.source_object) {
+            (Some(rendered), Some(_)) => o.rendered(rendered),
+            (_, Some(source)) => o.untrusted_str(key!("source_object"), Some(source)),
+            (_, None) => {}
         }
         if self.utf8_lossy {
             o.bool(key!("utf8_lossy"), Some(true));

@@ -25,10 +25,144 @@ macro_rules! key {
 }
 pub(crate) use key;
 
+/// Appends bytes to a `Vec<u8>` with its write position and remaining room kept in
+/// locals, so a write is one comparison and one copy, not a reload of the vector's length
+/// and capacity around every copy. The length is brought up to date when it is dropped.
+pub(crate) struct Appender<'b> {
+    out: &'b mut Vec<u8>,
+    /// `out`'s buffer at `out.len()`: bytes from here to `next` are appended but not yet
+    /// counted in the length.
+    base: *mut u8,
+    /// Where the next byte goes.
+    next: *mut u8,
+    /// The end of `out`'s buffer (its capacity).
+    end: *mut u8,
+}
+
+impl<'b> Appender<'b> {
+    /// Appends at the end of `out`.
+    #[inline]
+    pub(crate) fn new(out: &'b mut Vec<u8>) -> Self {
+        let spare = out.spare_capacity_mut();
+        let base = spare.as_mut_ptr().cast::<u8>();
+        // SAFETY: one past the end of the spare capacity is within (the end of) the same
+        // allocation.
+        let end = unsafe { base.add(spare.len()) };
+        Self {
+            out,
+            base,
+            next: base,
+            end,
+        }
+    }
+
+    /// Room left after `next`.
+    #[inline(always)]
+    fn room(&self) -> usize {
+        self.end as usize - self.next as usize
+    }
+
+    /// Appends `bytes`.
+    #[inline(always)]
+    pub(crate) fn put(&mut self, bytes: &[u8]) {
+        let n = bytes.len();
+        if n > self.room() {
+            self.make_room(n);
+        }
+        // SAFETY: `next` points into `out`'s allocation with at least `n` bytes of spare
+        // capacity after it (checked just above, or made by `make_room`); `bytes` cannot
+        // overlap that spare capacity, which nothing else can reach while `out` is
+        // borrowed here. The short copies read and write only within the `n` bytes.
+        unsafe {
+            let (src, dst) = (bytes.as_ptr(), self.next);
+            if n > 32 {
+                std::ptr::copy_nonoverlapping(src, dst, n);
+            } else if n >= 16 {
+                // Two 16-byte copies, overlapping when `n < 32`.
+                let head = src.cast::<u128>().read_unaligned();
+                let tail = src.add(n - 16).cast::<u128>().read_unaligned();
+                dst.cast::<u128>().write_unaligned(head);
+                dst.add(n - 16).cast::<u128>().write_unaligned(tail);
+            } else if n >= 8 {
+                let head = src.cast::<u64>().read_unaligned();
+                let tail = src.add(n - 8).cast::<u64>().read_unaligned();
+                dst.cast::<u64>().write_unaligned(head);
+                dst.add(n - 8).cast::<u64>().write_unaligned(tail);
+            } else if n >= 4 {
+                let head = src.cast::<u32>().read_unaligned();
+                let tail = src.add(n - 4).cast::<u32>().read_unaligned();
+                dst.cast::<u32>().write_unaligned(head);
+                dst.add(n - 4).cast::<u32>().write_unaligned(tail);
+            } else if n > 0 {
+                *dst = *src;
+                *dst.add(n / 2) = *src.add(n / 2);
+                *dst.add(n - 1) = *src.add(n - 1);
+            }
+            self.next = dst.add(n);
+        }
+    }
+
+    /// Appends one byte.
+    #[inline(always)]
+    pub(crate) fn push(&mut self, byte: u8) {
+        if self.next == self.end {
+            self.make_room(1);
+        }
+        // SAFETY: as in `put`, with at least one byte of room.
+        unsafe {
+            self.next.write(byte);
+            self.next = self.next.add(1);
+        }
+    }
+
+    /// Bytes in `out`, counting those appended so far.
+    #[inline]
+    fn len(&self) -> usize {
+        self.out.len() + (self.next as usize - self.base as usize)
+    }
+
+    /// Overwrites the byte at `index` (anywhere in `out`, including bytes appended).
+    #[inline]
+    fn set(&mut self, index: usize, byte: u8) {
+        self.commit();
+        if let Some(slot) = self.out.get_mut(index) {
+            *slot = byte;
+        }
+    }
+
+    /// Brings `out`'s length up to date.
+    #[inline]
+    fn commit(&mut self) {
+        let len = self.len();
+        // SAFETY: the bytes from `base` to `next`, just after the old length, were all
+        // initialised by `put` or `push`, and lie within the capacity.
+        unsafe { self.out.set_len(len) };
+        self.base = self.next;
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn make_room(&mut self, additional: usize) {
+        self.commit();
+        self.out.reserve(additional.max(4096));
+        let spare = self.out.spare_capacity_mut();
+        self.base = spare.as_mut_ptr().cast::<u8>();
+        self.next = self.base;
+        // SAFETY: as in `new`.
+        self.end = unsafe { self.base.add(spare.len()) };
+    }
+}
+
+impl Drop for Appender<'_> {
+    fn drop(&mut self) {
+        self.commit();
+    }
+}
+
 /// Writes one flat JSON object, field by field, into a caller-owned buffer. Every field is
 /// written with a leading comma; [`ObjectWriter::finish`] turns the first one into `{`.
 pub(crate) struct ObjectWriter<'b> {
-    out: &'b mut Vec<u8>,
+    out: Appender<'b>,
     start: usize,
     trusted: bool,
 }
@@ -38,7 +172,7 @@ impl<'b> ObjectWriter<'b> {
     pub(crate) fn new(out: &'b mut Vec<u8>) -> Self {
         let start = out.len();
         Self {
-            out,
+            out: Appender::new(out),
             start,
             trusted: false,
         }
@@ -57,15 +191,15 @@ impl<'b> ObjectWriter<'b> {
     pub(crate) fn str(&mut self, key: &Key, value: Option<&str>) {
         match value {
             Some(v) if self.trusted || !needs_escape(v.as_bytes()) => {
-                self.out.extend_from_slice(key.quoted.as_bytes());
-                self.out.extend_from_slice(v.as_bytes());
+                self.out.put(key.quoted.as_bytes());
+                self.out.put(v.as_bytes());
                 self.out.push(b'"');
             }
             Some(v) => {
-                self.out.extend_from_slice(key.bare.as_bytes());
-                write_escaped_string(self.out, v.as_bytes());
+                self.out.put(key.bare.as_bytes());
+                write_escaped_string(&mut self.out, v.as_bytes());
             }
-            None => self.out.extend_from_slice(key.null.as_bytes()),
+            None => self.out.put(key.null.as_bytes()),
         }
     }
 
@@ -74,10 +208,10 @@ impl<'b> ObjectWriter<'b> {
     pub(crate) fn untrusted_str(&mut self, key: &Key, value: Option<&str>) {
         match value {
             Some(v) => {
-                self.out.extend_from_slice(key.bare.as_bytes());
-                write_string(self.out, v);
+                self.out.put(key.bare.as_bytes());
+                write_string(&mut self.out, v);
             }
-            None => self.out.extend_from_slice(key.null.as_bytes()),
+            None => self.out.put(key.null.as_bytes()),
         }
     }
 
@@ -86,99 +220,81 @@ impl<'b> ObjectWriter<'b> {
     pub(crate) fn u64(&mut self, key: &Key, value: Option<u64>) {
         match value {
             Some(v) => {
-                self.out.extend_from_slice(key.bare.as_bytes());
-                write_u64(self.out, v);
+                self.out.put(key.bare.as_bytes());
+                write_u64(&mut self.out, v);
             }
-            None => self.out.extend_from_slice(key.null.as_bytes()),
+            None => self.out.put(key.null.as_bytes()),
         }
     }
 
     /// A boolean field; `None` is written as `null`.
     pub(crate) fn bool(&mut self, key: &Key, value: Option<bool>) {
-        self.out.extend_from_slice(key.bare.as_bytes());
-        self.out.extend_from_slice(match value {
+        self.out.put(key.bare.as_bytes());
+        self.out.put(match value {
             Some(true) => b"true",
             Some(false) => b"false",
             None => b"null",
         });
     }
 
+    /// A field rendered beforehand, leading comma included (see [`render_field`]).
+    #[inline]
+    pub(crate) fn rendered(&mut self, field: &[u8]) {
+        self.out.put(field);
+    }
+
     /// An array of strings.
     pub(crate) fn str_array<'s>(&mut self, key: &Key, values: impl Iterator<Item = &'s str>) {
-        self.out.extend_from_slice(key.bare.as_bytes());
+        self.out.put(key.bare.as_bytes());
         self.out.push(b'[');
         for (i, v) in values.enumerate() {
             if i > 0 {
                 self.out.push(b',');
             }
-            write_string(self.out, v);
+            write_string(&mut self.out, v);
         }
         self.out.push(b']');
     }
 
     /// Closes the object.
-    pub(crate) fn finish(self) {
-        match self.out.get_mut(self.start) {
-            Some(first_comma) => *first_comma = b'{',
-            None => self.out.push(b'{'),
+    pub(crate) fn finish(mut self) {
+        if self.out.len() > self.start {
+            self.out.set(self.start, b'{');
+        } else {
+            self.out.push(b'{');
         }
         self.out.push(b'}');
     }
 }
 
+/// Renders one string field, as [`ObjectWriter::untrusted_str`] would write it, for
+/// [`ObjectWriter::rendered`] to copy into many objects.
+pub(crate) fn render_field(key: &Key, value: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut appender = Appender::new(&mut out);
+    appender.put(key.bare.as_bytes());
+    write_string(&mut appender, value);
+    drop(appender);
+    out
+}
+
 /// Appends `value` as a JSON string literal. The clean case is inlined so the copies of
 /// short field values become plain moves; escaping lives out of line.
 #[inline]
-pub(crate) fn write_string(out: &mut Vec<u8>, value: &str) {
+fn write_string(out: &mut Appender<'_>, value: &str) {
     let bytes = value.as_bytes();
     if needs_escape(bytes) {
         write_escaped_string(out, bytes);
     } else {
-        write_clean_string(out, value);
-    }
-}
-
-/// Appends a string known to need no escaping.
-#[inline]
-fn write_clean_string(out: &mut Vec<u8>, value: &str) {
-    out.reserve(value.len() + 2);
-    out.push(b'"');
-    out.extend_from_slice(value.as_bytes());
-    out.push(b'"');
-}
-
-/// What one pass over a line tells about escaping its fields.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct LineScan {
-    /// The line has a `\\` or a control character somewhere.
-    pub(crate) has_backslash_or_control: bool,
-    /// How many `"` bytes the line has.
-    pub(crate) quotes: usize,
-}
-
-/// Scans a whole line: `memchr`'s vectorised searches for `\\` and `"`, and a
-/// word-at-a-time test for control bytes.
-pub(crate) fn scan_line(bytes: &[u8]) -> LineScan {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    let has_control_byte = |w: u64| w.wrapping_sub(ONES * 0x20) & !w & HIGHS != 0;
-    let mut words = bytes.chunks_exact(8);
-    let mut has_control = false;
-    for word in &mut words {
-        let mut array = [0u8; 8];
-        array.copy_from_slice(word);
-        has_control |= has_control_byte(u64::from_le_bytes(array));
-    }
-    has_control |= words.remainder().iter().any(|&b| b < 0x20);
-    LineScan {
-        has_backslash_or_control: has_control || memchr::memchr(b'\\', bytes).is_some(),
-        quotes: memchr::memchr_iter(b'"', bytes).count(),
+        out.push(b'"');
+        out.put(bytes);
+        out.push(b'"');
     }
 }
 
 #[cold]
 #[inline(never)]
-fn write_escaped_string(out: &mut Vec<u8>, bytes: &[u8]) {
+fn write_escaped_string(out: &mut Appender<'_>, bytes: &[u8]) {
     out.push(b'"');
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
@@ -191,18 +307,18 @@ fn write_escaped_string(out: &mut Vec<u8>, bytes: &[u8]) {
             0..=0x1f => b"",
             _ => continue,
         };
-        out.extend_from_slice(&bytes[start..i]);
+        out.put(&bytes[start..i]);
         if escaped.is_empty() {
             const HEX: &[u8; 16] = b"0123456789abcdef";
-            out.extend_from_slice(b"\\u00");
+            out.put(b"\\u00");
             out.push(HEX[usize::from(b >> 4)]);
             out.push(HEX[usize::from(b & 0xf)]);
         } else {
-            out.extend_from_slice(escaped);
+            out.put(escaped);
         }
         start = i + 1;
     }
-    out.extend_from_slice(&bytes[start..]);
+    out.put(&bytes[start..]);
     out.push(b'"');
 }
 
@@ -234,7 +350,7 @@ fn needs_escape(bytes: &[u8]) -> bool {
 }
 
 /// Appends the decimal digits of `value`.
-pub(crate) fn write_u64(out: &mut Vec<u8>, mut value: u64) {
+fn write_u64(out: &mut Appender<'_>, mut value: u64) {
     const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
         2021222324252627282930313233343536373839\
         4041424344454647484950515253545556575859\
@@ -257,7 +373,7 @@ pub(crate) fn write_u64(out: &mut Vec<u8>, mut value: u64) {
         i -= 1;
         buf[i] = b'0' + value as u8;
     }
-    out.extend_from_slice(&buf[i..]);
+    out.put(&buf[i..]);
 }
 
 #[cfg(test)]
@@ -266,7 +382,7 @@ mod tests {
 
     fn encoded(s: &str) -> String {
         let mut out = Vec::new();
-        write_string(&mut out, s);
+        write_string(&mut Appender::new(&mut out), s);
         String::from_utf8(out).unwrap()
     }
 
@@ -305,26 +421,33 @@ mod tests {
     }
 
     #[test]
-    fn scan_counts_quotes_and_finds_specials_anywhere() {
-        for len in [0, 5, 31, 32, 33, 70] {
-            let clean = vec![b'x'; len];
-            assert_eq!(
-                scan_line(&clean),
-                LineScan {
-                    has_backslash_or_control: false,
-                    quotes: 0
-                }
-            );
-            for pos in 0..len {
-                let mut line = clean.clone();
-                line[pos] = b'"';
-                assert_eq!(scan_line(&line).quotes, 1);
-                line[pos] = b'\\';
-                assert!(scan_line(&line).has_backslash_or_control);
-                line[pos] = 0x07;
-                assert!(scan_line(&line).has_backslash_or_control);
-            }
+    fn appender_copies_every_length_and_grows() {
+        let source: Vec<u8> = (0..200u8).collect();
+        let mut expected = Vec::new();
+        let mut out = Vec::with_capacity(3);
+        let mut appender = Appender::new(&mut out);
+        for n in 0..=70 {
+            let piece = &source[n..n * 2];
+            appender.put(piece);
+            appender.push(b'|');
+            expected.extend_from_slice(piece);
+            expected.push(b'|');
         }
+        drop(appender);
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn rendered_field_matches_untrusted_str() {
+        let mut direct = Vec::new();
+        let mut o = ObjectWriter::new(&mut direct);
+        o.untrusted_str(key!("s"), Some("a\"b"));
+        o.finish();
+        let mut copied = Vec::new();
+        let mut o = ObjectWriter::new(&mut copied);
+        o.rendered(&render_field(key!("s"), "a\"b"));
+        o.finish();
+        assert_eq!(direct, copied);
     }
 
     #[test]
@@ -357,7 +480,7 @@ mod tests {
             u64::MAX,
         ] {
             let mut out = Vec::new();
-            write_u64(&mut out, n);
+            write_u64(&mut Appender::new(&mut out), n);
             assert_eq!(out, n.to_string().into_bytes());
         }
     }

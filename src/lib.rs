@@ -57,3 +57,4 @@ pub mod metrics;
 pub mod outputs;
 pub mod pipeline;
 pub mod ports;
+mod scan;

@@ -102,7 +102,7 @@ impl<'a> LogRecord<'a> {
 /// Iterator over a record's unknown trailing fields.
 #[derive(Debug, Clone)]
 pub struct ExtraFields<'a> {
-    cursor: Cursor<'a>,
+    cursor: Cursor<'a, 'static>,
 }
 
 impl<'a> Iterator for ExtraFields<'a> {
@@ -118,7 +118,7 @@ impl<'a> Iterator for ExtraFields<'a> {
 
 /// Parses one line (without its line terminator) into a record.
 pub fn parse_line(line: &str) -> Result<LogRecord<'_>, ParseError> {
-    parse_line_counting_quotes(line).map(|(record, _)| record)
+    parse_line_counting_quotes(line, None).map(|(record, _)| record)
 }
 
 /// How to read the requester field.
@@ -140,10 +140,17 @@ enum RequesterReading {
 /// on. That reading wins when it parses; otherwise the positional reading stands. So a
 /// provider whose operation field is not dotted (Storj's `GetObject`) and whose key
 /// happens to look like an operation (`REPORT.PDF`) still parses positionally.
-pub(crate) fn parse_line_counting_quotes(line: &str) -> Result<(LogRecord<'_>, usize), ParseError> {
+///
+/// `spaces`, when given, marks the line's spaces, one bit per byte (see
+/// `scan::scan_line`); fields are then found by searching bits rather than bytes.
+pub(crate) fn parse_line_counting_quotes<'a>(
+    line: &'a str,
+    spaces: Option<&[u64]>,
+) -> Result<(LogRecord<'a>, usize), ParseError> {
     let line = line.trim_end_matches([' ', '\r', '\n', '\t']);
-    let (positional, operation_shaped) = parse_with(line, RequesterReading::Positional);
-    if !operation_shaped && let (Ok(scanned), _) = parse_with(line, RequesterReading::Scan) {
+    let (positional, operation_shaped) = parse_with(line, spaces, RequesterReading::Positional);
+    if !operation_shaped && let (Ok(scanned), _) = parse_with(line, spaces, RequesterReading::Scan)
+    {
         return Ok(scanned);
     }
     positional
@@ -152,18 +159,22 @@ pub(crate) fn parse_line_counting_quotes(line: &str) -> Result<(LogRecord<'_>, u
 /// Parses with one way of reading the requester; also says whether the operation field
 /// it read was operation-shaped (`true` when the line ended before it).
 #[allow(clippy::result_large_err)]
-fn parse_with(
-    line: &str,
+#[inline(always)]
+fn parse_with<'a>(
+    line: &'a str,
+    spaces: Option<&[u64]>,
     reading: RequesterReading,
-) -> (Result<(LogRecord<'_>, usize), ParseError>, bool) {
+) -> (Result<(LogRecord<'a>, usize), ParseError>, bool) {
     let mut c = Cursor::new(line);
+    c.spaces = spaces;
     let mut operation_shaped = true;
     let parsed = parse_fields(&mut c, reading, &mut operation_shaped);
     (parsed, operation_shaped)
 }
 
+#[inline(always)]
 fn parse_fields<'a>(
-    c: &mut Cursor<'a>,
+    c: &mut Cursor<'a, '_>,
     reading: RequesterReading,
     operation_shaped: &mut bool,
 ) -> Result<(LogRecord<'a>, usize), ParseError> {
@@ -239,12 +250,30 @@ fn dash_to_none(s: &str) -> Option<&str> {
 /// `REST.S3_GET_OBJECT` (Backblaze), `WEBSITE.GET.OBJECT`, `BATCH.DELETE.OBJECT`.
 fn looks_like_operation(token: &str) -> bool {
     let b = token.as_bytes();
-    b.first().is_some_and(u8::is_ascii_uppercase)
-        && b.contains(&b'.')
-        && b.last() != Some(&b'.')
-        && b.iter()
-            .all(|&c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'.' || c == b'_')
+    if !b.first().is_some_and(u8::is_ascii_uppercase) || b.last() == Some(&b'.') {
+        return false;
+    }
+    let mut dot = false;
+    for &c in b {
+        if !OPERATION_BYTES[usize::from(c)] {
+            return false;
+        }
+        dot |= c == b'.';
+    }
+    dot
 }
+
+/// The bytes an operation is made of: `A`-`Z`, `0`-`9`, `.` and `_`.
+static OPERATION_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        table[c] = b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'.' || b == b'_';
+        c += 1;
+    }
+    table
+};
 
 /// Index of the first space at or after `start`, or the end of `bytes`. Most tokens are
 /// a dozen bytes or so, too short for a vectorised search to pay for its set-up, so this
@@ -274,20 +303,48 @@ fn find_space(bytes: &[u8], start: usize) -> usize {
 /// requester contains spaces.
 const MAX_REQUESTER_WORDS: usize = 16;
 
+/// Index of the first space at or after `start` in a line of `len` bytes whose spaces are
+/// marked in `spaces` (bit `i % 64` of word `i / 64`), or `len`. Bits at or past `len`
+/// are ignored, so the bitmap may cover more than the line (before its end was trimmed).
+#[inline]
+fn find_marked_space(spaces: &[u64], start: usize, len: usize) -> usize {
+    let mut w = start / 64;
+    let Some(&first) = spaces.get(w) else {
+        return len;
+    };
+    let mut bits = first >> (start % 64);
+    if bits != 0 {
+        return (start + bits.trailing_zeros() as usize).min(len);
+    }
+    loop {
+        w += 1;
+        bits = match spaces.get(w) {
+            Some(&bits) => bits,
+            None => return len,
+        };
+        if bits != 0 {
+            return (w * 64 + bits.trailing_zeros() as usize).min(len);
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
-struct Cursor<'a> {
+struct Cursor<'a, 's> {
     line: &'a str,
     pos: usize,
     /// `"` bytes consumed as the delimiters of quoted fields.
     delimiter_quotes: usize,
+    /// The line's spaces, one bit per byte, when the caller has scanned for them.
+    spaces: Option<&'s [u64]>,
 }
 
-impl<'a> Cursor<'a> {
+impl<'a, 's> Cursor<'a, 's> {
     fn new(line: &'a str) -> Self {
         Self {
             line,
             pos: 0,
             delimiter_quotes: 0,
+            spaces: None,
         }
     }
 
@@ -326,7 +383,10 @@ impl<'a> Cursor<'a> {
     fn bare_token(&mut self) -> &'a str {
         let bytes = self.line.as_bytes();
         let start = self.pos;
-        let end = find_space(bytes, start);
+        let end = match self.spaces {
+            Some(spaces) => find_marked_space(spaces, start, bytes.len()),
+            None => find_space(bytes, start),
+        };
         self.pos = end;
         self.skip_separator();
         &self.line[start..end]

@@ -349,3 +349,69 @@ fn find_space_agrees_with_a_plain_search_at_every_position() {
     }
     assert_eq!(find_space("é é".as_bytes(), 0), 2);
 }
+
+#[test]
+fn operation_shape_matches_its_definition() {
+    let by_definition = |token: &str| {
+        let b = token.as_bytes();
+        b.first().is_some_and(u8::is_ascii_uppercase)
+            && b.contains(&b'.')
+            && b.last() != Some(&b'.')
+            && b.iter()
+                .all(|&c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'.' || c == b'_')
+    };
+    for token in [
+        "",
+        ".",
+        "A",
+        "A.",
+        "A.B",
+        "REST.GET.OBJECT",
+        "REST.S3_GET_OBJECT",
+        "S3.COMPUTE.OBJECT.CHECKSUM",
+        "GetObject",
+        "REPORT.PDF",
+        "rest.get",
+        "A.b",
+        "A..B",
+        "_A.B",
+        "1A.B",
+        "A.B-C",
+        "A.B é",
+        "Á.B",
+    ] {
+        assert_eq!(
+            looks_like_operation(token),
+            by_definition(token),
+            "{token:?}"
+        );
+    }
+    for b in 0..=255u8 {
+        let token = format!("A.{}", char::from(b));
+        assert_eq!(
+            looks_like_operation(&token),
+            by_definition(&token),
+            "{token:?}"
+        );
+    }
+}
+
+#[test]
+fn marked_space_search_matches_byte_search() {
+    let line = format!("{}   x{}y z", "a".repeat(70), " ".repeat(3)) + &"b".repeat(130) + " c";
+    let bytes = line.as_bytes();
+    let mut spaces = vec![0u64; bytes.len().div_ceil(64)];
+    for (i, &b) in bytes.iter().enumerate() {
+        spaces[i / 64] |= u64::from(b == b' ') << (i % 64);
+    }
+    for start in 0..=bytes.len() {
+        for len in [bytes.len(), bytes.len().saturating_sub(3), start] {
+            let expected = find_space(&bytes[..len], start.min(len));
+            assert_eq!(
+                find_marked_space(&spaces, start.min(len), len),
+                expected,
+                "{start} {len}"
+            );
+        }
+    }
+}
