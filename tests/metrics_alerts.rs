@@ -228,6 +228,12 @@ impl World {
         }
     }
 
+    /// The bucket's requester baseline, as stored.
+    async fn baseline(&self) -> Value {
+        let key = format!("state/baseline/{}.json", self.bucket);
+        serde_json::from_slice(&s3::get(&self.s3, &self.bucket, &key).await).expect("baseline JSON")
+    }
+
     /// Every alert document written under `alerts/`.
     async fn stored_alerts(&self) -> Vec<Value> {
         let mut all = Vec::new();
@@ -468,15 +474,7 @@ async fn a_new_requester_alerts_only_after_the_learning_period() {
             ("new_requester".to_string(), mallory.to_string()),
         ]
     );
-    let baseline: Value = serde_json::from_slice(
-        &s3::get(
-            &w.s3,
-            &w.bucket,
-            &format!("state/baseline/{}.json", w.bucket),
-        )
-        .await,
-    )
-    .expect("baseline JSON");
+    let baseline = w.baseline().await;
     for who in [alice, bob, mallory] {
         assert!(
             baseline["requesters"].get(who).is_some(),
@@ -630,15 +628,7 @@ async fn concurrent_invocations_update_the_baseline_without_losing_either() {
         "the two invocations did not race; the test proves nothing"
     );
 
-    let baseline: Value = serde_json::from_slice(
-        &s3::get(
-            &w.s3,
-            &w.bucket,
-            &format!("state/baseline/{}.json", w.bucket),
-        )
-        .await,
-    )
-    .expect("baseline JSON");
+    let baseline = w.baseline().await;
     for who in ["first", "left", "right"] {
         let arn = format!("arn:aws:iam::1:user/{who}");
         assert!(
