@@ -238,13 +238,11 @@ struct Streamed {
     detector: Detector,
 }
 
-/// A baseline as read from the store.
-enum StoredBaseline {
-    Absent,
-    Present {
-        baseline: Baseline,
-        etag: Option<String>,
-    },
+/// A baseline as read from the store (a new one when there is none), with the condition
+/// that writes it back only if nobody else wrote it meanwhile.
+struct StoredBaseline {
+    baseline: Baseline,
+    condition: PutCondition,
 }
 
 /// Seconds since the Unix epoch, from the system clock.
@@ -474,15 +472,11 @@ impl<S: ObjectStore> Pipeline<S> {
         let mut baselines = Vec::new();
         for sightings in &findings.sightings {
             let stored = self.read_baseline(&output_bucket, sightings).await?;
-            let fresh;
-            let baseline = match &stored {
-                StoredBaseline::Present { baseline, .. } => baseline,
-                StoredBaseline::Absent => {
-                    fresh = Baseline::new(&sightings.bucket, sightings.earliest);
-                    &fresh
-                }
-            };
-            alerts.extend(baseline.new_subject_alerts(sightings, &config.alerts, &location));
+            alerts.extend(
+                stored
+                    .baseline
+                    .new_subject_alerts(sightings, &config.alerts, &location),
+            );
             baselines.push(stored);
         }
         if findings.untracked_records > 0 {
@@ -549,7 +543,7 @@ impl<S: ObjectStore> Pipeline<S> {
             pending,
             lease_until: now + config.lease_seconds,
         };
-        let mut marker_etag = match self
+        let marker_etag = match self
             .write_marker(&marker, &report, &status, condition)
             .await?
         {
@@ -605,21 +599,17 @@ impl<S: ObjectStore> Pipeline<S> {
         }
         report.duration_ms = started.elapsed().as_millis() as u64;
         status.lease_until = 0;
-        match self
+        let done = self
             .write_marker(
                 &marker,
                 &report,
                 &status,
-                PutCondition::IfMatch(marker_etag.clone()),
+                PutCondition::IfMatch(marker_etag),
             )
-            .await
-        {
-            Ok(Some(etag)) => marker_etag = etag,
-            Ok(None) | Err(_) => {
-                warn!(marker = %marker, "could not mark the side effects done; only a duplicate arriving after the lease expires would repeat them")
-            }
+            .await;
+        if !matches!(done, Ok(Some(_))) {
+            warn!(marker = %marker, "could not mark the side effects done; only a duplicate arriving after the lease expires would repeat them");
         }
-        let _ = marker_etag;
         info!(
             object = %location,
             records = report.records,
@@ -696,15 +686,19 @@ impl<S: ObjectStore> Pipeline<S> {
         sightings: &BucketSightings,
     ) -> Result<StoredBaseline, ProcessError> {
         let at = self.baseline_ref(output_bucket, &sightings.bucket);
+        let fresh = || Baseline::new(&sightings.bucket, sightings.earliest);
         Ok(match self.store.get_small(&at).await? {
-            None => StoredBaseline::Absent,
-            Some((bytes, etag)) => {
-                let baseline = Baseline::from_json(&bytes).unwrap_or_else(|e| {
+            None => StoredBaseline {
+                baseline: fresh(),
+                condition: PutCondition::IfAbsent,
+            },
+            Some((bytes, etag)) => StoredBaseline {
+                baseline: Baseline::from_json(&bytes).unwrap_or_else(|e| {
                     warn!(baseline = %at, error = %e, "unreadable baseline: starting a new one (learning again)");
-                    Baseline::new(&sightings.bucket, sightings.earliest)
-                });
-                StoredBaseline::Present { baseline, etag }
-            }
+                    fresh()
+                }),
+                condition: etag.map_or(PutCondition::None, PutCondition::IfMatch),
+            },
         })
     }
 
@@ -722,16 +716,10 @@ impl<S: ObjectStore> Pipeline<S> {
             let at = self.baseline_ref(output_bucket, &sightings.bucket);
             let mut attempt = 0;
             loop {
-                let (mut baseline, condition) = match current {
-                    StoredBaseline::Absent => (
-                        Baseline::new(&sightings.bucket, sightings.earliest),
-                        PutCondition::IfAbsent,
-                    ),
-                    StoredBaseline::Present { baseline, etag } => (
-                        baseline,
-                        etag.map_or(PutCondition::None, PutCondition::IfMatch),
-                    ),
-                };
+                let StoredBaseline {
+                    mut baseline,
+                    condition,
+                } = current;
                 baseline.absorb(sightings, settings);
                 match self
                     .store

@@ -108,9 +108,6 @@ pub trait ObjectStore: Send + Sync {
         object: &ObjectRef,
     ) -> Result<Option<(Vec<u8>, Option<String>)>, StoreError>;
 
-    /// True when the object exists.
-    async fn exists(&self, object: &ObjectRef) -> Result<bool, StoreError>;
-
     /// Writes a whole object, subject to `condition`.
     async fn put(
         &self,

@@ -510,9 +510,6 @@ impl ObjectStore for RacingStore {
         }
         got
     }
-    async fn exists(&self, object: &ObjectRef) -> Result<bool, StoreError> {
-        self.inner.exists(object).await
-    }
     async fn put(
         &self,
         object: &ObjectRef,

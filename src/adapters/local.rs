@@ -213,10 +213,6 @@ impl ObjectStore for LocalStore {
         Ok(Some((bytes, Self::etag_of(&path).await)))
     }
 
-    async fn exists(&self, object: &ObjectRef) -> Result<bool, StoreError> {
-        Ok(self.find(object, "HeadObject").await?.is_some())
-    }
-
     async fn put(
         &self,
         object: &ObjectRef,

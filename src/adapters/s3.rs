@@ -153,26 +153,6 @@ impl ObjectStore for S3Store {
         Ok(Some((bytes, body.etag)))
     }
 
-    async fn exists(&self, object: &ObjectRef) -> Result<bool, StoreError> {
-        let result = self
-            .client
-            .head_object()
-            .bucket(&object.bucket)
-            .key(&object.key)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) => match store_error("HeadObject", object, &e) {
-                StoreError {
-                    kind: StoreErrorKind::NotFound,
-                    ..
-                } => Ok(false),
-                other => Err(other),
-            },
-        }
-    }
-
     async fn put(
         &self,
         object: &ObjectRef,

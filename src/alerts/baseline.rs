@@ -14,8 +14,9 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use super::detect::{BucketSightings, Seen};
-use super::{Alert, AlertSettings, AlertType, Subject, SubjectCount, SubjectKind, alert_id};
-use crate::access_log::LogTime;
+use super::{
+    Alert, AlertSettings, AlertType, Subject, SubjectCount, SubjectKind, alert_id, rfc3339,
+};
 
 /// New subjects reported one alert each per log object and kind; the rest are reported
 /// together in one summary alert, so an address spray cannot flood the topic.
@@ -243,13 +244,6 @@ fn evict_least_recent(known: &mut BTreeMap<String, i64>, max: usize) {
     for (_, subject) in by_age.into_iter().take(known.len() - max) {
         known.remove(&subject);
     }
-}
-
-fn rfc3339(unix_seconds: i64) -> String {
-    LogTime::from_unix_seconds(unix_seconds)
-        .rfc3339()
-        .as_str()
-        .to_string()
 }
 
 #[cfg(test)]

@@ -8,11 +8,11 @@
 use std::collections::BTreeMap;
 
 use super::heavy::HeavyHitters;
+use super::rfc3339;
 use super::{
     Alert, AlertSettings, AlertType, MAX_SAMPLES, Sample, Subject, SubjectCount, SubjectKind,
     alert_id,
 };
-use crate::access_log::LogTime;
 use crate::enrich::{Enriched, RequesterType, UserAgentFamily};
 
 /// Counters for 403s per (minute, subject), per subject kind and bucket.
@@ -66,13 +66,6 @@ fn cut(text: &str, max: usize) -> &str {
         end -= 1;
     }
     &text[..end]
-}
-
-fn rfc3339(unix_seconds: i64) -> String {
-    LogTime::from_unix_seconds(unix_seconds)
-        .rfc3339()
-        .as_str()
-        .to_string()
 }
 
 /// When a subject was first and last seen in this object, and one request of theirs.
@@ -151,7 +144,6 @@ struct BucketCounters {
     name: String,
     private: bool,
     minutes: BTreeMap<i64, MinuteCount>,
-    minutes_dropped: u64,
     by_kind: [SubjectCounters; 2],
     anonymous: Aggregate,
     scanner: Aggregate,
@@ -191,7 +183,11 @@ pub struct Detector {
     source_object: String,
     buckets: Vec<BucketCounters>,
     untracked_records: u64,
+    /// `minute subject` keys are built here: the minute's text is kept and only rewritten
+    /// when the minute changes (records come in time order), then the subject appended.
     scratch: String,
+    /// The minute whose text starts `scratch`, and that text's length.
+    scratch_minute: Option<(i64, usize)>,
 }
 
 impl Detector {
@@ -203,6 +199,7 @@ impl Detector {
             buckets: Vec::new(),
             untracked_records: 0,
             scratch: String::new(),
+            scratch_minute: None,
         }
     }
 
@@ -222,7 +219,6 @@ impl Detector {
             name: name.to_string(),
             private: self.settings.is_private(name),
             minutes: BTreeMap::new(),
-            minutes_dropped: 0,
             by_kind: [SubjectCounters::new(), SubjectCounters::new()],
             anonymous: Aggregate::new(),
             scanner: Aggregate::new(),
@@ -246,6 +242,7 @@ impl Detector {
         let minute = time.div_euclid(60) * 60;
         let forbidden = r.http_status == Some(403);
 
+        // Minutes past MAX_MINUTES are left out of the per-bucket spike only.
         if bucket.minutes.len() < MAX_MINUTES || bucket.minutes.contains_key(&minute) {
             let m = bucket.minutes.entry(minute).or_default();
             m.total += 1;
@@ -255,19 +252,24 @@ impl Detector {
                     m.samples.push(sample(record));
                 }
             }
-        } else {
-            bucket.minutes_dropped += 1;
         }
 
-        let subjects = [
-            (SubjectKind::Requester, r.requester),
-            (SubjectKind::RemoteIp, r.remote_ip),
-        ];
-        for (i, (_, subject)) in subjects.into_iter().enumerate() {
+        // Indexed like `by_kind`: requester, then remote IP.
+        for (i, subject) in [r.requester, r.remote_ip].into_iter().enumerate() {
             let Some(subject) = subject else { continue };
             let counters = &mut bucket.by_kind[i];
-            self.scratch.clear();
-            push_minute_key(&mut self.scratch, minute, subject);
+            let prefix_len = match self.scratch_minute {
+                Some((m, len)) if m == minute => len,
+                _ => {
+                    self.scratch.clear();
+                    push_minute_key(&mut self.scratch, minute, "");
+                    let len = self.scratch.len();
+                    self.scratch_minute = Some((minute, len));
+                    len
+                }
+            };
+            self.scratch.truncate(prefix_len);
+            self.scratch.push_str(subject);
             counters.totals.add(&self.scratch);
             if forbidden
                 && let Some(samples) = counters.forbidden.add(&self.scratch)

@@ -169,6 +169,14 @@ pub fn alert_id(parts: &[&str]) -> String {
     format!("{hash:016x}")
 }
 
+/// Unix seconds as RFC 3339 text, as alert windows are written.
+pub(crate) fn rfc3339(unix_seconds: i64) -> String {
+    crate::access_log::LogTime::from_unix_seconds(unix_seconds)
+        .rfc3339()
+        .as_str()
+        .to_string()
+}
+
 /// Every alert threshold and list, read from `ALERT_*` environment variables.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlertSettings {
@@ -242,19 +250,21 @@ impl AlertSettings {
                 })
                 .unwrap_or_default()
         };
+        /// Sets `slot` from the variable `name` when it is set, if the value is valid.
         fn number<T: std::str::FromStr>(
+            get: &impl Fn(&str) -> Option<String>,
             name: &'static str,
-            value: Option<String>,
+            slot: &mut T,
             valid: impl Fn(&T) -> bool,
             what: &'static str,
-        ) -> Result<Option<T>, SettingError> {
-            match value {
-                None => Ok(None),
-                Some(v) => match v.parse::<T>() {
-                    Ok(n) if valid(&n) => Ok(Some(n)),
-                    _ => Err((name, v, what)),
-                },
+        ) -> Result<(), SettingError> {
+            if let Some(v) = get(name) {
+                match v.parse::<T>() {
+                    Ok(n) if valid(&n) => *slot = n,
+                    _ => return Err((name, v, what)),
+                }
             }
+            Ok(())
         }
         for name in list("ALERT_DISABLE") {
             match AlertType::from_name(&name) {
@@ -272,62 +282,56 @@ impl AlertSettings {
         let positive = "a whole number of at least 1";
         let share = "a number from 0 to 1";
         let is_share = |v: &f64| (0.0..=1.0).contains(v);
-        if let Some(v) = number(
+        let at_least_one = |v: &u64| *v >= 1;
+        number(
+            &get,
             "ALERT_BUCKET_403_MIN",
-            get("ALERT_BUCKET_403_MIN"),
-            |v: &u64| *v >= 1,
+            &mut s.bucket_403_min,
+            at_least_one,
             positive,
-        )? {
-            s.bucket_403_min = v;
-        }
-        if let Some(v) = number(
+        )?;
+        number(
+            &get,
             "ALERT_BUCKET_403_SHARE",
-            get("ALERT_BUCKET_403_SHARE"),
+            &mut s.bucket_403_share,
             is_share,
             share,
-        )? {
-            s.bucket_403_share = v;
-        }
-        if let Some(v) = number(
+        )?;
+        number(
+            &get,
             "ALERT_SUBJECT_403_MIN",
-            get("ALERT_SUBJECT_403_MIN"),
-            |v: &u64| *v >= 1,
+            &mut s.subject_403_min,
+            at_least_one,
             positive,
-        )? {
-            s.subject_403_min = v;
-        }
-        if let Some(v) = number(
+        )?;
+        number(
+            &get,
             "ALERT_SUBJECT_403_SHARE",
-            get("ALERT_SUBJECT_403_SHARE"),
+            &mut s.subject_403_share,
             is_share,
             share,
-        )? {
-            s.subject_403_share = v;
-        }
-        if let Some(v) = number(
+        )?;
+        number(
+            &get,
             "ALERT_SUBJECT_403_WINDOW_MINUTES",
-            get("ALERT_SUBJECT_403_WINDOW_MINUTES"),
+            &mut s.subject_403_window_minutes,
             |v: &i64| (1..=1440).contains(v),
             "minutes, from 1 to 1440",
-        )? {
-            s.subject_403_window_minutes = v;
-        }
-        if let Some(v) = number(
+        )?;
+        number(
+            &get,
             "ALERT_LEARNING_HOURS",
-            get("ALERT_LEARNING_HOURS"),
+            &mut s.learning_hours,
             |v: &i64| (0..=24 * 366).contains(v),
             "hours, from 0 to 8784",
-        )? {
-            s.learning_hours = v;
-        }
-        if let Some(v) = number(
+        )?;
+        number(
+            &get,
             "ALERT_BASELINE_MAX_ENTRIES",
-            get("ALERT_BASELINE_MAX_ENTRIES"),
+            &mut s.baseline_max_entries,
             |v: &usize| (1..=100_000).contains(v),
             "a whole number from 1 to 100000",
-        )? {
-            s.baseline_max_entries = v;
-        }
+        )?;
         s.allow_requesters = list("ALERT_ALLOW_REQUESTERS")
             .iter()
             .map(|p| Pattern::new(p))
