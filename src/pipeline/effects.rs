@@ -1,0 +1,184 @@
+//! The side effects of one log object: its alerts (documents, log lines, SNS), its
+//! metrics, and the baseline update. What they are is worked out before the marker is
+//! written ([`Pipeline::prepare_effects`]); each is carried out once, after it
+//! ([`Pipeline::run_step`], driven by the ledger).
+
+use tracing::warn;
+
+use super::baselines::StoredBaseline;
+use super::ledger::Step;
+use super::stream::Streamed;
+use super::{Pipeline, ProcessError};
+use crate::alerts::Alert;
+use crate::alerts::detect::BucketSightings;
+use crate::event::ObjectRef;
+use crate::metrics::{MetricDatum, alert_datums};
+use crate::ports::{ObjectStore, PutCondition};
+
+/// What one log object's side effects will do, kept between the steps.
+pub(super) struct SideEffects {
+    /// Alerts to log and notify.
+    pub(super) alerts: Vec<Alert>,
+    /// Metric datums to publish, the `Alerts` metric included.
+    pub(super) datums: Vec<MetricDatum>,
+    sightings: Vec<BucketSightings>,
+    baselines: Vec<StoredBaseline>,
+    output_bucket: String,
+}
+
+impl<S: ObjectStore> Pipeline<S> {
+    /// Turns what streaming counted into alerts (checking new subjects against each
+    /// bucket's baseline) and metric datums, and writes the alert document, which a retry
+    /// overwrites.
+    pub(super) async fn prepare_effects(
+        &self,
+        object: &ObjectRef,
+        output_bucket: &str,
+        streamed: Streamed,
+        now: i64,
+    ) -> Result<SideEffects, ProcessError> {
+        let location = object.to_string();
+        let findings = streamed.detector.finish();
+        let mut alerts = findings.alerts;
+        let mut baselines = Vec::new();
+        for sightings in &findings.sightings {
+            let stored = self.read_baseline(output_bucket, sightings).await?;
+            alerts.extend(stored.baseline.new_subject_alerts(
+                sightings,
+                &self.config.alerts,
+                &location,
+            ));
+            baselines.push(stored);
+        }
+        if findings.untracked_records > 0 {
+            warn!(object = %location, records = findings.untracked_records, "records from too many source buckets were not checked for alerts");
+        }
+        self.write_alert_document(object, output_bucket, &alerts)
+            .await?;
+        let datums = self.datums(object, streamed.metrics, &alerts, now);
+        Ok(SideEffects {
+            alerts,
+            datums,
+            sightings: findings.sightings,
+            baselines,
+            output_bucket: output_bucket.to_string(),
+        })
+    }
+
+    /// `{ALERTS_PREFIX}…/{log name}.ndjson`, one alert a line, when there are alerts.
+    async fn write_alert_document(
+        &self,
+        object: &ObjectRef,
+        output_bucket: &str,
+        alerts: &[Alert],
+    ) -> Result<(), ProcessError> {
+        if alerts.is_empty() {
+            return Ok(());
+        }
+        let mut body = Vec::new();
+        for alert in alerts {
+            body.extend(serde_json::to_vec(alert).unwrap_or_default());
+            body.push(b'\n');
+        }
+        let alerts_object = ObjectRef {
+            bucket: output_bucket.to_string(),
+            key: self.alerts_key(object),
+        };
+        self.store
+            .put(
+                &alerts_object,
+                body,
+                "application/x-ndjson",
+                PutCondition::None,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The object's metric datums plus one `Alerts` datum per alert.
+    fn datums(
+        &self,
+        object: &ObjectRef,
+        metrics: crate::metrics::MetricsAggregator,
+        alerts: &[Alert],
+        now: i64,
+    ) -> Vec<MetricDatum> {
+        let location = object.to_string();
+        let mut datums = metrics.datums(&object.bucket, now);
+        if datums.skipped_old_minutes > 0 {
+            warn!(object = %location, minutes = datums.skipped_old_minutes, "metrics older than two weeks skipped: CloudWatch would refuse them");
+        }
+        if datums.dropped_records > 0 {
+            warn!(object = %location, records = datums.dropped_records, "records beyond the metric series limit were not counted");
+        }
+        datums.datums.extend(alert_datums(
+            alerts.iter().map(|a| {
+                (
+                    a.bucket.as_str(),
+                    a.alert_type.as_str(),
+                    a.window_start_unix,
+                )
+            }),
+            now,
+        ));
+        datums.datums
+    }
+
+    /// Carries out one side effect.
+    pub(super) async fn run_step(
+        &self,
+        step: Step,
+        object: &ObjectRef,
+        effects: &mut SideEffects,
+    ) -> Result<(), ProcessError> {
+        match step {
+            Step::Notify => self.notify(object, &effects.alerts).await,
+            Step::Metrics => self
+                .metrics
+                .publish(&effects.datums)
+                .await
+                .map_err(|source| ProcessError::Publish {
+                    object: object.clone(),
+                    source,
+                }),
+            Step::Baseline => {
+                self.update_baselines(
+                    object,
+                    &effects.output_bucket,
+                    &effects.sightings,
+                    effects.baselines.drain(..),
+                )
+                .await
+            }
+        }
+    }
+
+    /// Logs each alert as a WARN line and sends them to the topic, if there is one.
+    async fn notify(&self, object: &ObjectRef, alerts: &[Alert]) -> Result<(), ProcessError> {
+        for alert in alerts {
+            warn!(
+                alert_id = %alert.alert_id,
+                alert_type = alert.alert_type.as_str(),
+                bucket = %alert.bucket,
+                subject = alert.subject.as_ref().map(|s| s.value.as_str()),
+                count = alert.count,
+                window_start = %alert.window_start,
+                window_end = %alert.window_end,
+                source_object = %alert.source_object,
+                "alert: {}", alert.summary
+            );
+        }
+        match &self.notifier {
+            Some(notifier) if !alerts.is_empty() => {
+                notifier
+                    .notify(alerts)
+                    .await
+                    .map_err(|source| ProcessError::Publish {
+                        object: object.clone(),
+                        source,
+                    })
+            }
+            _ => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,427 @@
+//! The function's work, over the ports: an event in, each log object streamed through the
+//! parser into partitioned outputs, an idempotency marker, and a report out.
+//!
+//! Nothing lost, nothing doubled:
+//! - every line read becomes a curated record or a rejected one (see [`crate::curate`]);
+//! - output keys derive from the log object only, so a retry overwrites;
+//! - no output becomes visible before the whole object has been read: multipart uploads
+//!   are completed only at the end, and aborted on any failure;
+//! - a marker `{STATE_PREFIX}processed/{bucket}/{key}@{etag}` is created with
+//!   `If-None-Match: *` once the outputs (and the alert documents) are complete. A
+//!   duplicate event finds it and does nothing; of two concurrent duplicates, only the one
+//!   that creates the marker reports the object as processed and goes on;
+//! - the side effects that cannot be overwritten (SNS notifications and alert log lines,
+//!   metrics, the requester baseline) run only after the marker exists, in that order.
+//!   The marker lists those still pending and carries a lease. When they all succeed the
+//!   marker is rewritten with nothing pending; when one fails, the marker keeps the failed
+//!   and later steps pending, the lease is released, and the error goes back to Lambda,
+//!   whose retry finds the marker and runs just those steps. An invocation that dies
+//!   mid-way leaves its lease to expire ([`crate::config::DEFAULT_LEASE_SECONDS`]), after
+//!   which a retry takes over; only then can a step that had finished be repeated;
+//! - a failure returns an error naming the bucket and key, so Lambda (or SQS) retries.
+//!   A log object that vanished before it was read (NoSuchKey) is logged and skipped.
+
+//!
+//! Where things are:
+//! - [`Pipeline::process`] (here): an announced object becomes records, outputs, a marker
+//!   and side effects, in that order;
+//! - `stream`: bytes → decoder → curator → output chunks, counting for metrics and alerts;
+//! - `uploads`: multipart uploads completed only at the end;
+//! - `naming`: output keys, derived from the log object alone;
+//! - [`ledger`]: the marker, its lease and the pending steps: what runs once;
+//! - `effects`: the side effects themselves (alerts, metrics, baseline);
+//! - `baselines`: the requester baseline read and conditional merge.
+
+mod baselines;
+mod effects;
+pub mod ledger;
+mod naming;
+mod stream;
+mod uploads;
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use serde_json::Value;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::event::{CreatedObject, EventError, Invocation, Notice, ObjectRef, parse_invocation};
+use crate::input::DecodeError;
+use crate::ports::{AlertNotifier, MetricsSink, NoMetrics, ObjectStore, PublishError, StoreError};
+
+use effects::SideEffects;
+pub use ledger::{MarkerStatus, Step};
+use uploads::Uploads;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    /// Reading or writing the store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The object's bytes could not be decoded (corrupt gzip).
+    #[error("cannot decode {object}: {source}")]
+    Decode {
+        /// The log object.
+        object: ObjectRef,
+        /// What went wrong.
+        source: DecodeError,
+    },
+    /// Encoding output failed.
+    #[error("cannot encode output for {object}: {source}")]
+    Encode {
+        /// The log object.
+        object: ObjectRef,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// Publishing metrics or alerts failed.
+    #[error("publishing for {object} failed: {source}")]
+    Publish {
+        /// The log object.
+        object: ObjectRef,
+        /// What went wrong.
+        source: PublishError,
+    },
+    /// The baseline kept changing under us.
+    #[error("the baseline {baseline} changed {attempts} times while {object} was merged into it")]
+    BaselineContention {
+        /// The log object.
+        object: ObjectRef,
+        /// The baseline object.
+        baseline: ObjectRef,
+        /// How many conditional writes were refused.
+        attempts: u32,
+    },
+}
+
+/// A whole invocation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// The payload is not an event this function understands.
+    #[error(transparent)]
+    Event(#[from] EventError),
+    /// At least one object failed (direct, SNS and EventBridge invocations).
+    #[error("{failed} of {total} log objects failed; first: {first}")]
+    Objects {
+        /// How many failed.
+        failed: usize,
+        /// How many there were.
+        total: usize,
+        /// The first failure.
+        first: ProcessError,
+    },
+}
+
+/// What happened to one announced object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum ObjectOutcome {
+    /// Processed now.
+    Processed(ObjectReport),
+    /// Already processed (its marker exists): nothing done.
+    Duplicate {
+        /// `s3://bucket/key`.
+        object: String,
+        /// The version that was processed before.
+        etag: String,
+    },
+    /// Gone before it could be read.
+    Missing {
+        /// `s3://bucket/key`.
+        object: String,
+    },
+    /// Not a raw log object, such as the function's own output.
+    Skipped {
+        /// `s3://bucket/key`.
+        object: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The summary of one processed log object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ObjectReport {
+    /// `s3://bucket/key` of the log object.
+    pub object: String,
+    /// Its ETag.
+    pub etag: String,
+    /// Lines read (including blank ones).
+    pub lines: u64,
+    /// Curated records written.
+    pub records: u64,
+    /// Rejected lines written.
+    pub rejected: u64,
+    /// Blank lines skipped.
+    pub blank: u64,
+    /// Bytes read (compressed size).
+    pub bytes: u64,
+    /// The output objects written.
+    pub outputs: Vec<OutputObject>,
+    /// The marker that records this object as processed.
+    pub marker: String,
+    /// Alerts raised.
+    pub alerts: u64,
+    /// Metric datums published.
+    pub metric_datums: u64,
+    /// Milliseconds spent.
+    pub duration_ms: u64,
+}
+
+/// Seconds since the Unix epoch, from the system clock.
+pub fn system_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// One output object and how many records (or rejected lines) it holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OutputObject {
+    /// `s3://bucket/key`.
+    pub object: String,
+    /// Lines in it.
+    pub records: u64,
+}
+
+/// The handler's logic, generic over the object store.
+pub struct Pipeline<S> {
+    store: S,
+    config: Config,
+    metrics: Box<dyn MetricsSink>,
+    notifier: Option<Box<dyn AlertNotifier>>,
+    clock: fn() -> i64,
+}
+
+impl<S: ObjectStore> Pipeline<S> {
+    /// A pipeline over `store` with a validated configuration; metrics go nowhere and
+    /// alerts to no topic until [`Pipeline::with_metrics`] and [`Pipeline::with_notifier`].
+    pub fn new(store: S, config: Config) -> Self {
+        Self {
+            store,
+            config,
+            metrics: Box::new(NoMetrics),
+            notifier: None,
+            clock: system_now,
+        }
+    }
+
+    /// Publishes metrics to `sink`.
+    pub fn with_metrics(mut self, sink: Box<dyn MetricsSink>) -> Self {
+        self.metrics = sink;
+        self
+    }
+
+    /// Sends alerts to `notifier` (an SNS topic) as well as to S3, the log and metrics.
+    pub fn with_notifier(mut self, notifier: Box<dyn AlertNotifier>) -> Self {
+        self.notifier = Some(notifier);
+        self
+    }
+
+    /// Uses `clock` (Unix seconds) for "now": delivery delay, the two-week metric limit
+    /// and leases. Tests pass a fixed clock.
+    pub fn with_clock(mut self, clock: fn() -> i64) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Handles one invocation payload and returns the response to send back: a summary
+    /// for direct invocations, `{"batchItemFailures": [...]}` for SQS batches.
+    pub async fn handle(&self, payload: &Value) -> Result<Value, HandlerError> {
+        match parse_invocation(payload)? {
+            Invocation::Direct(notices) => {
+                let (outcomes, failures) = self.handle_notices(&notices).await;
+                if let Some((first, failed)) = failures {
+                    return Err(HandlerError::Objects {
+                        failed,
+                        total: notices.len(),
+                        first,
+                    });
+                }
+                let objects = serde_json::to_value(&outcomes).unwrap_or_default();
+                Ok(serde_json::json!({ "objects": objects }))
+            }
+            Invocation::Sqs(items) => {
+                let mut failed_ids = Vec::new();
+                let mut outcomes = Vec::new();
+                for item in items {
+                    let failed = match &item.notices {
+                        Ok(notices) => {
+                            let (done, failures) = self.handle_notices(notices).await;
+                            outcomes.extend(done);
+                            failures.is_some()
+                        }
+                        Err(e) => {
+                            warn!(message_id = %item.message_id, error = %e, "unreadable SQS message");
+                            true
+                        }
+                    };
+                    if failed {
+                        failed_ids.push(item.message_id);
+                    }
+                }
+                // Built by hand rather than serialised, so no failure can be dropped on
+                // the way out: a message missing here would never be retried.
+                let failures: Vec<Value> = failed_ids
+                    .into_iter()
+                    .map(|id| serde_json::json!({ "itemIdentifier": id }))
+                    .collect();
+                let objects = serde_json::to_value(&outcomes).unwrap_or_default();
+                Ok(serde_json::json!({ "batchItemFailures": failures, "objects": objects }))
+            }
+        }
+    }
+
+    /// Processes every notice, returning the outcomes and the first failure with the
+    /// number of failures.
+    async fn handle_notices(
+        &self,
+        notices: &[Notice],
+    ) -> (Vec<ObjectOutcome>, Option<(ProcessError, usize)>) {
+        let mut outcomes = Vec::new();
+        let mut first_failure = None;
+        let mut failed = 0;
+        for notice in notices {
+            match notice {
+                Notice::Ignored { reason } => info!(reason = %reason, "event ignored"),
+                Notice::Created(created) => match self.process(created).await {
+                    Ok(outcome) => outcomes.push(outcome),
+                    Err(e) => {
+                        warn!(error = %e, "log object failed");
+                        failed += 1;
+                        first_failure.get_or_insert(e);
+                    }
+                },
+            }
+        }
+        (outcomes, first_failure.map(|e| (e, failed)))
+    }
+
+    /// Processes one announced log object: skip what is not a raw log, stream it into the
+    /// outputs, find its alerts, create the marker, then run each side effect once.
+    pub async fn process(&self, created: &CreatedObject) -> Result<ObjectOutcome, ProcessError> {
+        let started = Instant::now();
+        let object = &created.object;
+        let location = object.to_string();
+        if let Some(skipped) = self.skip(object) {
+            return Ok(skipped);
+        }
+        let Some(body) = self.store.open(object).await? else {
+            warn!(object = %location, "log object is gone (NoSuchKey): skipped");
+            return Ok(ObjectOutcome::Missing { object: location });
+        };
+        let etag = body
+            .etag
+            .clone()
+            .or_else(|| created.etag.clone())
+            .unwrap_or_else(|| "no-etag".into());
+        let output_bucket = self
+            .config
+            .output_bucket
+            .clone()
+            .unwrap_or_else(|| object.bucket.clone());
+        let marker = self.marker_ref(&output_bucket, object, &etag);
+        let now = (self.clock)();
+        let duplicate = || ObjectOutcome::Duplicate {
+            object: location.clone(),
+            etag: etag.clone(),
+        };
+        let Some(claim) = self.read_claim(&marker, now).await? else {
+            return Ok(duplicate());
+        };
+
+        let mut uploads = Uploads::new(
+            &self.store,
+            output_bucket.clone(),
+            self.config.output_compression.content_type(),
+        );
+        let streamed = match self.stream_into(object, body, &mut uploads).await {
+            Ok(streamed) => streamed,
+            Err(e) => {
+                uploads.abort_all().await;
+                return Err(e);
+            }
+        };
+        let (stats, bytes) = (streamed.stats, streamed.bytes);
+        let mut effects = self
+            .prepare_effects(object, &output_bucket, streamed, now)
+            .await?;
+
+        let mut report = ObjectReport {
+            object: location.clone(),
+            etag: etag.clone(),
+            lines: stats.lines,
+            records: stats.records,
+            rejected: stats.rejected,
+            blank: stats.blank,
+            bytes,
+            outputs: uploads.written.clone(),
+            marker: marker.to_string(),
+            alerts: effects.alerts.len() as u64,
+            metric_datums: effects.datums.len() as u64,
+            duration_ms: started.elapsed().as_millis() as u64,
+        };
+        let Some(owned) = self.create_marker(&marker, &report, claim, now).await? else {
+            info!(object = %location, etag = %etag, "a concurrent invocation processed this object first");
+            return Ok(duplicate());
+        };
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        self.run_steps(object, &marker, &report, owned, &mut effects)
+            .await?;
+        info!(
+            object = %location,
+            records = report.records,
+            rejected = report.rejected,
+            blank = report.blank,
+            bytes = report.bytes,
+            outputs = report.outputs.len(),
+            alerts = report.alerts,
+            metric_datums = report.metric_datums,
+            duration_ms = report.duration_ms,
+            "log object processed"
+        );
+        Ok(ObjectOutcome::Processed(report))
+    }
+
+    /// `Some` when the object is not a raw log this function should read: its own output,
+    /// or anything outside `RAW_PREFIX`.
+    fn skip(&self, object: &ObjectRef) -> Option<ObjectOutcome> {
+        let config = &self.config;
+        let location = object.to_string();
+        if config.is_own_output(&object.key) {
+            info!(object = %location, "skipped: the function's own output");
+            return Some(ObjectOutcome::Skipped {
+                object: location,
+                reason: "under an output prefix".into(),
+            });
+        }
+        if !object.key.starts_with(&config.raw_prefix) {
+            info!(object = %location, raw_prefix = %config.raw_prefix, "skipped: outside RAW_PREFIX");
+            return Some(ObjectOutcome::Skipped {
+                object: location,
+                reason: format!("not under RAW_PREFIX {:?}", config.raw_prefix),
+            });
+        }
+        None
+    }
+
+    /// Streams the object into its outputs and completes the uploads; the caller aborts
+    /// them on failure.
+    async fn stream_into(
+        &self,
+        object: &ObjectRef,
+        body: crate::ports::ObjectBody,
+        uploads: &mut Uploads<'_, S>,
+    ) -> Result<stream::Streamed, ProcessError> {
+        let plan = self.output_plan(object);
+        let streamed = self.stream(object, body, plan, uploads).await?;
+        uploads.complete_all().await?;
+        Ok(streamed)
+    }
+}
