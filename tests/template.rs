@@ -1344,7 +1344,7 @@ fn bucket_policy_refuses_log_delivery_from_the_log_bucket_itself() {
         assert_eq!(deny["Principal"]["Service"], LOGGING);
         assert_eq!(
             strings(&deny["Condition"]["ArnEquals"]["aws:SourceArn"]),
-            [log_bucket_arn.clone()],
+            std::slice::from_ref(&log_bucket_arn),
             "{name}"
         );
         assert_eq!(strings(&deny["Resource"]), [object("*")], "{name}");
@@ -1466,7 +1466,8 @@ fn only_the_function_role_and_the_admin_role_may_write_state_and_outputs() {
         let deny = stack.statement("DenyStateAndOutputWritesExceptFunction");
         assert_eq!(deny["Principal"], "*", "{name}");
         let resources: BTreeSet<String> = strings(&deny["Resource"]).into_iter().collect();
-        let expected: BTreeSet<String> = prefixes.iter().map(|p| object(&format!("{p}*"))).collect();
+        let expected: BTreeSet<String> =
+            prefixes.iter().map(|p| object(&format!("{p}*"))).collect();
         assert_eq!(resources, expected, "{name}: the guarded prefixes");
         let mut exempt = vec![FUNCTION_ROLE.to_string()];
         if !admin.is_empty() {
@@ -1547,7 +1548,10 @@ fn queue_mode_alarms_within_minutes_of_a_failed_object_and_keeps_messages_fourte
         threshold > number(&json!(queued.param("FunctionTimeout"))),
         "a healthy invocation must not set it off"
     );
-    assert_eq!(threshold, number(&json!(queued.param("QueueAgeAlarmSeconds"))));
+    assert_eq!(
+        threshold,
+        number(&json!(queued.param("QueueAgeAlarmSeconds")))
+    );
     let custom = Stack::new(&[("QueueAgeAlarmSeconds", "1200")]);
     assert_eq!(
         scalar(&custom.deployed("EventQueueAgeAlarm")["Properties"]["Threshold"]),
@@ -1582,8 +1586,7 @@ fn alert_topic_is_encrypted_with_a_key_every_publisher_may_use() {
     for (name, stack) in scenarios() {
         let topic = stack.deployed("AlertTopic");
         assert_eq!(
-            topic["Properties"]["KmsMasterKeyId"],
-            "{AlertTopicKey.Arn}",
+            topic["Properties"]["KmsMasterKeyId"], "{AlertTopicKey.Arn}",
             "{name}: a customer managed key (alias/aws/sns cannot serve CloudWatch alarms)"
         );
         let key = stack.deployed("AlertTopicKey");
@@ -1627,7 +1630,10 @@ fn alert_topic_is_encrypted_with_a_key_every_publisher_may_use() {
         // The alarms publish as CloudWatch, for alarms of this account only.
         let cloudwatch = json!({"Service": "cloudwatch.amazonaws.com"});
         for action in ["kms:GenerateDataKey", "kms:Decrypt"] {
-            assert!(allows(&cloudwatch, action), "{name}: CloudWatch needs {action}");
+            assert!(
+                allows(&cloudwatch, action),
+                "{name}: CloudWatch needs {action}"
+            );
         }
         let statement = key_policy
             .iter()
