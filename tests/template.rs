@@ -1508,6 +1508,30 @@ fn the_bucket_policy_denies_nothing_the_function_role_is_granted() {
             }
         }
         assert!(checked >= 8, "{name}: {checked}");
+
+        // Nothing else in the template writes into the log bucket: no custom resource,
+        // no Athena workgroup with its results there. Only the Glue table (a reader) and
+        // the dashboard's text name a location in it.
+        for (resource, body) in stack.template["Resources"].as_object().unwrap() {
+            let kind = scalar(&body["Type"]);
+            assert!(
+                !kind.starts_with("Custom::") && kind != "AWS::CloudFormation::CustomResource",
+                "{name}: {resource} is a custom resource; check it against the bucket policy"
+            );
+            let Some(rendered) = stack.resource(resource) else {
+                continue;
+            };
+            if rendered
+                .to_string()
+                .contains(&format!("s3://{LOG_BUCKET}/"))
+            {
+                assert!(
+                    ["CuratedTable", "Dashboard"].contains(&resource.as_str()),
+                    "{name}: {resource} names a location in the log bucket; if it writes \
+                     there, the bucket policy denies it"
+                );
+            }
+        }
     }
 }
 
