@@ -332,10 +332,27 @@ fn scenarios() -> Vec<(&'static str, Stack)> {
                 ("StatePrefix", "bucketlog-state/"),
                 ("MetricsMode", "api"),
                 ("SourceBuckets", "assets-prod, www.example.com"),
+                ("LakePrefix", "logs/lake/"),
+            ]),
+        ),
+        (
+            "raw writers, an admin role, versioning",
+            Stack::new(&[
+                ("RawWriterPrincipalArns", &RAW_WRITERS.join(", ")),
+                ("AdminRoleArn", ADMIN_ROLE),
+                ("LogBucketVersioning", "Enabled"),
             ]),
         ),
     ]
 }
+
+/// Principals that copy other providers' logs in, for `RawWriterPrincipalArns`.
+const RAW_WRITERS: [&str; 2] = [
+    "arn:aws:iam::123456789012:role/rclone-copy",
+    "arn:aws:iam::123456789012:user/sync-*",
+];
+/// An administrator role, for `AdminRoleArn`.
+const ADMIN_ROLE: &str = "arn:aws:iam::123456789012:role/log-admin";
 
 fn overlaps(a: &str, b: &str) -> bool {
     a.starts_with(b) || b.starts_with(a)
@@ -609,6 +626,7 @@ fn bucket_policy_admits_log_delivery_only_under_raw_and_from_the_source_account(
         let delivery: Vec<&Value> = statements
             .iter()
             .filter(|s| s["Principal"]["Service"] == "logging.s3.amazonaws.com")
+            .filter(|s| s["Effect"] == "Allow")
             .collect();
         assert_eq!(delivery.len(), 1, "{name}");
         let delivery = delivery[0];
@@ -840,6 +858,7 @@ fn every_alarm_notifies_the_alert_topic_and_the_spec_alarms_exist() {
         "Errors",
         "Throttles",
         "ApproximateNumberOfMessagesVisible",
+        "ApproximateAgeOfOldestMessage",
     ] {
         assert!(
             watched.contains(metric),
@@ -1049,5 +1068,668 @@ fn cargo_lambda_deploy_metadata_matches_the_template() {
             value,
             "{key} in [package.metadata.lambda.deploy.env]"
         );
+    }
+}
+
+// --- The log bucket's policy, evaluated ------------------------------------------------
+//
+// The checks below do not only look for statements: they evaluate the rendered bucket
+// policy the way S3 does for the keys the tests name (explicit Deny first, then Allow),
+// so a Deny whose conditions would also catch the function's role or the logging service
+// fails here, not in production.
+
+/// Who signs a request: a service principal, or an IAM role or user (`aws:PrincipalArn`).
+#[derive(Clone, Copy, Debug)]
+enum Caller<'a> {
+    Service(&'a str),
+    Iam(&'a str),
+}
+
+/// One request against the log bucket, as the bucket policy sees it.
+#[derive(Clone, Debug)]
+struct Request<'a> {
+    caller: Caller<'a>,
+    action: &'a str,
+    /// The resource ARN: the bucket, or `bucket/key`.
+    resource: String,
+    /// `aws:SourceArn`, which S3 log delivery sets to the source bucket.
+    source_arn: Option<&'a str>,
+    secure: bool,
+}
+
+const LOGGING: &str = "logging.s3.amazonaws.com";
+/// What `Fn::GetAtt [FunctionRole, Arn]` renders as.
+const FUNCTION_ROLE: &str = "{FunctionRole.Arn}";
+const OTHER_ROLE: &str = "arn:aws:iam::123456789012:role/someone-else";
+
+fn object(key: &str) -> String {
+    format!("arn:aws:s3:::{LOG_BUCKET}/{key}")
+}
+
+impl<'a> Request<'a> {
+    fn new(caller: Caller<'a>, action: &'a str, resource: String) -> Self {
+        Request {
+            caller,
+            action,
+            resource,
+            source_arn: None,
+            secure: true,
+        }
+    }
+
+    fn delivery(key: &str, source_bucket: &'a str) -> Self {
+        Request {
+            source_arn: Some(source_bucket),
+            ..Request::new(Caller::Service(LOGGING), "s3:PutObject", object(key))
+        }
+    }
+
+    /// The request context: condition key -> value (absent keys are absent).
+    fn context(&self) -> BTreeMap<&'static str, String> {
+        let mut context = BTreeMap::new();
+        match self.caller {
+            Caller::Service(name) => {
+                context.insert("aws:PrincipalServiceName", name.to_string());
+                context.insert("aws:SourceAccount", ACCOUNT.to_string());
+            }
+            Caller::Iam(arn) => {
+                context.insert("aws:PrincipalArn", arn.to_string());
+                context.insert("aws:PrincipalAccount", ACCOUNT.to_string());
+            }
+        }
+        if let Some(source) = self.source_arn {
+            context.insert("aws:SourceArn", source.to_string());
+        }
+        context.insert("aws:SecureTransport", self.secure.to_string());
+        context
+    }
+}
+
+/// IAM's `*` and `?` wildcards, case-sensitive.
+fn glob(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+fn principal_matches(principal: &Value, caller: Caller) -> bool {
+    if principal == "*" {
+        return true;
+    }
+    match caller {
+        Caller::Service(name) => strings(&principal["Service"]).iter().any(|s| s == name),
+        Caller::Iam(arn) => strings(&principal["AWS"])
+            .iter()
+            .any(|p| p == "*" || glob(p, arn)),
+    }
+}
+
+/// Every operator of a `Condition` block must hold (AND), and so must every key under it.
+/// A negated operator is true when its key is absent from the request, as in IAM.
+fn conditions_hold(condition: &Value, context: &BTreeMap<&'static str, String>) -> bool {
+    let Some(operators) = condition.as_object() else {
+        return true;
+    };
+    operators.iter().all(|(operator, keys)| {
+        keys.as_object()
+            .unwrap_or_else(|| panic!("condition {operator}: {keys}"))
+            .iter()
+            .all(|(key, wanted)| {
+                let wanted = strings(wanted);
+                let value = context.get(key.as_str());
+                let any = |test: &dyn Fn(&str, &str) -> bool| {
+                    value.is_some_and(|v| wanted.iter().any(|w| test(w, v)))
+                };
+                match operator.as_str() {
+                    "StringEquals" | "Bool" => any(&|w, v| w == v),
+                    "StringLike" | "ArnEquals" | "ArnLike" => any(&glob),
+                    "StringNotEquals" => !any(&|w, v| w == v),
+                    "StringNotLike" | "ArnNotEquals" | "ArnNotLike" => !any(&glob),
+                    other => panic!("the evaluator does not know the {other} operator"),
+                }
+            })
+    })
+}
+
+fn statement_applies(statement: &Value, request: &Request) -> bool {
+    assert!(
+        statement.get("NotPrincipal").is_none()
+            && statement.get("NotAction").is_none()
+            && statement.get("NotResource").is_none(),
+        "use conditions, not Not* elements: {statement}"
+    );
+    principal_matches(&statement["Principal"], request.caller)
+        && strings(&statement["Action"])
+            .iter()
+            .any(|a| glob(a, request.action))
+        && strings(&statement["Resource"])
+            .iter()
+            .any(|r| glob(r, &request.resource))
+        && conditions_hold(&statement["Condition"], &request.context())
+}
+
+/// What the bucket policy says about a request.
+#[derive(Debug, PartialEq)]
+enum Verdict {
+    Denied,
+    Allowed,
+    /// Neither: up to the caller's IAM policy (same account).
+    Silent,
+}
+
+impl Stack {
+    fn bucket_policy_statements(&self) -> Vec<Value> {
+        self.deployed("LogBucketPolicy")["Properties"]["PolicyDocument"]["Statement"]
+            .as_array()
+            .expect("statements")
+            .clone()
+    }
+
+    fn judge(&self, request: &Request) -> Verdict {
+        let applying: Vec<Value> = self
+            .bucket_policy_statements()
+            .into_iter()
+            .filter(|s| statement_applies(s, request))
+            .collect();
+        if applying.iter().any(|s| s["Effect"] == "Deny") {
+            Verdict::Denied
+        } else if applying.iter().any(|s| s["Effect"] == "Allow") {
+            Verdict::Allowed
+        } else {
+            Verdict::Silent
+        }
+    }
+
+    fn statement(&self, sid: &str) -> Value {
+        self.bucket_policy_statements()
+            .into_iter()
+            .find(|s| s["Sid"] == sid)
+            .unwrap_or_else(|| panic!("no bucket policy statement {sid}"))
+    }
+
+    /// The prefixes only the function (and the admin) may write, as the function's
+    /// environment names them, plus the lake prefix the function will write.
+    fn guarded_prefixes(&self) -> Vec<String> {
+        let config = self.function_config();
+        vec![
+            config.state_prefix.clone(),
+            config.curated_prefix.clone(),
+            config.rejected_prefix.clone(),
+            config.alerts_prefix.clone(),
+            self.param("LakePrefix"),
+        ]
+    }
+
+    fn raw_writers(&self) -> Vec<String> {
+        strings(&self.params["RawWriterPrincipalArns"])
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+}
+
+#[test]
+fn policy_evaluator_follows_iam_semantics() {
+    assert!(glob("arn:aws:s3:::b/raw/*", "arn:aws:s3:::b/raw/x/y"));
+    assert!(!glob("arn:aws:s3:::b/raw/*", "arn:aws:s3:::b/rawx"));
+    assert!(glob("a?c*", "abcdef") && !glob("a?c", "abcd"));
+    let context = Request::new(Caller::Service(LOGGING), "s3:PutObject", object("k")).context();
+    // A negated operator on a key the request lacks holds; a positive one does not.
+    assert!(conditions_hold(
+        &json!({"ArnNotLike": {"aws:PrincipalArn": "arn:aws:iam::1:role/x"}}),
+        &context
+    ));
+    assert!(!conditions_hold(
+        &json!({"ArnLike": {"aws:PrincipalArn": "*"}}),
+        &context
+    ));
+    // Operators combine with AND.
+    assert!(!conditions_hold(
+        &json!({"StringNotEquals": {"aws:PrincipalServiceName": LOGGING},
+                "ArnNotLike": {"aws:PrincipalArn": "arn:aws:iam::1:role/x"}}),
+        &context
+    ));
+    // Every request without TLS is denied, whoever sends it.
+    for (name, stack) in scenarios() {
+        let request = Request {
+            secure: false,
+            ..Request::new(Caller::Iam(FUNCTION_ROLE), "s3:GetObject", object("raw/x"))
+        };
+        assert_eq!(stack.judge(&request), Verdict::Denied, "{name}");
+    }
+}
+
+#[test]
+fn bucket_policy_refuses_log_delivery_from_the_log_bucket_itself() {
+    let log_bucket_arn = format!("arn:aws:s3:::{LOG_BUCKET}");
+    let listed_too = Stack::new(&[("SourceBuckets", &format!("assets-prod,{LOG_BUCKET}"))]);
+    for (name, stack) in scenarios()
+        .into_iter()
+        .chain([("the log bucket in SourceBuckets", listed_too)])
+    {
+        let raw = stack.function_config().raw_prefix;
+        let key = format!("{raw}2026-11-20-14-05-12-5A1B2C3D4E5F6789");
+        let source = match strings(&stack.params["SourceBuckets"]).first() {
+            Some(first) if !first.is_empty() => format!("arn:aws:s3:::{first}"),
+            _ => "arn:aws:s3:::any-bucket-of-the-account".to_string(),
+        };
+        assert_eq!(
+            stack.judge(&Request::delivery(&key, &source)),
+            Verdict::Allowed,
+            "{name}: delivery from {source}"
+        );
+        assert_eq!(
+            stack.judge(&Request::delivery(&key, &log_bucket_arn)),
+            Verdict::Denied,
+            "{name}: the log bucket's own logs would invoke the function on its own work"
+        );
+        let deny = stack.statement("DenyLogDeliveryFromTheLogBucket");
+        assert_eq!(deny["Effect"], "Deny");
+        assert_eq!(deny["Principal"]["Service"], LOGGING);
+        assert_eq!(
+            strings(&deny["Condition"]["ArnEquals"]["aws:SourceArn"]),
+            std::slice::from_ref(&log_bucket_arn),
+            "{name}"
+        );
+        assert_eq!(strings(&deny["Resource"]), [object("*")], "{name}");
+    }
+}
+
+#[test]
+fn only_log_delivery_and_the_listed_writers_may_create_raw_logs() {
+    for (name, stack) in scenarios() {
+        let raw = stack.function_config().raw_prefix;
+        let key = format!("{raw}copied/access.log");
+        let writers = stack.raw_writers();
+        assert_eq!(
+            stack.judge(&Request::delivery(&key, "arn:aws:s3:::assets-prod")),
+            Verdict::Allowed,
+            "{name}: S3 log delivery"
+        );
+        for action in ["s3:PutObject", "s3:ReplicateObject"] {
+            for forger in [FUNCTION_ROLE, OTHER_ROLE, ADMIN_ROLE] {
+                let request = Request::new(Caller::Iam(forger), action, object(&key));
+                assert_eq!(
+                    stack.judge(&request),
+                    Verdict::Denied,
+                    "{name}: {forger} {action} {key}"
+                );
+            }
+            // Another service granted PutObject somewhere cannot write raw logs either.
+            let request = Request::new(Caller::Service("s3.amazonaws.com"), action, object(&key));
+            assert_eq!(stack.judge(&request), Verdict::Denied, "{name}: {action}");
+        }
+        for (writer, arn) in [
+            (RAW_WRITERS[0], RAW_WRITERS[0].to_string()),
+            (RAW_WRITERS[1], RAW_WRITERS[1].replace('*', "nightly")),
+        ] {
+            let request = Request::new(Caller::Iam(&arn), "s3:PutObject", object(&key));
+            let expected = if writers.iter().any(|w| w == writer) {
+                Verdict::Silent // left to its IAM policy
+            } else {
+                Verdict::Denied
+            };
+            assert_eq!(stack.judge(&request), expected, "{name}: {arn}");
+            // A raw writer is no state writer.
+            let state = format!("{}processed/x@e", stack.param("StatePrefix"));
+            let request = Request::new(Caller::Iam(&arn), "s3:PutObject", object(&state));
+            assert_eq!(stack.judge(&request), Verdict::Denied, "{name}: {arn}");
+        }
+        // Reading and deleting raw logs are not this statement's business.
+        let read = Request::new(Caller::Iam(FUNCTION_ROLE), "s3:GetObject", object(&key));
+        assert_eq!(stack.judge(&read), Verdict::Silent, "{name}");
+
+        // Exactly these exemptions: the logging service, and the listed principals.
+        let deny = stack.statement("DenyRawWritesExceptLogDelivery");
+        assert_eq!(deny["Principal"], "*", "{name}");
+        assert_eq!(strings(&deny["Resource"]), [stack.object_arn("RawPrefix")]);
+        let condition = deny["Condition"].as_object().expect("conditions");
+        assert_eq!(
+            condition["StringNotEquals"],
+            json!({"aws:PrincipalServiceName": LOGGING}),
+            "{name}"
+        );
+        let exempt = condition
+            .get("ArnNotLike")
+            .map(|c| strings(&c["aws:PrincipalArn"]))
+            .unwrap_or_default();
+        assert_eq!(exempt, writers, "{name}");
+        let expected_keys = if writers.is_empty() { 1 } else { 2 };
+        assert_eq!(condition.len(), expected_keys, "{name}: {condition:?}");
+    }
+}
+
+#[test]
+fn only_the_function_role_and_the_admin_role_may_write_state_and_outputs() {
+    let writes = [
+        "s3:PutObject",
+        "s3:DeleteObject",
+        "s3:DeleteObjectVersion",
+        "s3:AbortMultipartUpload",
+        "s3:ReplicateObject",
+        "s3:ReplicateDelete",
+    ];
+    for (name, stack) in scenarios() {
+        let admin = stack.param("AdminRoleArn");
+        let prefixes = stack.guarded_prefixes();
+        let raw = stack.function_config().raw_prefix;
+        let lake = stack.param("LakePrefix");
+        for prefix in &prefixes {
+            assert!(!overlaps(prefix, &raw), "{name}: {prefix} overlaps {raw}");
+            assert!(
+                prefix == &lake || !overlaps(prefix, &lake),
+                "{name}: {prefix} overlaps the lake prefix {lake}"
+            );
+            let key = format!("{prefix}bucket=b/dt=2026-11-20/hour=14/x.ndjson.gz");
+            for action in writes {
+                let request = |arn| Request::new(Caller::Iam(arn), action, object(&key));
+                assert_eq!(
+                    stack.judge(&request(FUNCTION_ROLE)),
+                    Verdict::Silent,
+                    "{name}: the function's own role must keep {action} on {key}"
+                );
+                assert_eq!(
+                    stack.judge(&request(OTHER_ROLE)),
+                    Verdict::Denied,
+                    "{name}: {action} {key}"
+                );
+                let expected = if admin == ADMIN_ROLE {
+                    Verdict::Silent
+                } else {
+                    Verdict::Denied
+                };
+                assert_eq!(stack.judge(&request(ADMIN_ROLE)), expected, "{name}: admin");
+                let service = Request::new(Caller::Service(LOGGING), action, object(&key));
+                assert_eq!(stack.judge(&service), Verdict::Denied, "{name}: {action}");
+            }
+            // Readers (Athena, the console) are untouched.
+            let read = Request::new(Caller::Iam(OTHER_ROLE), "s3:GetObject", object(&key));
+            assert_eq!(stack.judge(&read), Verdict::Silent, "{name}: {key}");
+        }
+
+        let deny = stack.statement("DenyStateAndOutputWritesExceptFunction");
+        assert_eq!(deny["Principal"], "*", "{name}");
+        let resources: BTreeSet<String> = strings(&deny["Resource"]).into_iter().collect();
+        let expected: BTreeSet<String> =
+            prefixes.iter().map(|p| object(&format!("{p}*"))).collect();
+        assert_eq!(resources, expected, "{name}: the guarded prefixes");
+        let mut exempt = vec![FUNCTION_ROLE.to_string()];
+        if !admin.is_empty() {
+            exempt.push(admin.clone());
+        }
+        assert_eq!(
+            deny["Condition"],
+            json!({"ArnNotLike": {"aws:PrincipalArn": exempt}}),
+            "{name}: exactly the function's role and the admin role"
+        );
+    }
+}
+
+#[test]
+fn the_bucket_policy_denies_nothing_the_function_role_is_granted() {
+    for (name, stack) in scenarios() {
+        let bucket_arn = format!("arn:aws:s3:::{LOG_BUCKET}");
+        let mut checked = 0;
+        for statement in stack.role_statements() {
+            for action in strings(&statement["Action"])
+                .into_iter()
+                .filter(|a| a.starts_with("s3:"))
+            {
+                for resource in strings(&statement["Resource"]) {
+                    let concrete = if resource == bucket_arn {
+                        resource.clone()
+                    } else {
+                        resource.replace('*', "bucket=b/dt=2026-11-20/hour=14/x")
+                    };
+                    let request = Request::new(Caller::Iam(FUNCTION_ROLE), &action, concrete);
+                    assert_ne!(
+                        stack.judge(&request),
+                        Verdict::Denied,
+                        "{name}: the role may {action} on {resource}, the bucket policy denies it"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked >= 8, "{name}: {checked}");
+
+        // Nothing else in the template writes into the log bucket: no custom resource,
+        // no Athena workgroup with its results there. Only the Glue table (a reader) and
+        // the dashboard's text name a location in it.
+        for (resource, body) in stack.template["Resources"].as_object().unwrap() {
+            let kind = scalar(&body["Type"]);
+            assert!(
+                !kind.starts_with("Custom::") && kind != "AWS::CloudFormation::CustomResource",
+                "{name}: {resource} is a custom resource; check it against the bucket policy"
+            );
+            let Some(rendered) = stack.resource(resource) else {
+                continue;
+            };
+            if rendered
+                .to_string()
+                .contains(&format!("s3://{LOG_BUCKET}/"))
+            {
+                assert!(
+                    ["CuratedTable", "Dashboard"].contains(&resource.as_str()),
+                    "{name}: {resource} names a location in the log bucket; if it writes \
+                     there, the bucket policy denies it"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn queue_mode_alarms_within_minutes_of_a_failed_object_and_keeps_messages_fourteen_days() {
+    const FOURTEEN_DAYS: &str = "1209600";
+    let queued = Stack::new(&[]);
+    let queue = queued.deployed("EventQueue");
+    assert_eq!(
+        scalar(&queue["Properties"]["MessageRetentionPeriod"]),
+        FOURTEEN_DAYS
+    );
+    let dlq = queued.deployed("DeadLetterQueue");
+    assert_eq!(
+        scalar(&dlq["Properties"]["MessageRetentionPeriod"]),
+        FOURTEEN_DAYS
+    );
+    let alarm = queued.deployed("EventQueueAgeAlarm");
+    let properties = &alarm["Properties"];
+    assert_eq!(properties["Namespace"], "AWS/SQS");
+    assert_eq!(properties["MetricName"], "ApproximateAgeOfOldestMessage");
+    assert_eq!(
+        properties["Dimensions"],
+        json!([{"Name": "QueueName", "Value": "{EventQueue.QueueName}"}])
+    );
+    assert_eq!(properties["Statistic"], "Maximum");
+    assert_eq!(properties["AlarmActions"], json!(["{AlertTopic}"]));
+    let number = |v: &Value| scalar(v).parse::<u64>().unwrap();
+    let threshold = number(&properties["Threshold"]);
+    let evaluated = number(&properties["Period"]) * number(&properties["EvaluationPeriods"]);
+    // A failed message stays in flight for the visibility timeout and ages meanwhile,
+    // so the alarm fires within threshold + one evaluation of the object's arrival:
+    // minutes, not MaxReceiveCount x VisibilityTimeout.
+    let visibility = number(&queue["Properties"]["VisibilityTimeout"]);
+    assert!(threshold + evaluated <= 900, "{threshold} + {evaluated} s");
+    assert!(threshold < visibility, "must fire before the first retry");
+    assert!(
+        threshold > number(&json!(queued.param("FunctionTimeout"))),
+        "a healthy invocation must not set it off"
+    );
+    assert_eq!(
+        threshold,
+        number(&json!(queued.param("QueueAgeAlarmSeconds")))
+    );
+    let custom = Stack::new(&[("QueueAgeAlarmSeconds", "1200")]);
+    assert_eq!(
+        scalar(&custom.deployed("EventQueueAgeAlarm")["Properties"]["Threshold"]),
+        "1200"
+    );
+    // Direct mode has no queue; failures there raise FunctionErrorsAlarm.
+    let direct = Stack::new(&[("UseSqsQueue", "false")]);
+    assert!(direct.resource("EventQueueAgeAlarm").is_none());
+    assert!(direct.resource("FunctionErrorsAlarm").is_some());
+}
+
+/// Every place the rendered template refers to the alert topic, as JSON paths.
+fn topic_references(value: &Value, path: &str, out: &mut Vec<String>) {
+    match value {
+        Value::String(s) if s.contains("{AlertTopic}") => out.push(path.to_string()),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                topic_references(item, &format!("{path}[{i}]"), out);
+            }
+        }
+        Value::Object(map) => {
+            for (k, v) in map {
+                topic_references(v, &format!("{path}.{k}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn alert_topic_is_encrypted_with_a_key_every_publisher_may_use() {
+    for (name, stack) in scenarios() {
+        let topic = stack.deployed("AlertTopic");
+        assert_eq!(
+            topic["Properties"]["KmsMasterKeyId"], "{AlertTopicKey.Arn}",
+            "{name}: a customer managed key (alias/aws/sns cannot serve CloudWatch alarms)"
+        );
+        let key = stack.deployed("AlertTopicKey");
+        assert_eq!(key["Properties"]["EnableKeyRotation"], true);
+        let key_policy = key["Properties"]["KeyPolicy"]["Statement"]
+            .as_array()
+            .expect("key policy")
+            .clone();
+        let allows = |principal: &Value, action: &str| {
+            key_policy.iter().any(|s| {
+                s["Effect"] == "Allow"
+                    && s["Principal"] == *principal
+                    && strings(&s["Action"]).iter().any(|a| glob(a, action))
+            })
+        };
+
+        // Who publishes: find every reference to the topic and account for it.
+        let mut references = Vec::new();
+        for resource in stack.template["Resources"].as_object().unwrap().keys() {
+            if let Some(rendered) = stack.resource(resource) {
+                topic_references(&rendered, resource, &mut references);
+            }
+        }
+        let mut alarms = 0;
+        for path in &references {
+            if path.contains(".AlarmActions[") || path.contains(".OKActions[") {
+                alarms += 1;
+            } else {
+                assert!(
+                    [
+                        "BucketlogFunction.Properties.Environment.Variables.ALERT_TOPIC_ARN",
+                        "AlertEmailSubscription.Properties.TopicArn",
+                    ]
+                    .contains(&path.as_str())
+                        || path.starts_with("FunctionRole.Properties.Policies"),
+                    "{name}: {path} uses the alert topic: if it publishes, give it the key"
+                );
+            }
+        }
+        assert!(alarms >= 5, "{name}: {references:?}");
+        // The alarms publish as CloudWatch, for alarms of this account only.
+        let cloudwatch = json!({"Service": "cloudwatch.amazonaws.com"});
+        for action in ["kms:GenerateDataKey", "kms:Decrypt"] {
+            assert!(
+                allows(&cloudwatch, action),
+                "{name}: CloudWatch needs {action}"
+            );
+        }
+        let statement = key_policy
+            .iter()
+            .find(|s| s["Principal"] == cloudwatch)
+            .unwrap();
+        assert_eq!(
+            statement["Condition"]["StringEquals"]["aws:SourceAccount"],
+            ACCOUNT
+        );
+        // The function publishes with its role: IAM grants the key to it (the key policy
+        // delegates to the account's IAM policies), through SNS only.
+        let account = json!({"AWS": format!("arn:aws:iam::{ACCOUNT}:root")});
+        assert!(allows(&account, "kms:Decrypt"), "{name}");
+        let grant = stack
+            .role_statements()
+            .into_iter()
+            .find(|s| s["Resource"] == "{AlertTopicKey.Arn}")
+            .unwrap_or_else(|| panic!("{name}: the role cannot use the topic's key"));
+        let mut actions = strings(&grant["Action"]);
+        actions.sort();
+        assert_eq!(actions, ["kms:Decrypt", "kms:GenerateDataKey"], "{name}");
+        assert_eq!(
+            grant["Condition"]["StringEquals"]["kms:ViaService"],
+            "sns.us-east-1.amazonaws.com"
+        );
+        // No S3 notification goes to the topic (it would need the key too).
+        if let Some(bucket) = stack.resource("LogBucket") {
+            assert!(
+                bucket["Properties"]["NotificationConfiguration"]
+                    .get("TopicConfigurations")
+                    .is_none()
+            );
+        }
+    }
+}
+
+#[test]
+fn log_bucket_versioning_is_a_parameter_and_old_versions_expire() {
+    let rules = |stack: &Stack| -> Vec<Value> {
+        stack.deployed("LogBucket")["Properties"]["LifecycleConfiguration"]["Rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r.get("NoncurrentVersionExpiration").is_some())
+            .cloned()
+            .collect()
+    };
+    let plain = Stack::new(&[]);
+    assert_eq!(plain.param("LogBucketVersioning"), "Disabled");
+    assert!(
+        plain.deployed("LogBucket")["Properties"]
+            .get("VersioningConfiguration")
+            .is_none()
+    );
+    assert!(rules(&plain).is_empty());
+    for status in ["Enabled", "Suspended"] {
+        let stack = Stack::new(&[
+            ("LogBucketVersioning", status),
+            ("NoncurrentVersionRetentionDays", "7"),
+        ]);
+        let bucket = stack.deployed("LogBucket");
+        assert_eq!(
+            bucket["Properties"]["VersioningConfiguration"]["Status"],
+            status
+        );
+        let rules = rules(&stack);
+        assert_eq!(rules.len(), 1, "{status}");
+        assert_eq!(
+            scalar(&rules[0]["NoncurrentVersionExpiration"]["NoncurrentDays"]),
+            "7"
+        );
+        assert_eq!(rules[0]["ExpiredObjectDeleteMarker"], true);
+        assert!(rules[0].get("Prefix").is_none(), "the whole bucket");
     }
 }
