@@ -1,7 +1,8 @@
 //! Shared helpers for integration tests: `mod support;` then `support::moto`, `support::s3`,
-//! `support::pipeline`.
+//! `support::pipeline`, `support::delivery`.
 #![allow(dead_code)]
 
+pub mod delivery;
 pub mod moto;
 pub mod pipeline;
 pub mod s3;
