@@ -519,7 +519,7 @@ pub fn write_shaped_log(
     lines: u64,
 ) -> io::Result<()> {
     let mut generator = Generator::new(options, lines);
-    let mut rng = SplitMix64::new(options.seed ^ 0x5EED_0F_5A_A9E5);
+    let mut rng = SplitMix64::new(options.seed ^ 0x5EED_0F5A_A9E5);
     let mut line = Vec::with_capacity(1024);
     for index in 0..lines {
         let mut record = generator.next_record();
@@ -621,14 +621,29 @@ mod tests {
         assert!("interleaved:0".parse::<Shape>().is_err());
 
         let mut out = Vec::new();
-        write_shaped_log(&mut out, GenerateOptions::default(), Shape::Interleaved(5), 10)
-            .unwrap();
+        write_shaped_log(
+            &mut out,
+            GenerateOptions::default(),
+            Shape::Interleaved(5),
+            10,
+        )
+        .unwrap();
         let buckets: Vec<&str> = std::str::from_utf8(&out)
             .unwrap()
             .lines()
             .map(|l| l.split(' ').nth(1).unwrap())
             .collect();
-        assert_eq!(&buckets[..6], ["bucket-0000", "bucket-0001", "bucket-0002", "bucket-0003", "bucket-0004", "bucket-0000"]);
+        assert_eq!(
+            &buckets[..6],
+            [
+                "bucket-0000",
+                "bucket-0001",
+                "bucket-0002",
+                "bucket-0003",
+                "bucket-0004",
+                "bucket-0000"
+            ]
+        );
         // Time order is write_log's output, byte for byte.
         let (mut a, mut b) = (Vec::new(), Vec::new());
         write_shaped_log(&mut a, GenerateOptions::default(), Shape::TimeOrder, 50).unwrap();

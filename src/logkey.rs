@@ -166,12 +166,21 @@ mod tests {
         let (a, cut_a) = output_name("s3://logs/raw/teamA/access.log", "access.log", 200);
         let (b, _) = output_name("s3://logs/raw/teamB/access.log", "access.log", 200);
         assert_ne!(a, b);
-        assert!(a.starts_with("access.log.") && a.len() == "access.log.".len() + 12, "{a}");
+        assert!(
+            a.starts_with("access.log.") && a.len() == "access.log.".len() + 12,
+            "{a}"
+        );
         assert!(!cut_a);
         // Deterministic: the same object always gets the same name.
-        assert_eq!(a, output_name("s3://logs/raw/teamA/access.log", "access.log", 200).0);
+        assert_eq!(
+            a,
+            output_name("s3://logs/raw/teamA/access.log", "access.log", 200).0
+        );
         // The same key in another log bucket is another object.
-        assert_ne!(a, output_name("s3://other/raw/teamA/access.log", "access.log", 200).0);
+        assert_ne!(
+            a,
+            output_name("s3://other/raw/teamA/access.log", "access.log", 200).0
+        );
     }
 
     #[test]
@@ -183,7 +192,10 @@ mod tests {
         assert!(short.starts_with("éé"));
         assert!(short.ends_with(&short_hash("s3://b/raw/x")));
         // Even with no room, the hash stays (the key is then the caller's to fit).
-        assert_eq!(output_name("s3://b/k", "name", 0).0, format!(".{}", short_hash("s3://b/k")));
+        assert_eq!(
+            output_name("s3://b/k", "name", 0).0,
+            format!(".{}", short_hash("s3://b/k"))
+        );
     }
 
     #[test]

@@ -371,13 +371,19 @@ impl OutputRouter {
     /// The partition for `bucket` (made [`partition_safe`]) at `unix_hour`, opened if new.
     fn curated_index(&mut self, bucket: &str, unix_hour: i64) -> usize {
         if let Some(i) = self.last
-            && let Target::Curated { bucket: b, unix_hour: h } = &self.partitions[i].target
+            && let Target::Curated {
+                bucket: b,
+                unix_hour: h,
+            } = &self.partitions[i].target
             && *h == unix_hour
             && **b == *bucket
         {
             return i;
         }
-        let found = self.index.get(bucket).and_then(|hours| hours.get(&unix_hour));
+        let found = self
+            .index
+            .get(bucket)
+            .and_then(|hours| hours.get(&unix_hour));
         let i = match found {
             Some(&i) => i,
             None => {
@@ -456,10 +462,7 @@ impl OutputRouter {
         }
         let s = if self.slots.len() < self.limits.open_members.max(1) {
             self.slots.push(Slot {
-                encoder: DeflateEncoder::new(
-                    Vec::new(),
-                    flate2::Compression::new(GZIP_LEVEL),
-                ),
+                encoder: DeflateEncoder::new(Vec::new(), flate2::Compression::new(GZIP_LEVEL)),
                 spare: Vec::new(),
                 crc: Crc::new(),
                 owner: None,
@@ -478,7 +481,12 @@ impl OutputRouter {
         slot.last_used = self.clock;
         let p = &mut self.partitions[i];
         p.slot = Some(s);
-        append(&mut p.buf, &GZIP_HEADER, self.limits.part_size, &mut self.stats);
+        append(
+            &mut p.buf,
+            &GZIP_HEADER,
+            self.limits.part_size,
+            &mut self.stats,
+        );
         self.stats.members += 1;
         Ok(s)
     }
@@ -806,7 +814,12 @@ mod tests {
         assert_eq!(stats.outputs, 12);
         assert_eq!(stats.members, 600, "every record started a member");
         for chunk in chunks {
-            let OutputChunk::Last { key, bytes, records } = chunk else {
+            let OutputChunk::Last {
+                key,
+                bytes,
+                records,
+            } = chunk
+            else {
                 panic!("a part")
             };
             assert_eq!(records, 50);
@@ -864,11 +877,21 @@ mod tests {
         let mut rng = crate::generate::SplitMix64::new(7);
         for n in 0..4_000 {
             let h = rng.below(40) as usize;
-            let text = line("b", &format!("{:02}/Nov/2026:{:02}:00:00", 1 + h / 24, h % 24));
-            let json = format!("{{\"n\":{n},\"pad\":\"{}\"}}", "x".repeat(rng.below(300) as usize));
+            let text = line(
+                "b",
+                &format!("{:02}/Nov/2026:{:02}:00:00", 1 + h / 24, h % 24),
+            );
+            let json = format!(
+                "{{\"n\":{n},\"pad\":\"{}\"}}",
+                "x".repeat(rng.below(300) as usize)
+            );
             feed_json(&mut router, &text, json.as_bytes());
             expected[h].push(json);
-            assert!(router.stats().buffered <= limits.budget, "{:?}", router.stats());
+            assert!(
+                router.stats().buffered <= limits.budget,
+                "{:?}",
+                router.stats()
+            );
             for chunk in router.take_ready() {
                 let OutputChunk::Part { key, bytes } = chunk else {
                     panic!("a last chunk before the end")
@@ -896,7 +919,11 @@ mod tests {
                 h % 24
             );
             let text = String::from_utf8(objects[&key].clone()).unwrap();
-            assert_eq!(text.lines().collect::<Vec<_>>(), *lines, "{key}: order kept");
+            assert_eq!(
+                text.lines().collect::<Vec<_>>(),
+                *lines,
+                "{key}: order kept"
+            );
         }
     }
 
@@ -916,10 +943,7 @@ mod tests {
         router.rejected(&rejected, b"{\"a\":1}");
         router.rejected(&rejected, b"{\"a\":2}");
         let chunks = finish(router);
-        assert_eq!(
-            last_keys(&chunks),
-            vec![("rejected/x.ndjson.gz".into(), 2)]
-        );
+        assert_eq!(last_keys(&chunks), vec![("rejected/x.ndjson.gz".into(), 2)]);
         let OutputChunk::Last { bytes, .. } = &chunks[0] else {
             panic!("a part")
         };

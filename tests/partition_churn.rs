@@ -14,8 +14,8 @@ use bucketlog::curate::Curator;
 use bucketlog::generate::{GenerateOptions, Shape, write_shaped_log};
 use bucketlog::input::ObjectDecoder;
 use bucketlog::outputs::{
-    BUFFER_BUDGET, Limits, OutputChunk, OutputPlan, OutputRouter, RouterStats, Spill,
-    SpillFactory, partition_safe,
+    BUFFER_BUDGET, Limits, OutputChunk, OutputPlan, OutputRouter, RouterStats, Spill, SpillFactory,
+    partition_safe,
 };
 use serde_json::Value;
 use support::pipeline::{fixture, processed};
@@ -50,9 +50,15 @@ struct Routed {
 fn take(objects: &mut BTreeMap<String, Object>, chunk: OutputChunk, part_size: usize) {
     match chunk {
         OutputChunk::Part { key, bytes } => {
-            assert!(bytes.len() >= part_size, "a part below the minimum for {key}");
+            assert!(
+                bytes.len() >= part_size,
+                "a part below the minimum for {key}"
+            );
             let object = objects.entry(key.clone()).or_default();
-            assert!(object.records.is_none(), "a part after the last one for {key}");
+            assert!(
+                object.records.is_none(),
+                "a part after the last one for {key}"
+            );
             object.bytes.extend(bytes);
             object.parts += 1;
         }
@@ -118,13 +124,24 @@ fn check(routed: &Routed, limits: Limits) {
         records += lines.len() as u64;
         for record in &lines {
             let partition = partition_of(record);
-            assert!(key.starts_with(&partition), "{key} holds a record of {partition}");
+            assert!(
+                key.starts_with(&partition),
+                "{key} holds a record of {partition}"
+            );
             partitions.insert(partition);
         }
     }
     assert_eq!((records, rejected), (routed.records, routed.rejected));
-    assert_eq!(records + rejected, routed.lines, "every line read is an output line");
-    let curated = routed.objects.keys().filter(|k| k.starts_with("curated/")).count();
+    assert_eq!(
+        records + rejected,
+        routed.lines,
+        "every line read is an output line"
+    );
+    let curated = routed
+        .objects
+        .keys()
+        .filter(|k| k.starts_with("curated/"))
+        .count();
     assert_eq!(curated, partitions.len(), "one object per partition");
     assert_eq!(routed.stats.outputs, routed.objects.len());
     assert!(
@@ -194,11 +211,19 @@ fn small_limits_really_cut_parts_and_spill() {
     check(&routed, SMALL);
     assert!(routed.stats.spilled > 0, "{:?}", routed.stats);
     // Partitions took turns for the two compressors: far more gzip members than outputs.
-    assert!(routed.stats.members > 2 * routed.stats.outputs as u64, "{:?}", routed.stats);
+    assert!(
+        routed.stats.members > 2 * routed.stats.outputs as u64,
+        "{:?}",
+        routed.stats
+    );
     // The spill reuses space read back, so it never outgrows what it was given.
     assert!(routed.stats.spill_size <= routed.stats.spilled);
 
-    let routed = route(&shaped(Shape::TimeOrder, 20_000), OutputCompression::None, SMALL);
+    let routed = route(
+        &shaped(Shape::TimeOrder, 20_000),
+        OutputCompression::None,
+        SMALL,
+    );
     check(&routed, SMALL);
     assert!(routed.stats.parts > 0, "{:?}", routed.stats);
     assert!(routed.objects.values().any(|o| o.parts > 1));
@@ -230,7 +255,10 @@ async fn churn_through_the_pipeline_writes_one_object_per_partition() {
     for (key, _) in &keys {
         for record in ndjson(&get(&f.client, &f.bucket, key).await) {
             let partition = partition_of(&record);
-            assert!(key.starts_with(&partition), "{key} holds a record of {partition}");
+            assert!(
+                key.starts_with(&partition),
+                "{key} holds a record of {partition}"
+            );
             let source = record["source_object"].as_str().unwrap().to_string();
             partitions.entry(source).or_default().insert(partition);
             records += 1;
@@ -238,6 +266,10 @@ async fn churn_through_the_pipeline_writes_one_object_per_partition() {
     }
     assert_eq!(records, expected);
     let per_object: usize = partitions.values().map(BTreeSet::len).sum();
-    assert_eq!(keys.len(), per_object, "one object per partition per log object");
+    assert_eq!(
+        keys.len(),
+        per_object,
+        "one object per partition per log object"
+    );
     assert_eq!(open_uploads(&f.client, &f.bucket).await, 0);
 }

@@ -56,8 +56,8 @@ impl<S: ObjectStore> Pipeline<S> {
         .map(|p| p.len())
         .max()
         .unwrap_or(0);
-        let room =
-            MAX_KEY_BYTES.saturating_sub(longest_prefix + MAX_PARTITION_PATH + LONGEST_SUFFIX.len());
+        let room = MAX_KEY_BYTES
+            .saturating_sub(longest_prefix + MAX_PARTITION_PATH + LONGEST_SUFFIX.len());
         let location = object.to_string();
         let (output, cut) = output_name(&location, name, room);
         if cut {
