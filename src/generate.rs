@@ -452,6 +452,123 @@ pub fn write_log(out: &mut impl Write, options: GenerateOptions, lines: u64) -> 
     Ok(())
 }
 
+/// How records are spread over buckets and hours: the partition-churn shapes that
+/// `bench/partition_churn` and `tests/partition_churn.rs` use. Every shape but
+/// [`Shape::TimeOrder`] overrides each record's bucket (`bucket-0000`, …) and, for
+/// [`Shape::RandomHours`], its time, from a second PRNG, so the rest of each line is the
+/// same as [`write_log`] gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Shape {
+    /// [`write_log`]'s own records: three buckets, times in order over the span.
+    #[default]
+    TimeOrder,
+    /// `n` buckets taking turns record by record, times in order.
+    Interleaved(u32),
+    /// `buckets` buckets and `hours` hours from the start, each record at random.
+    RandomHours {
+        /// How many buckets.
+        buckets: u32,
+        /// How many hours.
+        hours: u32,
+    },
+    /// `n` buckets, each record's picked at random; times in order.
+    Buckets(u32),
+    /// [`write_log`]'s lines with one to four random byte edits each (replaced, deleted or
+    /// inserted bytes, which may be invalid UTF-8): timestamps, buckets and fields broken
+    /// at random, as a fuzzer would.
+    Fuzzed,
+}
+
+impl std::str::FromStr for Shape {
+    type Err = String;
+
+    /// `time`, `interleaved:N`, `hours:BxH`, `buckets:N` or `fuzzed`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let number = |v: &str| {
+            v.parse::<u32>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| format!("{v:?} is not a positive number in shape {s:?}"))
+        };
+        match s.split_once(':') {
+            None if s == "time" => Ok(Shape::TimeOrder),
+            None if s == "fuzzed" => Ok(Shape::Fuzzed),
+            Some(("interleaved", n)) => Ok(Shape::Interleaved(number(n)?)),
+            Some(("buckets", n)) => Ok(Shape::Buckets(number(n)?)),
+            Some(("hours", bh)) => {
+                let (b, h) = bh
+                    .split_once('x')
+                    .ok_or_else(|| format!("shape {s:?}: expected hours:BUCKETSxHOURS"))?;
+                Ok(Shape::RandomHours {
+                    buckets: number(b)?,
+                    hours: number(h)?,
+                })
+            }
+            _ => Err(format!(
+                "unknown shape {s:?}: time, interleaved:N, hours:BxH, buckets:N or fuzzed"
+            )),
+        }
+    }
+}
+
+/// Writes `lines` synthetic log lines spread as `shape` says, each ending in `\n`.
+pub fn write_shaped_log(
+    out: &mut impl Write,
+    options: GenerateOptions,
+    shape: Shape,
+    lines: u64,
+) -> io::Result<()> {
+    let mut generator = Generator::new(options, lines);
+    let mut rng = SplitMix64::new(options.seed ^ 0x5EED_0F5A_A9E5);
+    let mut line = Vec::with_capacity(1024);
+    for index in 0..lines {
+        let mut record = generator.next_record();
+        match shape {
+            Shape::TimeOrder | Shape::Fuzzed => {}
+            Shape::Interleaved(n) => record.bucket = shape_bucket(index % u64::from(n)),
+            Shape::Buckets(n) => record.bucket = shape_bucket(rng.below(u64::from(n))),
+            Shape::RandomHours { buckets, hours } => {
+                record.bucket = shape_bucket(rng.below(u64::from(buckets)));
+                let hour = rng.below(u64::from(hours)) as i64;
+                record.time = LogTime::from_unix_seconds(
+                    options.start_unix_seconds + hour * 3600 + rng.below(3600) as i64,
+                );
+            }
+        }
+        line.clear();
+        record.write_line(&mut line)?;
+        if shape == Shape::Fuzzed {
+            mutate(&mut line, &mut rng);
+        }
+        line.push(b'\n');
+        out.write_all(&line)?;
+    }
+    Ok(())
+}
+
+fn shape_bucket(i: u64) -> String {
+    format!("bucket-{i:04}")
+}
+
+/// One to four random edits; never a newline, so one line stays one line.
+fn mutate(line: &mut Vec<u8>, rng: &mut SplitMix64) {
+    const BYTES: &[u8] = b" \"[]-+:/0123456789azAZ%\t\r\x00\x7f\xc3\xa9\xff";
+    for _ in 0..1 + rng.below(4) {
+        if line.is_empty() {
+            return;
+        }
+        let at = rng.below(line.len() as u64) as usize;
+        let byte = *rng.pick(BYTES);
+        match rng.below(3) {
+            0 => line[at] = byte,
+            1 => {
+                line.remove(at);
+            }
+            _ => line.insert(at, byte),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -486,5 +603,55 @@ mod tests {
         let mut g = Generator::new(GenerateOptions::default(), 1000);
         let times: Vec<_> = (0..1000).map(|_| g.next_record().time).collect();
         assert!(times.windows(2).all(|w| w[0] <= w[1]));
+    }
+
+    #[test]
+    fn shapes_parse_and_spread_records_as_named() {
+        assert_eq!("time".parse(), Ok(Shape::TimeOrder));
+        assert_eq!("interleaved:5".parse(), Ok(Shape::Interleaved(5)));
+        assert_eq!(
+            "hours:3x1500".parse(),
+            Ok(Shape::RandomHours {
+                buckets: 3,
+                hours: 1500
+            })
+        );
+        assert_eq!("buckets:4000".parse(), Ok(Shape::Buckets(4000)));
+        assert!("hours:3".parse::<Shape>().is_err());
+        assert!("interleaved:0".parse::<Shape>().is_err());
+
+        let mut out = Vec::new();
+        write_shaped_log(
+            &mut out,
+            GenerateOptions::default(),
+            Shape::Interleaved(5),
+            10,
+        )
+        .unwrap();
+        let buckets: Vec<&str> = std::str::from_utf8(&out)
+            .unwrap()
+            .lines()
+            .map(|l| l.split(' ').nth(1).unwrap())
+            .collect();
+        assert_eq!(
+            &buckets[..6],
+            [
+                "bucket-0000",
+                "bucket-0001",
+                "bucket-0002",
+                "bucket-0003",
+                "bucket-0004",
+                "bucket-0000"
+            ]
+        );
+        // Time order is write_log's output, byte for byte.
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        write_shaped_log(&mut a, GenerateOptions::default(), Shape::TimeOrder, 50).unwrap();
+        write_log(&mut b, GenerateOptions::default(), 50).unwrap();
+        assert_eq!(a, b);
+        // Fuzzed lines stay one per line.
+        let mut f = Vec::new();
+        write_shaped_log(&mut f, GenerateOptions::default(), Shape::Fuzzed, 100).unwrap();
+        assert_eq!(f.iter().filter(|&&c| c == b'\n').count(), 100);
     }
 }

@@ -73,6 +73,59 @@ fn delivery_time(name: &str) -> Option<(String, String)> {
     shape_ok.then(|| (name[..10].to_string(), name[11..13].to_string()))
 }
 
+/// S3's limit on the length of a key, in bytes.
+pub const MAX_KEY_BYTES: usize = 1024;
+
+/// A short, stable hash of `text` (48 bits of FNV-1a, 12 hex digits): the same text gives
+/// the same hash on every machine and every release, so names built with it stay
+/// deterministic and a retry overwrites.
+pub fn short_hash(text: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in text.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{:012x}", hash >> 16)
+}
+
+/// The file name a log object's outputs share: its own file name, a dot and a hash of its
+/// full location (`s3://bucket/key`), such as `access.log.3f9a0c21b7de`. Two objects with
+/// one file name (`raw/teamA/access.log`, `raw/teamB/access.log`) so never share an
+/// output, and a retry of the same object overwrites its own. When the result would be
+/// longer than `room` bytes, the file name is cut (on a character boundary) to make room;
+/// the hash keeps it unique. The flag says whether that happened.
+pub fn output_name(location: &str, name: &str, room: usize) -> (String, bool) {
+    let hash = short_hash(location);
+    let fits = name.len() + 1 + hash.len() <= room;
+    let keep = if fits {
+        name.len()
+    } else {
+        floor_char_boundary(name, room.saturating_sub(1 + hash.len()))
+    };
+    (format!("{}.{hash}", &name[..keep]), !fits)
+}
+
+/// `text` itself when it is at most `room` bytes long; otherwise its start (on a character
+/// boundary), `~` and [`short_hash`] of the whole, in at most `room` bytes (at least the
+/// hash), so a derived key that must embed a long one stays within S3's limit.
+pub fn shorten(text: &str, room: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= room {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let hash = short_hash(text);
+    let keep = floor_char_boundary(text, room.saturating_sub(1 + hash.len()));
+    std::borrow::Cow::Owned(format!("{}~{hash}", &text[..keep]))
+}
+
+/// The largest character boundary of `text` at or below `at`.
+fn floor_char_boundary(text: &str, at: usize) -> usize {
+    let mut at = at.min(text.len());
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,5 +159,58 @@ mod tests {
         let k = parse_log_key("raw/ovh/access.log");
         assert_eq!((k.name, k.delivered, k.source), ("access.log", None, None));
         assert_eq!(parse_log_key("plain").name, "plain");
+    }
+
+    #[test]
+    fn output_names_differ_by_location_and_keep_the_file_name() {
+        let (a, cut_a) = output_name("s3://logs/raw/teamA/access.log", "access.log", 200);
+        let (b, _) = output_name("s3://logs/raw/teamB/access.log", "access.log", 200);
+        assert_ne!(a, b);
+        assert!(
+            a.starts_with("access.log.") && a.len() == "access.log.".len() + 12,
+            "{a}"
+        );
+        assert!(!cut_a);
+        // Deterministic: the same object always gets the same name.
+        assert_eq!(
+            a,
+            output_name("s3://logs/raw/teamA/access.log", "access.log", 200).0
+        );
+        // The same key in another log bucket is another object.
+        assert_ne!(
+            a,
+            output_name("s3://other/raw/teamA/access.log", "access.log", 200).0
+        );
+    }
+
+    #[test]
+    fn long_names_are_cut_on_a_character_boundary_and_keep_the_hash() {
+        let name = "é".repeat(100); // 200 bytes
+        let (short, cut) = output_name("s3://b/raw/x", &name, 50);
+        assert!(cut);
+        assert!(short.len() <= 50, "{}", short.len());
+        assert!(short.starts_with("éé"));
+        assert!(short.ends_with(&short_hash("s3://b/raw/x")));
+        // Even with no room, the hash stays (the key is then the caller's to fit).
+        assert_eq!(
+            output_name("s3://b/k", "name", 0).0,
+            format!(".{}", short_hash("s3://b/k"))
+        );
+    }
+
+    #[test]
+    fn shorten_keeps_short_text_and_hashes_long_text() {
+        assert_eq!(shorten("raw/a.log", 100), "raw/a.log");
+        let long = "raw/".to_string() + &"x".repeat(1_000);
+        let short = shorten(&long, 100);
+        assert_eq!(short.len(), 100);
+        assert!(short.ends_with(&format!("~{}", short_hash(&long))));
+        assert_ne!(shorten(&(long.clone() + "y"), 100), short);
+    }
+
+    #[test]
+    fn the_hash_is_stable() {
+        // Pinned: outputs already written are named with it, so it must never change.
+        assert_eq!(short_hash(""), "cbf29ce48422");
     }
 }

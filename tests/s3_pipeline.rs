@@ -95,7 +95,16 @@ async fn direct_event_writes_partitioned_records_rejects_and_a_marker() {
     assert_eq!(lines, (1..=200).collect::<Vec<_>>());
     // Each record sits in the partition of its own event time and bucket.
     for (key, _) in list(&f.client, &f.bucket, "curated/").await {
-        assert!(key.ends_with(&format!("/{LOG_NAME}.ndjson.gz")), "{key}");
+        // `{log name}.{12 hex digits of the raw key's hash}.ndjson.gz`.
+        let name = key.rsplit('/').next().unwrap();
+        let hash = name
+            .strip_prefix(&format!("{LOG_NAME}."))
+            .and_then(|rest| rest.strip_suffix(".ndjson.gz"))
+            .unwrap_or_default();
+        assert!(
+            hash.len() == 12 && hash.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{key}"
+        );
         for record in ndjson(&get(&f.client, &f.bucket, &key).await) {
             let time = record["time"].as_str().unwrap();
             let expected = format!(
@@ -135,13 +144,23 @@ async fn gzip_with_two_members_gives_the_same_records_as_plain() {
         .await
         .unwrap();
     let (plain, _) = read_outputs(&f).await;
-    // Same output name: the gzip object's records overwrite the plain one's, which is
-    // exactly the retry semantics; compare the record sets instead.
+    // Same file name, but output names carry a hash of the whole key (issue 14), so the
+    // gzip object's outputs sit next to the plain one's: compare its own records.
     f.pipeline
         .handle(&s3_event(&f.bucket, "raw/gz/2026-11-20-14-00-00-AAAA"))
         .await
         .unwrap();
-    let (gz, rejected) = read_outputs(&f).await;
+    let (all, all_rejected) = read_outputs(&f).await;
+    let gz_source = format!("s3://{}/raw/gz/2026-11-20-14-00-00-AAAA", f.bucket);
+    let from_gz = |records: Vec<Value>| -> Vec<Value> {
+        records
+            .into_iter()
+            .filter(|r| r["source_object"] == gz_source.as_str())
+            .collect()
+    };
+    assert_eq!(all.len(), 2 * plain.len(), "both objects' records are kept");
+    assert_eq!(all_rejected.len(), 2);
+    let (gz, rejected) = (from_gz(all), from_gz(all_rejected));
     let strip = |records: Vec<Value>| -> Vec<Value> {
         let mut records: Vec<Value> = records
             .into_iter()

@@ -12,7 +12,7 @@ use bucketlog::adapters::emf::EmfMetrics;
 use bucketlog::adapters::local::LocalStore;
 use bucketlog::config::Config;
 use bucketlog::curate::{Curator, WriterSink};
-use bucketlog::generate::{GenerateOptions, write_log};
+use bucketlog::generate::{GenerateOptions, Shape, write_shaped_log};
 use bucketlog::input::{ReadError, decode_reader};
 use bucketlog::logging::init_text_logging;
 use bucketlog::pipeline::Pipeline;
@@ -76,6 +76,10 @@ enum Command {
         /// Seconds the records are spread over.
         #[arg(long, default_value_t = 3600)]
         span_seconds: u64,
+        /// How records spread over buckets and hours: `time` (in order, three buckets),
+        /// `interleaved:N`, `hours:BUCKETSxHOURS` (random order), `buckets:N` or `fuzzed`.
+        #[arg(long, default_value = "time")]
+        shape: Shape,
         /// gzip the output.
         #[arg(long)]
         gzip: bool,
@@ -114,6 +118,7 @@ fn run(cli: Cli) -> Result<()> {
             seed,
             start_unix,
             span_seconds,
+            shape,
             gzip,
             output,
         } => {
@@ -122,13 +127,14 @@ fn run(cli: Cli) -> Result<()> {
                 start_unix_seconds: start_unix,
                 span_seconds,
             };
-            generate(options, lines, gzip, output)
+            generate(options, shape, lines, gzip, output)
         }
     }
 }
 
 fn generate(
     options: GenerateOptions,
+    shape: Shape,
     lines: u64,
     gzip: bool,
     output: Option<PathBuf>,
@@ -142,10 +148,10 @@ fn generate(
     let mut out = BufWriter::with_capacity(1 << 20, out);
     if gzip {
         let mut enc = flate2::write::GzEncoder::new(out, flate2::Compression::new(6));
-        write_log(&mut enc, options, lines)?;
+        write_shaped_log(&mut enc, options, shape, lines)?;
         enc.finish()?.flush()?;
     } else {
-        write_log(&mut out, options, lines)?;
+        write_shaped_log(&mut out, options, shape, lines)?;
         out.flush()?;
     }
     Ok(())

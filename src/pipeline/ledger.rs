@@ -76,12 +76,14 @@ impl<S: ObjectStore> Pipeline<S> {
         object: &ObjectRef,
         etag: &str,
     ) -> ObjectRef {
+        let prefix = format!("{}processed/{}/", self.config.state_prefix, object.bucket);
+        // A raw key near S3's limit would make the marker's too long (issue 14): it is then
+        // cut and hashed, which keeps it unique and deterministic.
+        let room = crate::logkey::MAX_KEY_BYTES.saturating_sub(prefix.len() + 1 + etag.len());
+        let key = crate::logkey::shorten(&object.key, room);
         ObjectRef {
             bucket: output_bucket.to_string(),
-            key: format!(
-                "{}processed/{}/{}@{}",
-                self.config.state_prefix, object.bucket, object.key, etag
-            ),
+            key: format!("{prefix}{key}@{etag}"),
         }
     }
 

@@ -1,6 +1,10 @@
 //! Streaming one log object through the decoder and curator into output chunks, counting
 //! what metrics and alerts need on the way.
 
+use std::io;
+
+use tracing::debug;
+
 use super::uploads::Uploads;
 use super::{Pipeline, ProcessError};
 use crate::alerts::detect::Detector;
@@ -9,7 +13,7 @@ use crate::enrich::Enriched;
 use crate::event::ObjectRef;
 use crate::input::ObjectDecoder;
 use crate::metrics::MetricsAggregator;
-use crate::outputs::{OutputChunk, OutputPlan, OutputRouter};
+use crate::outputs::{Limits, OutputChunk, OutputPlan, OutputRouter, Spill};
 use crate::ports::ObjectStore;
 
 /// Input is pushed to the decoder in slices of at most this many bytes, so that one slice
@@ -56,7 +60,7 @@ impl<S: ObjectStore> Pipeline<S> {
         uploads: &mut Uploads<'_, S>,
     ) -> Result<Streamed, ProcessError> {
         let sink = ObservingSink {
-            router: OutputRouter::new(plan),
+            router: OutputRouter::with_limits(plan, Limits::default(), Some(Box::new(temp_spill))),
             metrics: MetricsAggregator::default(),
             detector: Detector::new(self.config.alerts.clone(), object.to_string()),
         };
@@ -91,15 +95,60 @@ impl<S: ObjectStore> Pipeline<S> {
         let (curator, summary) = decoder.finish().map_err(decode_error)?;
         let stats = curator.stats();
         let sink = curator.into_sink();
-        let chunks = sink.router.finish().map_err(encode_error)?;
-        for chunk in chunks {
-            uploads.accept(chunk, true).await?;
+        let mut finishing = sink.router.finish().map_err(encode_error)?;
+        for chunk in finishing.by_ref() {
+            uploads.accept(chunk.map_err(encode_error)?, true).await?;
         }
+        let outputs = finishing.stats();
+        debug!(
+            object = %object,
+            outputs = outputs.outputs,
+            gzip_members = outputs.members,
+            early_parts = outputs.parts,
+            peak_buffered = outputs.peak_buffered,
+            spilled_bytes = outputs.spilled,
+            "outputs written"
+        );
         Ok(Streamed {
             stats,
             bytes: summary.input_bytes,
             metrics: sink.metrics,
             detector: sink.detector,
         })
+    }
+}
+
+/// Opens the spill for output buffers over the budget: a file in the system's temporary
+/// folder (`/tmp` on Lambda, `TMPDIR` elsewhere), removed from the folder as soon as it is
+/// open, so nothing is left behind even when the process dies (on Unix).
+fn temp_spill() -> io::Result<Box<dyn Spill>> {
+    let dir = std::env::temp_dir();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let mut attempt = 0;
+    loop {
+        let path = dir.join(format!(
+            "bucketlog-spill-{}-{nanos}-{attempt}",
+            std::process::id()
+        ));
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(file) => {
+                let _ = std::fs::remove_file(&path);
+                return Ok(Box::new(file));
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 16 => attempt += 1,
+            Err(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("cannot create a spill file in {}: {e}", dir.display()),
+                ));
+            }
+        }
     }
 }
