@@ -78,6 +78,16 @@ pub struct Config {
     pub alerts: AlertSettings,
     /// See [`DEFAULT_LEASE_SECONDS`] (`STATE_LEASE_SECONDS`).
     pub lease_seconds: i64,
+    /// The DynamoDB table holding the detection state shared by every invocation
+    /// (`DETECTION_TABLE`). Without it, 403 spikes and newcomers are detected within each
+    /// log object only, against the S3 baseline, and a WARN line says so at cold start.
+    pub detection_table: Option<String>,
+    /// Days counts, alert episodes and applied items live after their last write
+    /// (`DETECTION_TTL_DAYS`, default 10: longer than the latest deliveries, nine days).
+    pub detection_ttl_days: i64,
+    /// Days a requester or address stays known after it was last seen
+    /// (`DETECTION_SEEN_TTL_DAYS`, default 90): forgetting is by TTL.
+    pub detection_seen_ttl_days: i64,
 }
 
 impl Default for Config {
@@ -96,6 +106,9 @@ impl Default for Config {
             alert_topic_arn: None,
             alerts: AlertSettings::default(),
             lease_seconds: DEFAULT_LEASE_SECONDS,
+            detection_table: None,
+            detection_ttl_days: 10,
+            detection_seen_ttl_days: 90,
         }
     }
 }
@@ -231,7 +244,38 @@ impl Config {
                 }
             },
         };
+        let detection_table = match get("DETECTION_TABLE").filter(|v| !v.is_empty()) {
+            Some(t)
+                if t.len() < 3
+                    || t.len() > 255
+                    || !t
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) =>
+            {
+                return Err(invalid(
+                    "DETECTION_TABLE",
+                    t,
+                    "a DynamoDB table name: 3 to 255 of a-z, A-Z, 0-9, _ - .",
+                ));
+            }
+            other => other,
+        };
+        let days = |name: &'static str, default: i64| -> Result<i64, ConfigError> {
+            match get(name).filter(|v| !v.is_empty()) {
+                None => Ok(default),
+                Some(v) => match v.parse::<i64>() {
+                    Ok(n) if (1..=3660).contains(&n) => Ok(n),
+                    _ => Err(invalid(name, v, "days, from 1 to 3660")),
+                },
+            }
+        };
+        let detection_ttl_days = days("DETECTION_TTL_DAYS", defaults.detection_ttl_days)?;
+        let detection_seen_ttl_days =
+            days("DETECTION_SEEN_TTL_DAYS", defaults.detection_seen_ttl_days)?;
         let config = Config {
+            detection_table,
+            detection_ttl_days,
+            detection_seen_ttl_days,
             metrics_namespace,
             metrics_mode,
             alert_topic_arn,

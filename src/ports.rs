@@ -185,3 +185,136 @@ impl MetricsSink for NoMetrics {
         Ok(())
     }
 }
+
+/// Why a detection-state operation failed, in the terms the pipeline acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateErrorKind {
+    /// The table (or local state file) does not exist.
+    Missing,
+    /// The store kept throttling after the retries.
+    Throttled,
+    /// Anything else (network, permissions, server errors).
+    Other,
+}
+
+/// A failed detection-state operation, naming the operation and the table.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{operation} on {table} failed ({kind:?}): {message}")]
+pub struct StateError {
+    /// The operation, such as `TransactWriteItems`.
+    pub operation: &'static str,
+    /// The DynamoDB table or local state file.
+    pub table: String,
+    /// The kind of failure.
+    pub kind: StateErrorKind,
+    /// The store's own words.
+    pub message: String,
+}
+
+/// Counts to add to one minute of one series (a subject or a whole bucket).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CountUpdate {
+    /// The series key, from [`crate::alerts::shared`] (`c#…` or `b#…`).
+    pub series: String,
+    /// The minute (Unix seconds, a multiple of 60).
+    pub minute: i64,
+    /// 403 responses to add.
+    pub forbidden: u64,
+    /// All requests to add.
+    pub total: u64,
+}
+
+/// The merged counts of one series for one minute, as every invocation added them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MinuteCounts {
+    /// The minute (Unix seconds).
+    pub minute: i64,
+    /// 403 responses.
+    pub forbidden: u64,
+    /// All requests.
+    pub total: u64,
+}
+
+/// A request to read one series over an inclusive range of minutes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CountQuery {
+    /// The series key.
+    pub series: String,
+    /// First minute (inclusive).
+    pub from: i64,
+    /// Last minute (inclusive).
+    pub to: i64,
+}
+
+/// A firing episode an invocation wants to own: one per (type, bucket, subject) at a time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EpisodeClaim {
+    /// The episode key (`e#…`), one per alert type, bucket and subject.
+    pub episode: String,
+    /// The alert ID this claim would give the episode.
+    pub alert_id: String,
+    /// Start of the first firing window (Unix seconds).
+    pub first_start: i64,
+    /// Start of the last firing window.
+    pub last_start: i64,
+    /// Firing windows whose starts are at most this many seconds apart are one episode.
+    pub gap: i64,
+    /// Who claims: the log object and its ETag.
+    pub claimer: String,
+    /// The 403s counted in the window, kept up to date on the episode.
+    pub count: u64,
+}
+
+/// What a claim found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    /// This invocation started the episode: it notifies.
+    Claimed,
+    /// The episode was claimed by this same log object earlier, and its notification was
+    /// not recorded as sent: notify again (a retry after a failure between claim and SNS).
+    Unsent {
+        /// The episode's alert ID.
+        alert_id: String,
+    },
+    /// Another log object owns the episode (or it was already notified): nobody is
+    /// notified again; the episode's window and count were extended.
+    Joined {
+        /// The episode's alert ID.
+        alert_id: String,
+    },
+}
+
+/// Detection state shared by every invocation and keyed by event time: per-minute counts,
+/// alert episodes and first sightings. DynamoDB in the function, a local file for
+/// `bucketlog replay`.
+#[async_trait]
+pub trait DetectionState: Send + Sync {
+    /// Adds `updates` once for `apply_id` (the log object and its ETag), even when a
+    /// previous attempt failed halfway: each part that was applied before is skipped.
+    /// Returns how many updates were applied now.
+    async fn add_counts(&self, apply_id: &str, updates: &[CountUpdate]) -> Result<u64, StateError>;
+
+    /// The merged counts of each query's series, minutes in order (absent minutes left
+    /// out), one result per query.
+    async fn read_counts(
+        &self,
+        queries: &[CountQuery],
+    ) -> Result<Vec<Vec<MinuteCounts>>, StateError>;
+
+    /// Claims an episode with a conditional write, or joins the one it overlaps.
+    async fn claim_episode(&self, claim: &EpisodeClaim) -> Result<ClaimOutcome, StateError>;
+
+    /// Records that the claimer's notification for `episode` went out.
+    async fn mark_sent(&self, episode: &str) -> Result<(), StateError>;
+
+    /// Records each key as seen by `claimer` and refreshes its expiry; `true` for the keys
+    /// this claimer saw first (a retry of the same claimer gets `true` again).
+    async fn first_sightings(
+        &self,
+        keys: &[String],
+        claimer: &str,
+    ) -> Result<Vec<bool>, StateError>;
+
+    /// The event time learning started for `bucket`: the first `earliest` ever offered.
+    async fn learning_start(&self, bucket: &str, earliest: i64) -> Result<i64, StateError>;
+}

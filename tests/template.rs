@@ -281,6 +281,10 @@ impl Stack {
                 "arn:aws:sns:us-east-1:123456789012:bucketlog-alerts",
             );
         }
+        // `Ref` on a DynamoDB table resolves to its name.
+        if let Some(table) = env.get_mut("DETECTION_TABLE") {
+            *table = table.replace("{DetectionTable}", "bucketlog-DetectionTable-ABC123");
+        }
         Config::from_lookup(|name| env.get(name).cloned())
             .unwrap_or_else(|e| panic!("the template's environment is refused: {e}"))
     }
@@ -1731,5 +1735,84 @@ fn log_bucket_versioning_is_a_parameter_and_old_versions_expire() {
         );
         assert_eq!(rules[0]["ExpiredObjectDeleteMarker"], true);
         assert!(rules[0].get("Prefix").is_none(), "the whole bucket");
+    }
+}
+
+#[test]
+fn the_detection_table_is_on_demand_with_ttl_and_the_function_may_touch_only_it() {
+    for (name, stack) in scenarios() {
+        let table = stack.deployed("DetectionTable");
+        assert_eq!(table["Type"], "AWS::DynamoDB::Table", "{name}");
+        let p = &table["Properties"];
+        assert_eq!(p["BillingMode"], "PAY_PER_REQUEST", "{name}");
+        assert_eq!(
+            p["TimeToLiveSpecification"]["AttributeName"], "expires",
+            "{name}"
+        );
+        assert_eq!(p["TimeToLiveSpecification"]["Enabled"], true, "{name}");
+        let keys: Vec<(String, String)> = p["KeySchema"]
+            .as_array()
+            .expect("KeySchema")
+            .iter()
+            .map(|k| (scalar(&k["AttributeName"]), scalar(&k["KeyType"])))
+            .collect();
+        assert_eq!(
+            keys,
+            [("pk".into(), "HASH".into()), ("sk".into(), "RANGE".into())],
+            "{name}"
+        );
+        let types: BTreeMap<String, String> = p["AttributeDefinitions"]
+            .as_array()
+            .expect("AttributeDefinitions")
+            .iter()
+            .map(|a| (scalar(&a["AttributeName"]), scalar(&a["AttributeType"])))
+            .collect();
+        assert_eq!(types["pk"], "S", "{name}");
+        assert_eq!(types["sk"], "N", "{name}");
+        // The function reads the table's name, and only the detection policy grants
+        // DynamoDB actions, on that table alone.
+        assert_eq!(
+            stack.function_env()["DETECTION_TABLE"],
+            "{DetectionTable}",
+            "{name}"
+        );
+        assert_eq!(
+            stack.function_config().detection_table.as_deref(),
+            Some("bucketlog-DetectionTable-ABC123")
+        );
+        for statement in stack.role_statements() {
+            for action in strings(&statement["Action"]) {
+                assert!(
+                    !action.starts_with("dynamodb:"),
+                    "{name}: {action} in the role"
+                );
+            }
+        }
+        let policy = stack.deployed("DetectionTablePolicy");
+        assert_eq!(policy["Properties"]["RoleName"], "{FunctionRole}", "{name}");
+        let statements = policy["Properties"]["PolicyDocument"]["Statement"]
+            .as_array()
+            .expect("Statement")
+            .clone();
+        let mut actions = BTreeSet::new();
+        for statement in &statements {
+            assert_eq!(statement["Effect"], "Allow", "{name}");
+            assert_eq!(
+                statement["Resource"], "{DetectionTable.Arn}",
+                "{name}: DynamoDB actions only on the detection table"
+            );
+            actions.extend(strings(&statement["Action"]));
+        }
+        let expected: BTreeSet<String> = [
+            "dynamodb:BatchGetItem",
+            "dynamodb:ConditionCheckItem",
+            "dynamodb:PutItem",
+            "dynamodb:Query",
+            "dynamodb:UpdateItem",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(actions, expected, "{name}");
     }
 }

@@ -1,14 +1,17 @@
 //! I/O at the edge: implementations of the ports in [`crate::ports`].
 
 pub mod cloudwatch;
+pub mod dynamodb;
 pub mod emf;
 pub mod local;
+pub mod local_state;
 pub mod s3;
 pub mod sns;
 
 use crate::config::{Config, MetricsMode};
 use crate::pipeline::Pipeline;
 use crate::ports::{MetricsSink, NoMetrics};
+use tracing::warn;
 
 /// The pipeline the Lambda function (and `bucketlog replay --s3`) runs: S3 through the SDK,
 /// metrics as `METRICS_MODE` says, and SNS when `ALERT_TOPIC_ARN` is set, all from one
@@ -24,7 +27,18 @@ pub async fn aws_pipeline(config: Config) -> Pipeline<s3::S3Store> {
         MetricsMode::Off => Box::new(NoMetrics),
     };
     let topic = config.alert_topic_arn.clone();
-    let pipeline = Pipeline::new(s3::S3Store::from_shared(&shared), config).with_metrics(metrics);
+    let detection = config.detection_table.clone().map(|table| {
+        dynamodb::DynamoDetectionState::from_shared(&shared, table)
+            .with_ttl_days(config.detection_ttl_days, config.detection_seen_ttl_days)
+    });
+    let mut pipeline =
+        Pipeline::new(s3::S3Store::from_shared(&shared), config).with_metrics(metrics);
+    match detection {
+        Some(state) => pipeline = pipeline.with_detection_state(Box::new(state)),
+        None => warn!(
+            "DETECTION_TABLE is not set: 403 spikes and new requesters are detected within each log object only, which misses attacks spread over many objects (docs/deploy.md creates the table)"
+        ),
+    }
     match topic {
         Some(arn) => pipeline.with_notifier(Box::new(sns::SnsNotifier::from_shared(&shared, arn))),
         None => pipeline,

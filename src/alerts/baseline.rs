@@ -138,6 +138,8 @@ impl Baseline {
                     top_subjects: Vec::new(),
                     samples: vec![s.sample.clone()],
                     source_object: source_object.to_string(),
+                    detected_at: None,
+                    detection_delay_seconds: None,
                 });
             }
             if !rest.is_empty() {
@@ -185,6 +187,8 @@ impl Baseline {
                         .collect(),
                     samples: rest.iter().take(5).map(|(_, s)| s.sample.clone()).collect(),
                     source_object: source_object.to_string(),
+                    detected_at: None,
+                    detection_delay_seconds: None,
                 });
             }
         }
@@ -221,7 +225,8 @@ impl Baseline {
     }
 }
 
-fn normalise(kind: SubjectKind, subject: &str) -> String {
+/// The subject as stored: addresses in canonical text.
+pub(crate) fn normalise(kind: SubjectKind, subject: &str) -> String {
     match kind {
         SubjectKind::Requester => subject.to_string(),
         SubjectKind::RemoteIp => canonical_ip(subject),

@@ -309,6 +309,63 @@ impl Detector {
         }
     }
 
+    /// What this object adds to the shared detection state, per source bucket: every
+    /// bucket minute, every (minute, subject) with a 403, and the
+    /// [`super::shared::TOTALS_WRITTEN`] busiest (minute, subject) request counters per
+    /// kind. Bounded by the counters, whatever the object's size.
+    pub fn shared_counts(&self) -> Vec<super::shared::ObjectCounts> {
+        use super::shared::{ObjectCounts, SubjectMinutes, TOTALS_WRITTEN};
+        let mut out = Vec::new();
+        for bucket in &self.buckets {
+            let minutes = bucket
+                .minutes
+                .iter()
+                .map(|(&m, c)| (m, (c.forbidden, c.total, c.samples.clone())))
+                .collect();
+            let mut subjects = Vec::new();
+            for (i, kind) in [SubjectKind::Requester, SubjectKind::RemoteIp]
+                .into_iter()
+                .enumerate()
+            {
+                let counters = &bucket.by_kind[i];
+                let mut by_subject: BTreeMap<&str, SubjectMinutes> = BTreeMap::new();
+                let new = |subject: &str| SubjectMinutes {
+                    kind,
+                    value: subject.to_string(),
+                    minutes: BTreeMap::new(),
+                    samples: Vec::new(),
+                };
+                for (key, c) in counters.forbidden.iter() {
+                    let Some((minute, subject)) = split_minute_key(key) else {
+                        continue;
+                    };
+                    let s = by_subject.entry(subject).or_insert_with(|| new(subject));
+                    let total = counters.totals.count(key).max(c.count);
+                    s.minutes.insert(minute, (c.count, total));
+                    for sample in &c.value {
+                        if s.samples.len() < MAX_SAMPLES {
+                            s.samples.push(sample.clone());
+                        }
+                    }
+                }
+                for (key, c) in counters.totals.top(TOTALS_WRITTEN) {
+                    let Some((minute, subject)) = split_minute_key(key) else {
+                        continue;
+                    };
+                    let s = by_subject.entry(subject).or_insert_with(|| new(subject));
+                    s.minutes.entry(minute).or_insert((0, c.count));
+                }
+                subjects.extend(by_subject.into_values());
+            }
+            out.push(ObjectCounts {
+                bucket: bucket.name.clone(),
+                minutes,
+                subjects,
+            });
+        }
+        out
+    }
+
     /// The alerts found and the subjects seen.
     pub fn finish(self) -> Findings {
         let mut alerts = Vec::new();
@@ -494,6 +551,8 @@ fn bucket_spikes(bucket: &BucketCounters, s: &AlertSettings, source: &str) -> Ve
                 top_subjects: top,
                 samples,
                 source_object: source.to_string(),
+                detected_at: None,
+                detection_delay_seconds: None,
             }
         })
         .collect()
@@ -590,6 +649,8 @@ fn subject_spikes(
                 top_subjects: Vec::new(),
                 samples,
                 source_object: source.to_string(),
+                detected_at: None,
+                detection_delay_seconds: None,
             });
         }
     }
@@ -636,6 +697,8 @@ fn aggregate_alert(
         top_subjects,
         samples: a.samples.clone(),
         source_object: source.to_string(),
+        detected_at: None,
+        detection_delay_seconds: None,
     }
 }
 

@@ -11,6 +11,7 @@ pub mod allow;
 pub mod baseline;
 pub mod detect;
 pub mod heavy;
+pub mod shared;
 
 use serde::Serialize;
 
@@ -154,6 +155,13 @@ pub struct Alert {
     pub samples: Vec<Sample>,
     /// The log object the alert was found in.
     pub source_object: String,
+    /// When it was raised (RFC 3339), for alerts found on the shared detection state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detected_at: Option<String>,
+    /// Seconds from the end of its window to when it was raised: how late the log
+    /// objects that completed the window arrived.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detection_delay_seconds: Option<i64>,
 }
 
 /// A stable 64-bit FNV-1a digest of the parts, as 16 hex digits. Not `DefaultHasher`,

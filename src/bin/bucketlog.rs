@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use bucketlog::adapters::aws_pipeline;
 use bucketlog::adapters::emf::EmfMetrics;
 use bucketlog::adapters::local::LocalStore;
+use bucketlog::adapters::local_state::LocalDetectionState;
 use bucketlog::config::Config;
 use bucketlog::curate::{Curator, WriterSink};
 use bucketlog::generate::{GenerateOptions, Shape, write_shaped_log};
@@ -187,8 +188,12 @@ fn replay(
                 .open(&metrics)
                 .with_context(|| format!("cannot open {}", metrics.display()))?;
             let sink = EmfMetrics::to_writer(config.metrics_namespace.clone(), Box::new(file));
+            // Counts, alert episodes and first sightings persist under --out, so successive
+            // replays see each other's, as the function's invocations share its table.
+            let state = LocalDetectionState::under(&out).context("cannot open the detection state")?;
             let pipeline = Pipeline::new(LocalStore::layered(&out, &store), config)
-                .with_metrics(Box::new(sink));
+                .with_metrics(Box::new(sink))
+                .with_detection_state(Box::new(state));
             replay_events(&pipeline, &events).await?;
             eprintln!(
                 "bucketlog: outputs written under {}/ (one folder per bucket; delete it to replay from scratch); metrics appended to {}",

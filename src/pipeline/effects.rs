@@ -6,11 +6,12 @@
 use tracing::warn;
 
 use super::baselines::StoredBaseline;
+use super::detection::SharedInput;
 use super::ledger::Step;
 use super::stream::Streamed;
 use super::{Pipeline, ProcessError};
-use crate::alerts::Alert;
 use crate::alerts::detect::BucketSightings;
+use crate::alerts::{Alert, AlertType};
 use crate::event::ObjectRef;
 use crate::metrics::{MetricDatum, alert_datums};
 use crate::ports::{ObjectStore, PutCondition};
@@ -23,7 +24,9 @@ pub(super) struct SideEffects {
     pub(super) datums: Vec<MetricDatum>,
     sightings: Vec<BucketSightings>,
     baselines: Vec<StoredBaseline>,
-    output_bucket: String,
+    pub(super) output_bucket: String,
+    /// What the shared detection steps need, when there is a shared state.
+    pub(super) shared: Option<SharedInput>,
 }
 
 impl<S: ObjectStore> Pipeline<S> {
@@ -35,13 +38,32 @@ impl<S: ObjectStore> Pipeline<S> {
         object: &ObjectRef,
         output_bucket: &str,
         streamed: Streamed,
+        etag: &str,
         now: i64,
     ) -> Result<SideEffects, ProcessError> {
         let location = object.to_string();
+        let counts = self
+            .detection
+            .as_ref()
+            .map(|_| streamed.detector.shared_counts());
         let findings = streamed.detector.finish();
         let mut alerts = findings.alerts;
         let mut baselines = Vec::new();
-        for sightings in &findings.sightings {
+        // With a shared state, 403 spikes and newcomers are found on it after the marker;
+        // the S3 baseline is neither read nor written.
+        let (sightings, shared) = match counts {
+            Some(counts) => {
+                alerts.retain(|a| a.alert_type != AlertType::ForbiddenSpike);
+                let shared = SharedInput {
+                    counts,
+                    sightings: findings.sightings,
+                    claimer: format!("{location}@{etag}"),
+                };
+                (Vec::new(), Some(shared))
+            }
+            None => (findings.sightings, None),
+        };
+        for sightings in &sightings {
             let stored = self.read_baseline(output_bucket, sightings).await?;
             alerts.extend(stored.baseline.new_subject_alerts(
                 sightings,
@@ -59,14 +81,15 @@ impl<S: ObjectStore> Pipeline<S> {
         Ok(SideEffects {
             alerts,
             datums,
-            sightings: findings.sightings,
+            sightings,
             baselines,
             output_bucket: output_bucket.to_string(),
+            shared,
         })
     }
 
     /// `{ALERTS_PREFIX}…/{log name}.ndjson`, one alert a line, when there are alerts.
-    async fn write_alert_document(
+    pub(super) async fn write_alert_document(
         &self,
         object: &ObjectRef,
         output_bucket: &str,
@@ -131,17 +154,32 @@ impl<S: ObjectStore> Pipeline<S> {
         object: &ObjectRef,
         effects: &mut SideEffects,
     ) -> Result<(), ProcessError> {
-        match step {
-            Step::Notify => self.notify(object, &effects.alerts).await,
-            Step::Metrics => self
-                .metrics
-                .publish(&effects.datums)
+        match (step, &self.detection, &effects.shared) {
+            (Step::Count, Some(state), Some(input)) => {
+                self.add_shared_counts(state.as_ref(), object, input).await
+            }
+            (Step::Count, _, _) => Ok(()),
+            (Step::Notify, Some(state), Some(input)) => {
+                self.notify_shared(
+                    state.as_ref(),
+                    object,
+                    input,
+                    &effects.alerts,
+                    &effects.output_bucket,
+                )
                 .await
-                .map_err(|source| ProcessError::Publish {
-                    object: object.clone(),
-                    source,
-                }),
-            Step::Baseline => {
+            }
+            (Step::Notify, _, _) => self.notify(object, &effects.alerts).await,
+            (Step::Metrics, _, _) => {
+                self.metrics
+                    .publish(&effects.datums)
+                    .await
+                    .map_err(|source| ProcessError::Publish {
+                        object: object.clone(),
+                        source,
+                    })
+            }
+            (Step::Baseline, _, _) => {
                 self.update_baselines(
                     object,
                     &effects.output_bucket,
@@ -154,7 +192,11 @@ impl<S: ObjectStore> Pipeline<S> {
     }
 
     /// Logs each alert as a WARN line and sends them to the topic, if there is one.
-    async fn notify(&self, object: &ObjectRef, alerts: &[Alert]) -> Result<(), ProcessError> {
+    pub(super) async fn notify(
+        &self,
+        object: &ObjectRef,
+        alerts: &[Alert],
+    ) -> Result<(), ProcessError> {
         for alert in alerts {
             warn!(
                 alert_id = %alert.alert_id,

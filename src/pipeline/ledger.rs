@@ -22,6 +22,8 @@ use crate::ports::{ObjectStore, PutCondition, PutOutcome};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Step {
+    /// Adding the object's counts to the shared detection state (nothing without one).
+    Count,
     /// Alert log lines and SNS notifications.
     Notify,
     /// Metrics (CloudWatch API or EMF).
@@ -31,7 +33,7 @@ pub enum Step {
 }
 
 /// Every step, in the order a new marker lists them.
-pub(super) const ALL_STEPS: [Step; 3] = [Step::Notify, Step::Metrics, Step::Baseline];
+pub(super) const ALL_STEPS: [Step; 4] = [Step::Count, Step::Notify, Step::Metrics, Step::Baseline];
 
 /// What a marker says about the side effects: those still to run, and until when the
 /// invocation that wrote it owns them (Unix seconds).

@@ -33,6 +33,7 @@
 //! - `baselines`: the requester baseline read and conditional merge.
 
 mod baselines;
+mod detection;
 mod effects;
 pub mod ledger;
 mod naming;
@@ -48,7 +49,10 @@ use tracing::{info, warn};
 use crate::config::Config;
 use crate::event::{CreatedObject, EventError, Invocation, Notice, ObjectRef, parse_invocation};
 use crate::input::DecodeError;
-use crate::ports::{AlertNotifier, MetricsSink, NoMetrics, ObjectStore, PublishError, StoreError};
+use crate::ports::{
+    AlertNotifier, DetectionState, MetricsSink, NoMetrics, ObjectStore, PublishError, StateError,
+    StoreError,
+};
 
 use effects::SideEffects;
 pub use ledger::{MarkerStatus, Step};
@@ -82,6 +86,14 @@ pub enum ProcessError {
         object: ObjectRef,
         /// What went wrong.
         source: PublishError,
+    },
+    /// The shared detection state failed (DynamoDB or the local state file).
+    #[error("detection state for {object}: {source}")]
+    State {
+        /// The log object.
+        object: ObjectRef,
+        /// What went wrong.
+        source: StateError,
     },
     /// The baseline kept changing under us.
     #[error("the baseline {baseline} changed {attempts} times while {object} was merged into it")]
@@ -191,6 +203,7 @@ pub struct Pipeline<S> {
     config: Config,
     metrics: Box<dyn MetricsSink>,
     notifier: Option<Box<dyn AlertNotifier>>,
+    detection: Option<Box<dyn DetectionState>>,
     clock: fn() -> i64,
 }
 
@@ -203,6 +216,7 @@ impl<S: ObjectStore> Pipeline<S> {
             config,
             metrics: Box::new(NoMetrics),
             notifier: None,
+            detection: None,
             clock: system_now,
         }
     }
@@ -216,6 +230,14 @@ impl<S: ObjectStore> Pipeline<S> {
     /// Sends alerts to `notifier` (an SNS topic) as well as to S3, the log and metrics.
     pub fn with_notifier(mut self, notifier: Box<dyn AlertNotifier>) -> Self {
         self.notifier = Some(notifier);
+        self
+    }
+
+    /// Detects 403 spikes and newcomers on `state`, shared by every invocation, instead of
+    /// within each log object (see `detection`): counts are added once per object, windows
+    /// evaluated on the merged counts, and each alert claimed and notified once.
+    pub fn with_detection_state(mut self, state: Box<dyn DetectionState>) -> Self {
+        self.detection = Some(state);
         self
     }
 
@@ -350,7 +372,7 @@ impl<S: ObjectStore> Pipeline<S> {
         };
         let (stats, bytes) = (streamed.stats, streamed.bytes);
         let mut effects = self
-            .prepare_effects(object, &output_bucket, streamed, now)
+            .prepare_effects(object, &output_bucket, streamed, &etag, now)
             .await?;
 
         let mut report = ObjectReport {

@@ -1,0 +1,548 @@
+//! The shared detection state in one DynamoDB table, through `aws-sdk-dynamodb`.
+//!
+//! The table has a string partition key `pk`, a number sort key `sk` and the TTL
+//! attribute `expires` (Unix seconds). Items:
+//! - `c#{bucket}#{kind}#{subject}` / minute: a subject's 403s (`f`) and requests (`t`);
+//! - `b#{bucket}` / minute: the bucket's;
+//! - `applied#{s3://bucket/key}@{etag}` / part: the parts of an object's counts already
+//!   added;
+//! - `e#forbidden_spike#{bucket}#{kind}#{subject}` / 0: the subject's (or the bucket's)
+//!   current alert episode: `alert_id`, `first`, `last`, `claimer`, `count`, `sent`;
+//! - `s#{bucket}#{kind}#{subject}` / 0: a requester or address first seen by `by`;
+//! - `l#{bucket}` / 0: when learning started (`started`).
+//!
+//! Counts are only ever changed with `ADD`, never read-modify-written. They are added in
+//! transactions of at most [`PART_UPDATES`] updates plus a `Put` of the part's `applied`
+//! item with `attribute_not_exists`: a part whose item exists was added before, its
+//! transaction is cancelled with `ConditionalCheckFailed` and skipped, so an object's
+//! counts are added once even after a failure halfway. Parts are formed from the sorted
+//! updates, so a retry forms the same parts.
+//!
+//! Throttling is retried by the SDK's standard retry strategy (see [`retry_config`]) and
+//! transaction conflicts here, with backoff; what still fails is an error, so the
+//! pipeline's step stays pending and Lambda retries. A missing table is an error that
+//! names it.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, KeysAndAttributes, Put, ReturnValue, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem, Update,
+};
+use futures::future::try_join_all;
+
+use crate::ports::{
+    ClaimOutcome, CountQuery, CountUpdate, DetectionState, EpisodeClaim, MinuteCounts, StateError,
+    StateErrorKind,
+};
+
+/// Count updates per transaction; the 100th action is the part's `applied` item.
+pub const PART_UPDATES: usize = 99;
+/// DynamoDB calls in flight at once per object.
+pub const CONCURRENCY: usize = 8;
+/// Keys per `BatchGetItem` call.
+const BATCH_GET: usize = 100;
+/// Attempts for a transaction cancelled by a conflict or throttling.
+const TRANSACTION_ATTEMPTS: u32 = 8;
+/// Default lifetime of counts, episodes and applied items: longer than the latest
+/// deliveries seen (nine days).
+pub const DEFAULT_COUNT_TTL_DAYS: i64 = 10;
+/// Default lifetime of a first sighting after its last refresh.
+pub const DEFAULT_SEEN_TTL_DAYS: i64 = 90;
+
+/// The retry policy the function gives its DynamoDB client: the SDK's standard strategy
+/// (exponential backoff with jitter, throttling errors such as
+/// `ProvisionedThroughputExceededException` and `ThrottlingException` included), with
+/// more attempts than the default three.
+pub fn retry_config() -> aws_sdk_dynamodb::config::retry::RetryConfig {
+    aws_sdk_dynamodb::config::retry::RetryConfig::standard()
+        .with_max_attempts(6)
+        .with_initial_backoff(Duration::from_millis(50))
+}
+
+/// A [`DetectionState`] in one DynamoDB table.
+#[derive(Debug, Clone)]
+pub struct DynamoDetectionState {
+    client: Client,
+    table: String,
+    count_ttl: i64,
+    seen_ttl: i64,
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn number(item: &HashMap<String, AttributeValue>, name: &str) -> Option<i64> {
+    item.get(name)?.as_n().ok()?.parse().ok()
+}
+
+fn text<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> Option<&'a str> {
+    item.get(name)?.as_s().ok().map(String::as_str)
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn key(pk: &str, sk: i64) -> HashMap<String, AttributeValue> {
+    HashMap::from([("pk".to_string(), s(pk)), ("sk".to_string(), n(sk))])
+}
+
+impl DynamoDetectionState {
+    /// The state in `table`, through `client`.
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+            count_ttl: DEFAULT_COUNT_TTL_DAYS * 86_400,
+            seen_ttl: DEFAULT_SEEN_TTL_DAYS * 86_400,
+        }
+    }
+
+    /// A client from the shared AWS configuration (honours `AWS_ENDPOINT_URL`), with
+    /// [`retry_config`].
+    pub fn from_shared(shared: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
+        let config = aws_sdk_dynamodb::config::Builder::from(shared)
+            .retry_config(retry_config())
+            .build();
+        Self::new(Client::from_conf(config), table)
+    }
+
+    /// Keeps counts, episodes and applied items `count_days` and first sightings
+    /// `seen_days` after they were last written.
+    pub fn with_ttl_days(mut self, count_days: i64, seen_days: i64) -> Self {
+        self.count_ttl = count_days * 86_400;
+        self.seen_ttl = seen_days * 86_400;
+        self
+    }
+
+    /// The table's name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    fn error<E>(&self, operation: &'static str, e: &SdkError<E>) -> StateError
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        let code = e.code().unwrap_or_default();
+        let kind = match code {
+            "ResourceNotFoundException" => StateErrorKind::Missing,
+            "ProvisionedThroughputExceededException"
+            | "ThrottlingException"
+            | "RequestLimitExceeded" => StateErrorKind::Throttled,
+            _ => StateErrorKind::Other,
+        };
+        let message = if kind == StateErrorKind::Missing {
+            format!(
+                "the DynamoDB table {} does not exist (create it as docs/deploy.md says, or fix DETECTION_TABLE): {}",
+                self.table,
+                DisplayErrorContext(e)
+            )
+        } else {
+            DisplayErrorContext(e).to_string()
+        };
+        StateError {
+            operation,
+            table: self.table.clone(),
+            kind,
+            message,
+        }
+    }
+
+    fn invalid(&self, operation: &'static str, message: String) -> StateError {
+        StateError {
+            operation,
+            table: self.table.clone(),
+            kind: StateErrorKind::Other,
+            message,
+        }
+    }
+
+    /// Adds one part in a transaction; `false` when the part was added before.
+    async fn add_part(
+        &self,
+        apply_id: &str,
+        part: usize,
+        updates: &[CountUpdate],
+    ) -> Result<bool, StateError> {
+        const OP: &str = "TransactWriteItems";
+        let expires = n(now() + self.count_ttl);
+        let mut items = Vec::with_capacity(updates.len() + 1);
+        for u in updates {
+            let update = Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(key(&u.series, u.minute)))
+                .update_expression("ADD f :f, t :t SET expires = :e")
+                .expression_attribute_values(":f", n(u.forbidden))
+                .expression_attribute_values(":t", n(u.total))
+                .expression_attribute_values(":e", expires.clone())
+                .build()
+                .map_err(|e| self.invalid(OP, e.to_string()))?;
+            items.push(TransactWriteItem::builder().update(update).build());
+        }
+        let mut applied = key(&format!("applied#{apply_id}"), part as i64);
+        applied.insert("expires".into(), expires.clone());
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(applied))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(|e| self.invalid(OP, e.to_string()))?;
+        items.push(TransactWriteItem::builder().put(put).build());
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .send()
+                .await;
+            let e = match result {
+                Ok(_) => return Ok(true),
+                Err(e) => e,
+            };
+            let reasons: Vec<String> = e
+                .as_service_error()
+                .and_then(|s| match s {
+                    TransactWriteItemsError::TransactionCanceledException(c) => Some(c),
+                    _ => None,
+                })
+                .map(|c| {
+                    c.cancellation_reasons()
+                        .iter()
+                        .map(|r| r.code().unwrap_or("None").to_string())
+                        .collect()
+                })
+                .unwrap_or_default();
+            if reasons
+                .last()
+                .is_some_and(|c| c == "ConditionalCheckFailed")
+            {
+                return Ok(false);
+            }
+            let retryable = reasons
+                .iter()
+                .any(|c| c == "TransactionConflict" || c.contains("Throttl"))
+                || e.code() == Some("TransactionInProgressException");
+            if !retryable || attempt >= TRANSACTION_ATTEMPTS {
+                return Err(self.error(OP, &e));
+            }
+            tokio::time::sleep(backoff(attempt)).await;
+        }
+    }
+
+    async fn query(&self, q: &CountQuery) -> Result<Vec<MinuteCounts>, StateError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :p AND sk BETWEEN :a AND :b")
+                .expression_attribute_values(":p", s(&q.series))
+                .expression_attribute_values(":a", n(q.from))
+                .expression_attribute_values(":b", n(q.to))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| self.error("Query", &e))?;
+            for item in page.items() {
+                out.push(MinuteCounts {
+                    minute: number(item, "sk").unwrap_or_default(),
+                    forbidden: number(item, "f").unwrap_or_default().max(0) as u64,
+                    total: number(item, "t").unwrap_or_default().max(0) as u64,
+                });
+            }
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// Extends a joined episode where the claim reaches beyond it; best effort.
+    async fn extend(&self, claim: &EpisodeClaim, old: &HashMap<String, AttributeValue>) {
+        let changes = [
+            (
+                "last",
+                claim.last_start,
+                number(old, "last").is_some_and(|v| v < claim.last_start),
+                "#a < :v",
+            ),
+            (
+                "first",
+                claim.first_start,
+                number(old, "first").is_some_and(|v| v > claim.first_start),
+                "#a > :v",
+            ),
+            (
+                "count",
+                claim.count as i64,
+                number(old, "count").unwrap_or(0) < claim.count as i64,
+                "#a < :v",
+            ),
+        ];
+        for (attribute, value, needed, condition) in changes {
+            if !needed {
+                continue;
+            }
+            let _ = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key(&claim.episode, 0)))
+                .update_expression("SET #a = :v")
+                .condition_expression(condition)
+                .expression_attribute_names("#a", attribute)
+                .expression_attribute_values(":v", n(value))
+                .send()
+                .await;
+        }
+    }
+
+    /// Keys that need a first-sighting write: missing, or expiring within half the TTL.
+    async fn unknown_or_stale(
+        &self,
+        keys: &[String],
+        claimer: &str,
+    ) -> Result<HashMap<String, bool>, StateError> {
+        let refresh_before = now() + self.seen_ttl / 2;
+        let mut known: HashMap<String, bool> = HashMap::new();
+        let unique: Vec<&String> = keys
+            .iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        for group in unique.chunks(BATCH_GET) {
+            let mut wanted: Vec<HashMap<String, AttributeValue>> =
+                group.iter().map(|k| key(k, 0)).collect();
+            let mut attempt = 0;
+            while !wanted.is_empty() {
+                attempt += 1;
+                let request = KeysAndAttributes::builder()
+                    .set_keys(Some(std::mem::take(&mut wanted)))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| self.invalid("BatchGetItem", e.to_string()))?;
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(|e| self.error("BatchGetItem", &e))?;
+                for item in out
+                    .responses()
+                    .and_then(|r| r.get(&self.table))
+                    .into_iter()
+                    .flatten()
+                {
+                    let fresh = number(item, "expires").is_some_and(|e| e > refresh_before);
+                    if let Some(pk) = text(item, "pk")
+                        && fresh
+                    {
+                        known.insert(pk.to_string(), text(item, "by") == Some(claimer));
+                    }
+                }
+                if let Some(rest) = out.unprocessed_keys().and_then(|u| u.get(&self.table)) {
+                    if attempt >= TRANSACTION_ATTEMPTS {
+                        return Err(self.invalid(
+                            "BatchGetItem",
+                            "keys left unprocessed after retries".into(),
+                        ));
+                    }
+                    wanted = rest.keys().to_vec();
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+            }
+        }
+        Ok(known)
+    }
+
+    /// Records `key` as seen, first by `claimer` unless someone was first; true when
+    /// `claimer` was.
+    async fn sight(&self, pk: &str, claimer: &str) -> Result<bool, StateError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(pk, 0)))
+            .update_expression("SET #by = if_not_exists(#by, :me), expires = :e")
+            .expression_attribute_names("#by", "by")
+            .expression_attribute_values(":me", s(claimer))
+            .expression_attribute_values(":e", n(now() + self.seen_ttl))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(|e| self.error("UpdateItem", &e))?;
+        Ok(out.attributes().and_then(|a| text(a, "by")) == Some(claimer))
+    }
+}
+
+impl DynamoDetectionState {
+    /// A sighting's answer: what the batch read knew, or the write's.
+    async fn sighting(
+        &self,
+        key: &str,
+        claimer: &str,
+        known: Option<bool>,
+    ) -> Result<bool, StateError> {
+        match known {
+            Some(first_by_me) => Ok(first_by_me),
+            None => self.sight(key, claimer).await,
+        }
+    }
+}
+
+/// A short, growing, jittered pause before retrying a cancelled transaction.
+fn backoff(attempt: u32) -> Duration {
+    let jitter = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() % 25);
+    Duration::from_millis((25u64 << attempt.min(6)) + u64::from(jitter))
+}
+
+#[async_trait]
+impl DetectionState for DynamoDetectionState {
+    async fn add_counts(&self, apply_id: &str, updates: &[CountUpdate]) -> Result<u64, StateError> {
+        let parts: Vec<(usize, &[CountUpdate])> =
+            updates.chunks(PART_UPDATES).enumerate().collect();
+        let mut added = 0;
+        for group in parts.chunks(CONCURRENCY) {
+            let mut calls = Vec::with_capacity(group.len());
+            for &(part, chunk) in group {
+                calls.push(self.add_part(apply_id, part, chunk));
+            }
+            for (done, &(_, chunk)) in try_join_all(calls).await?.into_iter().zip(group) {
+                if done {
+                    added += chunk.len() as u64;
+                }
+            }
+        }
+        Ok(added)
+    }
+
+    async fn read_counts(
+        &self,
+        queries: &[CountQuery],
+    ) -> Result<Vec<Vec<MinuteCounts>>, StateError> {
+        let mut out = Vec::with_capacity(queries.len());
+        for group in queries.chunks(CONCURRENCY) {
+            let mut calls = Vec::with_capacity(group.len());
+            for q in group {
+                calls.push(self.query(q));
+            }
+            out.extend(try_join_all(calls).await?);
+        }
+        Ok(out)
+    }
+
+    async fn claim_episode(&self, claim: &EpisodeClaim) -> Result<ClaimOutcome, StateError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(&claim.episode, 0)))
+            .update_expression(
+                "SET alert_id = :id, #first = :fs, #last = :ls, claimer = :me, #count = :c, expires = :e REMOVE sent",
+            )
+            .condition_expression("attribute_not_exists(pk) OR #last < :lo OR #first > :hi")
+            .expression_attribute_names("#first", "first")
+            .expression_attribute_names("#last", "last")
+            .expression_attribute_names("#count", "count")
+            .expression_attribute_values(":id", s(&claim.alert_id))
+            .expression_attribute_values(":fs", n(claim.first_start))
+            .expression_attribute_values(":ls", n(claim.last_start))
+            .expression_attribute_values(":lo", n(claim.first_start - claim.gap))
+            .expression_attribute_values(":hi", n(claim.last_start + claim.gap))
+            .expression_attribute_values(":me", s(&claim.claimer))
+            .expression_attribute_values(":c", n(claim.count))
+            .expression_attribute_values(":e", n(now() + self.count_ttl))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let e = match result {
+            Ok(_) => return Ok(ClaimOutcome::Claimed),
+            Err(e) => e,
+        };
+        let Some(failed) = e.as_service_error().and_then(|s| match s {
+            UpdateItemError::ConditionalCheckFailedException(c) => Some(c),
+            _ => None,
+        }) else {
+            return Err(self.error("UpdateItem", &e));
+        };
+        let old = failed.item().cloned().unwrap_or_default();
+        let alert_id = text(&old, "alert_id").unwrap_or_default().to_string();
+        if text(&old, "claimer") == Some(claim.claimer.as_str()) && !old.contains_key("sent") {
+            return Ok(ClaimOutcome::Unsent { alert_id });
+        }
+        self.extend(claim, &old).await;
+        Ok(ClaimOutcome::Joined { alert_id })
+    }
+
+    async fn mark_sent(&self, episode: &str) -> Result<(), StateError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(episode, 0)))
+            .update_expression("SET sent = :t")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":t", AttributeValue::Bool(true))
+            .send()
+            .await
+            .map_err(|e| self.error("UpdateItem", &e))?;
+        Ok(())
+    }
+
+    async fn first_sightings(
+        &self,
+        keys: &[String],
+        claimer: &str,
+    ) -> Result<Vec<bool>, StateError> {
+        let known = self.unknown_or_stale(keys, claimer).await?;
+        let mut out = Vec::with_capacity(keys.len());
+        for group in keys.chunks(CONCURRENCY) {
+            let mut calls = Vec::with_capacity(group.len());
+            for k in group {
+                calls.push(self.sighting(k, claimer, known.get(k).copied()));
+            }
+            out.extend(try_join_all(calls).await?);
+        }
+        Ok(out)
+    }
+
+    async fn learning_start(&self, bucket: &str, earliest: i64) -> Result<i64, StateError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(&format!("l#{bucket}"), 0)))
+            .update_expression("SET started = if_not_exists(started, :s)")
+            .expression_attribute_values(":s", n(earliest))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(|e| self.error("UpdateItem", &e))?;
+        Ok(out
+            .attributes()
+            .and_then(|a| number(a, "started"))
+            .unwrap_or(earliest))
+    }
+}

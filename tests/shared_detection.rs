@@ -1,0 +1,622 @@
+//! Detection on state shared by every invocation, against real components: moto's
+//! DynamoDB, S3, SNS and SQS on 127.0.0.1 through the real aws-sdk clients. Attacks are
+//! spread over several small log objects, delivered out of order, concurrently, late and
+//! twice; notifications are read back from an SQS queue subscribed to the topic. The
+//! local state (`bucketlog replay`) is checked over two pipelines sharing one folder.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use aws_config::BehaviorVersion;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    TimeToLiveSpecification,
+};
+use aws_sdk_s3::config::{Credentials, Region};
+use bucketlog::access_log::LogTime;
+use bucketlog::adapters::dynamodb::DynamoDetectionState;
+use bucketlog::adapters::local::LocalStore;
+use bucketlog::adapters::local_state::LocalDetectionState;
+use bucketlog::adapters::s3::S3Store;
+use bucketlog::adapters::sns::SnsNotifier;
+use bucketlog::alerts::SubjectKind;
+use bucketlog::alerts::shared::{bucket_series, subject_series};
+use bucketlog::config::Config;
+use bucketlog::pipeline::Pipeline;
+use bucketlog::ports::{
+    ClaimOutcome, CountQuery, CountUpdate, DetectionState, EpisodeClaim, MinuteCounts, StateError,
+    StateErrorKind,
+};
+use serde_json::Value;
+use support::{moto, s3};
+
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+const ATTACKER: &str = "203.0.113.66";
+const QUIET: &str = "198.51.100.7";
+const CLIENT: &str = "192.0.2.10";
+
+fn now() -> i64 {
+    bucketlog::pipeline::system_now()
+}
+
+/// One access-log line for `bucket` at Unix time `t`; `n` makes the request ID unique.
+fn line(bucket: &str, t: i64, ip: &str, status: u16, n: usize) -> String {
+    let u = LogTime::from_unix_seconds(t).utc();
+    format!(
+        "79a5 {bucket} [{:02}/{}/{}:{:02}:{:02}:{:02} +0000] {ip} - REQ{t}x{n}x{status} \
+         REST.GET.OBJECT k/{n} \"GET /{bucket}/k/{n} HTTP/1.1\" {status} - 10 10 12 3 \"-\" \
+         \"curl/8.4\" - HOSTID SigV4 ECDHE-RSA-AES128-GCM-SHA256 AuthHeader \
+         {bucket}.s3.amazonaws.com TLSv1.2 - -",
+        u.day,
+        MONTHS[(u.month - 1) as usize],
+        u.year,
+        u.hour,
+        u.minute,
+        u.second
+    )
+}
+
+/// `count` requests from `ip` with `status`, spread over the minute starting at `minute`.
+fn burst(bucket: &str, minute: i64, ip: &str, status: u16, count: usize, n0: usize) -> Vec<String> {
+    (0..count)
+        .map(|i| line(bucket, minute + (i as i64 % 60), ip, status, n0 + i))
+        .collect()
+}
+
+async fn shared_config(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
+        .load()
+        .await
+}
+
+/// A bucket, a detection table, and a topic feeding a queue.
+struct World {
+    s3: aws_sdk_s3::Client,
+    dynamodb: aws_sdk_dynamodb::Client,
+    sns: aws_sdk_sns::Client,
+    sqs: aws_sdk_sqs::Client,
+    bucket: String,
+    table: String,
+    topic_arn: String,
+    queue_url: String,
+}
+
+impl World {
+    async fn new(prefix: &str) -> World {
+        let server = moto::shared();
+        let shared = shared_config(&server.endpoint).await;
+        let s3 = s3::client(&server.endpoint).await;
+        let bucket = moto::unique_bucket(prefix);
+        s3::create_bucket(&s3, &bucket).await;
+        let dynamodb = aws_sdk_dynamodb::Client::new(&shared);
+        let table = format!("{bucket}-detection");
+        create_table(&dynamodb, &table).await;
+        let sns = aws_sdk_sns::Client::new(&shared);
+        let sqs = aws_sdk_sqs::Client::new(&shared);
+        let topic_arn = sns
+            .create_topic()
+            .name(&bucket)
+            .send()
+            .await
+            .expect("create topic")
+            .topic_arn
+            .expect("topic arn");
+        let queue_url = sqs
+            .create_queue()
+            .queue_name(&bucket)
+            .send()
+            .await
+            .expect("create queue")
+            .queue_url
+            .expect("queue url");
+        let queue_arn = sqs
+            .get_queue_attributes()
+            .queue_url(&queue_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .expect("queue attributes")
+            .attributes
+            .and_then(|a| {
+                a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+                    .cloned()
+            })
+            .expect("queue arn");
+        sns.subscribe()
+            .topic_arn(&topic_arn)
+            .protocol("sqs")
+            .endpoint(queue_arn)
+            .send()
+            .await
+            .expect("subscribe");
+        World {
+            s3,
+            dynamodb,
+            sns,
+            sqs,
+            bucket,
+            table,
+            topic_arn,
+            queue_url,
+        }
+    }
+
+    fn state(&self) -> DynamoDetectionState {
+        DynamoDetectionState::new(self.dynamodb.clone(), self.table.clone())
+    }
+
+    /// A pipeline sharing the table and publishing to the topic.
+    fn pipeline_with(&self, state: Box<dyn DetectionState>) -> Pipeline<S3Store> {
+        Pipeline::new(S3Store::new(self.s3.clone()), config())
+            .with_notifier(Box::new(SnsNotifier::new(
+                self.sns.clone(),
+                self.topic_arn.clone(),
+            )))
+            .with_detection_state(state)
+    }
+
+    fn pipeline(&self) -> Pipeline<S3Store> {
+        self.pipeline_with(Box::new(self.state()))
+    }
+
+    /// Uploads a log object and returns the event announcing it.
+    async fn log_object(&self, name: &str, lines: &[String]) -> Value {
+        let key = format!("raw/{name}");
+        let mut body = lines.join("\n");
+        body.push('\n');
+        s3::put(&self.s3, &self.bucket, &key, body.into_bytes()).await;
+        s3::s3_event(&self.bucket, &key)
+    }
+
+    /// Every alert delivered to the topic so far (drains the queue).
+    async fn delivered(&self) -> Vec<Value> {
+        let mut alerts = Vec::new();
+        loop {
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .max_number_of_messages(10)
+                .send()
+                .await
+                .expect("receive");
+            let messages = out.messages.unwrap_or_default();
+            if messages.is_empty() {
+                return alerts;
+            }
+            for m in messages {
+                let envelope: Value =
+                    serde_json::from_str(m.body().unwrap_or_default()).expect("SNS envelope");
+                alerts.push(
+                    serde_json::from_str(envelope["Message"].as_str().unwrap_or(""))
+                        .expect("alert JSON"),
+                );
+                self.sqs
+                    .delete_message()
+                    .queue_url(&self.queue_url)
+                    .receipt_handle(m.receipt_handle().unwrap_or_default())
+                    .send()
+                    .await
+                    .expect("delete");
+            }
+        }
+    }
+
+    /// The delivered 403-spike alerts.
+    async fn spikes(&self) -> Vec<Value> {
+        self.delivered()
+            .await
+            .into_iter()
+            .filter(|a| a["type"] == "forbidden_spike")
+            .collect()
+    }
+
+    /// Merged (403s, requests) of a series over minutes `[from, to]`.
+    async fn counts(&self, series: String, from: i64, to: i64) -> (u64, u64) {
+        let read = self
+            .state()
+            .read_counts(&[CountQuery { series, from, to }])
+            .await
+            .expect("read counts");
+        read[0]
+            .iter()
+            .fold((0, 0), |(f, t), m| (f + m.forbidden, t + m.total))
+    }
+
+    async fn ip_counts(&self, ip: &str, from: i64, to: i64) -> (u64, u64) {
+        self.counts(
+            subject_series(&self.bucket, SubjectKind::RemoteIp, ip),
+            from,
+            to,
+        )
+        .await
+    }
+}
+
+async fn create_table(client: &aws_sdk_dynamodb::Client, table: &str) {
+    let attribute = |name: &str, t: ScalarAttributeType| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(t)
+            .build()
+            .unwrap()
+    };
+    let key = |name: &str, t: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(t)
+            .build()
+            .unwrap()
+    };
+    client
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attribute("pk", ScalarAttributeType::S))
+        .attribute_definitions(attribute("sk", ScalarAttributeType::N))
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
+        .send()
+        .await
+        .expect("create table");
+    client
+        .update_time_to_live()
+        .table_name(table)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .attribute_name("expires")
+                .enabled(true)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("enable TTL");
+}
+
+fn config() -> Config {
+    Config::from_lookup(|_| None).expect("default config")
+}
+
+fn minute_of(t: i64) -> i64 {
+    t - t.rem_euclid(60)
+}
+
+fn outcome(response: &Value) -> &str {
+    response["objects"][0]["outcome"].as_str().unwrap_or("?")
+}
+
+/// Object `i` of an attack: 9 of the attacker's 45 403s (in minute `i`), a quiet
+/// address's 5 403s among 20 requests, and a busy client's successful requests.
+fn attack_part(bucket: &str, t0: i64, i: usize) -> Vec<String> {
+    let minute = t0 + 60 * i as i64;
+    let mut lines = burst(bucket, minute, ATTACKER, 403, 9, 1000 * i);
+    lines.extend(burst(bucket, minute, QUIET, 403, 5, 1000 * i + 100));
+    lines.extend(burst(bucket, minute, QUIET, 200, 15, 1000 * i + 200));
+    lines.extend(burst(bucket, minute, CLIENT, 200, 30, 1000 * i + 300));
+    lines.sort_by_key(|l| l[l.find('[').unwrap_or(0)..].to_string());
+    lines
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attack_spread_over_out_of_order_objects_adds_up_and_alerts_once() {
+    let w = World::new("spread").await;
+    let pipeline = w.pipeline();
+    let t0 = minute_of(now() - 3 * 3600);
+    // Five objects, none holding more than 9 of the attacker's 403s, processed out of
+    // order, and the second one delivered twice.
+    let mut events = Vec::new();
+    for i in 0..5 {
+        let name = format!("2026-11-22-10-0{i}-00-HOST{i}");
+        events.push(w.log_object(&name, &attack_part(&w.bucket, t0, i)).await);
+    }
+    for i in [3, 1, 4, 1, 0, 2] {
+        pipeline.handle(&events[i]).await.expect("handled");
+    }
+    let last = t0 + 4 * 60;
+    assert_eq!(w.ip_counts(ATTACKER, t0, last).await, (45, 45));
+    assert_eq!(w.ip_counts(QUIET, t0, last).await, (25, 100));
+    assert_eq!(
+        w.counts(bucket_series(&w.bucket), t0, last).await,
+        (70, 295)
+    );
+    let spikes = w.spikes().await;
+    assert_eq!(spikes.len(), 1, "{spikes:#?}");
+    let alert = &spikes[0];
+    assert_eq!(alert["subject"]["value"], ATTACKER);
+    assert_eq!(alert["count"], 45);
+    assert_eq!(alert["window_start"], bucketlog_time(t0));
+    assert_eq!(alert["window_end"], bucketlog_time(t0 + 300));
+    assert!(alert["detection_delay_seconds"].as_i64().unwrap() >= 3 * 3600 - 300 - 60);
+    // A later object of the same attack joins the alert: nobody is notified again.
+    let more = burst(&w.bucket, t0 + 300, ATTACKER, 403, 9, 9000);
+    let event = w.log_object("2026-11-22-10-05-00-HOST9", &more).await;
+    pipeline.handle(&event).await.expect("handled");
+    assert!(w.spikes().await.is_empty());
+}
+
+fn bucketlog_time(t: i64) -> String {
+    LogTime::from_unix_seconds(t).rfc3339().as_str().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_invocations_over_the_same_minutes_count_exactly_and_notify_once() {
+    let w = World::new("concurrent").await;
+    let (a, b) = (w.pipeline(), w.pipeline());
+    let t0 = minute_of(now() - 3600);
+    // Two hosts' objects over the same two minutes: 24 + 24 of the attacker's 403s.
+    let mut first = burst(&w.bucket, t0, ATTACKER, 403, 12, 0);
+    first.extend(burst(&w.bucket, t0 + 60, ATTACKER, 403, 12, 100));
+    let mut second = burst(&w.bucket, t0, ATTACKER, 403, 12, 200);
+    second.extend(burst(&w.bucket, t0 + 60, ATTACKER, 403, 12, 300));
+    let ea = w.log_object("2026-11-22-11-00-00-HOSTA", &first).await;
+    let eb = w.log_object("2026-11-22-11-00-00-HOSTB", &second).await;
+    let (ra, rb) = tokio::join!(a.handle(&ea), b.handle(&eb));
+    ra.expect("first handled");
+    rb.expect("second handled");
+    assert_eq!(w.ip_counts(ATTACKER, t0, t0 + 60).await, (48, 48));
+    let spikes = w.spikes().await;
+    assert_eq!(spikes.len(), 1, "{spikes:#?}");
+    assert_eq!(spikes[0]["count"], 48);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_delivery_changes_no_count_even_without_its_marker() {
+    let w = World::new("duplicate").await;
+    let pipeline = w.pipeline();
+    let t0 = minute_of(now() - 3600);
+    let lines = attack_part(&w.bucket, t0, 0);
+    let event = w.log_object("2026-11-22-12-00-00-HOST0", &lines).await;
+    let first = pipeline.handle(&event).await.expect("handled");
+    assert_eq!(outcome(&first), "processed");
+    let once = w.ip_counts(ATTACKER, t0, t0).await;
+    assert_eq!(once, (9, 9));
+    let again = pipeline.handle(&event).await.expect("handled");
+    assert_eq!(outcome(&again), "duplicate");
+    // Even with the marker gone (a redelivery the ledger cannot recognise), the counts'
+    // own applied items keep them from being added twice.
+    let marker = first["objects"][0]["marker"].as_str().unwrap().to_string();
+    let key = marker.split_once(&format!("s3://{}/", w.bucket)).unwrap().1;
+    w.s3.delete_object()
+        .bucket(&w.bucket)
+        .key(key)
+        .send()
+        .await
+        .expect("delete marker");
+    let third = pipeline.handle(&event).await.expect("handled");
+    assert_eq!(outcome(&third), "processed");
+    assert_eq!(w.ip_counts(ATTACKER, t0, t0).await, once);
+    assert_eq!(w.ip_counts(QUIET, t0, t0).await, (5, 20));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_two_days_late_counts_in_its_own_minute_and_completes_a_past_window() {
+    let w = World::new("late").await;
+    let pipeline = w.pipeline();
+    let t0 = minute_of(now() - 2 * 86_400 - 600);
+    let mut events = Vec::new();
+    for i in 0..5 {
+        let name = format!("2026-11-20-10-0{i}-00-HOST{i}");
+        events.push(w.log_object(&name, &attack_part(&w.bucket, t0, i)).await);
+    }
+    // Four parts on time: 36 403s, no alert.
+    for event in &events[..4] {
+        pipeline.handle(event).await.expect("handled");
+    }
+    assert!(w.spikes().await.is_empty());
+    assert_eq!(w.ip_counts(ATTACKER, t0 + 120, t0 + 120).await, (9, 9));
+    // The middle part arrives two days late... no: the last part, holding minute 4.
+    pipeline.handle(&events[4]).await.expect("handled");
+    assert_eq!(w.ip_counts(ATTACKER, t0 + 240, t0 + 240).await, (9, 9));
+    assert_eq!(
+        w.ip_counts(ATTACKER, t0 + 300, t0 + 300 + 86_400).await,
+        (0, 0)
+    );
+    let spikes = w.spikes().await;
+    assert_eq!(spikes.len(), 1, "{spikes:#?}");
+    assert_eq!(spikes[0]["window_start"], bucketlog_time(t0));
+    let delay = spikes[0]["detection_delay_seconds"].as_i64().unwrap();
+    assert!(delay >= 2 * 86_400, "delay {delay}");
+}
+
+/// A state that fails the first `add_counts` halfway: it adds the first 99 updates (one
+/// part) and then reports throttling, as a Lambda that timed out mid-way would leave it.
+struct HalfFailing {
+    inner: DynamoDetectionState,
+    failures_left: AtomicUsize,
+}
+
+#[async_trait]
+impl DetectionState for HalfFailing {
+    async fn add_counts(&self, apply_id: &str, updates: &[CountUpdate]) -> Result<u64, StateError> {
+        if self.failures_left.fetch_sub(1, Ordering::SeqCst) > 0 {
+            let half = updates.len().min(99);
+            self.inner.add_counts(apply_id, &updates[..half]).await?;
+            return Err(StateError {
+                operation: "TransactWriteItems",
+                table: self.inner.table().to_string(),
+                kind: StateErrorKind::Throttled,
+                message: "injected throttling".into(),
+            });
+        }
+        self.inner.add_counts(apply_id, updates).await
+    }
+    async fn read_counts(&self, q: &[CountQuery]) -> Result<Vec<Vec<MinuteCounts>>, StateError> {
+        self.inner.read_counts(q).await
+    }
+    async fn claim_episode(&self, c: &EpisodeClaim) -> Result<ClaimOutcome, StateError> {
+        self.inner.claim_episode(c).await
+    }
+    async fn mark_sent(&self, episode: &str) -> Result<(), StateError> {
+        self.inner.mark_sent(episode).await
+    }
+    async fn first_sightings(&self, k: &[String], c: &str) -> Result<Vec<bool>, StateError> {
+        self.inner.first_sightings(k, c).await
+    }
+    async fn learning_start(&self, b: &str, e: i64) -> Result<i64, StateError> {
+        self.inner.learning_start(b, e).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_halfway_through_the_counts_leaves_the_step_pending_and_the_retry_adds_them_once()
+{
+    let w = World::new("halfway").await;
+    let state = HalfFailing {
+        inner: w.state(),
+        failures_left: AtomicUsize::new(1),
+    };
+    let pipeline = w.pipeline_with(Box::new(state));
+    let t0 = minute_of(now() - 3600);
+    // 150 addresses with one 403 each (150 subject updates: two parts) and the attacker.
+    let mut lines: Vec<String> = (0..150)
+        .map(|i| {
+            line(
+                &w.bucket,
+                t0 + (i as i64 % 60),
+                &format!("10.0.{}.{}", i / 100, i % 100),
+                403,
+                i,
+            )
+        })
+        .collect();
+    lines.extend(burst(&w.bucket, t0, ATTACKER, 403, 45, 500));
+    let event = w.log_object("2026-11-22-13-00-00-HOST0", &lines).await;
+    let error = pipeline
+        .handle(&event)
+        .await
+        .expect_err("the first attempt fails");
+    assert!(error.to_string().contains(&w.table), "{error}");
+    assert!(
+        w.spikes().await.is_empty(),
+        "nothing notified before the counts are in"
+    );
+    let retry = pipeline.handle(&event).await.expect("the retry completes");
+    assert_eq!(outcome(&retry), "processed", "{retry:#}");
+    assert_eq!(w.counts(bucket_series(&w.bucket), t0, t0).await, (195, 195));
+    assert_eq!(w.ip_counts("10.0.1.49", t0, t0).await, (1, 1));
+    assert_eq!(w.ip_counts(ATTACKER, t0, t0).await, (45, 45));
+    let spikes = w.spikes().await;
+    // The attacker, and the bucket's minute (195 403s, all requests).
+    assert_eq!(spikes.len(), 2, "{spikes:#?}");
+    // A further duplicate sends nothing.
+    pipeline.handle(&event).await.expect("duplicate");
+    assert!(w.delivered().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_table_is_an_error_that_names_it() {
+    let w = World::new("missing").await;
+    let state = DynamoDetectionState::new(w.dynamodb.clone(), "no-such-detection-table");
+    let pipeline = w.pipeline_with(Box::new(state));
+    let lines = burst(&w.bucket, minute_of(now() - 600), ATTACKER, 403, 3, 0);
+    let event = w.log_object("2026-11-22-14-00-00-HOST0", &lines).await;
+    let error = pipeline.handle(&event).await.expect_err("fails");
+    let text = error.to_string();
+    assert!(text.contains("no-such-detection-table"), "{text}");
+    assert!(text.contains("does not exist"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_adapter_skips_parts_it_added_before() {
+    let w = World::new("parts").await;
+    let state = w.state();
+    let updates: Vec<CountUpdate> = (0..250)
+        .map(|i| CountUpdate {
+            series: format!("c#{}#remote_ip#10.1.0.{i}", w.bucket),
+            minute: 60 * (i / 100),
+            forbidden: 1,
+            total: 2,
+        })
+        .collect();
+    let mut sorted = updates.clone();
+    sorted.sort();
+    // The first part alone, as an attempt that died after it; then the whole, twice.
+    assert_eq!(state.add_counts("obj@1", &sorted[..99]).await.unwrap(), 99);
+    assert_eq!(state.add_counts("obj@1", &sorted).await.unwrap(), 151);
+    assert_eq!(state.add_counts("obj@1", &sorted).await.unwrap(), 0);
+    let queries: Vec<CountQuery> = sorted
+        .iter()
+        .map(|u| CountQuery {
+            series: u.series.clone(),
+            from: u.minute,
+            to: u.minute,
+        })
+        .collect();
+    let read = state.read_counts(&queries).await.unwrap();
+    assert!(
+        read.iter()
+            .all(|r| r.len() == 1 && r[0].forbidden == 1 && r[0].total == 2)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_local_replays_over_different_objects_find_the_attack() {
+    let dir = std::env::temp_dir().join(format!("bucketlog-local-state-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (store, out) = (dir.join("store"), dir.join("out"));
+    let t0 = minute_of(now() - 3600);
+    let mut events = Vec::new();
+    for i in 0..5 {
+        let key = format!("raw/2026-11-22-15-0{i}-00-HOST{i}");
+        let path = store.join("logs").join(&key);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, attack_part("logs", t0, i).join("\n")).unwrap();
+        events.push(s3::s3_event("logs", &key));
+    }
+    let replay = |range: std::ops::Range<usize>| {
+        let (store, out, events) = (store.clone(), out.clone(), events.clone());
+        async move {
+            let state = LocalDetectionState::under(&out).expect("state");
+            let pipeline = Pipeline::new(LocalStore::layered(&out, &store), config())
+                .with_detection_state(Box::new(state));
+            for event in &events[range] {
+                pipeline.handle(event).await.expect("replayed");
+            }
+        }
+    };
+    replay(0..2).await;
+    let spikes = |out: &std::path::Path| -> Vec<Value> {
+        let dir = out.join("logs").join("alerts");
+        let mut all = Vec::new();
+        for entry in walk(&dir) {
+            all.extend(s3::ndjson(&std::fs::read(entry).unwrap()));
+        }
+        all.into_iter()
+            .filter(|a| a["type"] == "forbidden_spike")
+            .collect()
+    };
+    assert!(spikes(&out).is_empty());
+    replay(2..5).await;
+    let found = spikes(&out);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0]["subject"]["value"], ATTACKER);
+    assert_eq!(found[0]["count"], 45);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[allow(dead_code)]
+fn unused(_: Arc<()>, _: HashMap<(), ()>) {}
