@@ -87,8 +87,10 @@ enum Plus {
 pub struct KeyScratch {
     /// The candidate decodings, one after the other.
     decoded: Vec<u8>,
-    /// A first pass, or the decoded request path.
+    /// The first of two passes.
     work: Vec<u8>,
+    /// The request line's path, decoded once.
+    path: Vec<u8>,
 }
 
 /// The object's real key from the key field, by `operation`'s [`KeyEncoding`], checked
@@ -130,6 +132,10 @@ pub(crate) fn decode_logged_key_in<'a>(
 
 /// The range of `scratch.decoded` holding the chosen decoding (checked to be UTF-8), or
 /// `None` when the key is best kept as logged (nothing to decode, or nothing valid).
+///
+/// Work is done only as far as needed: one pass settles most keys; otherwise the family's
+/// own decoding is compared with the request path first, and the other candidates are
+/// decoded only when that comparison fails.
 fn decode_into(
     key: &str,
     operation: Option<&str>,
@@ -138,58 +144,52 @@ fn decode_into(
     scratch: &mut KeyScratch,
 ) -> Option<Range<usize>> {
     let bytes = key.as_bytes();
-    let raw_plus = memchr::memchr(b'+', bytes).is_some();
-    if !raw_plus && memchr::memchr(b'%', bytes).is_none() {
-        return None;
-    }
-    let encoding = KeyEncoding::of(operation);
+    // One search settles the common case of a key with nothing to decode.
+    let first = memchr::memchr2(b'%', b'+', bytes)?;
+    let raw_plus = bytes[first] == b'+' || memchr::memchr(b'+', &bytes[first..]).is_some();
     scratch.decoded.clear();
-    // The common cases first: one pass settles it when no second pass could change
-    // anything and `+` means the same in every candidate.
+    // One pass settles it when no second pass could change anything and `+` means the
+    // same in every candidate.
     let once = push_decoded(bytes, Plus::Keep, &mut scratch.decoded);
     let once_is_final = memchr::memchr2(b'%', b'+', &scratch.decoded[once.clone()]).is_none();
     if once_is_final && !raw_plus {
-        return std::str::from_utf8(&scratch.decoded[once.clone()])
-            .is_ok()
-            .then_some(once);
+        return scratch.valid(&once).then_some(once);
     }
-    let candidates = encoding.candidates();
+    let candidates = KeyEncoding::of(operation).candidates();
+    let path = request_path.map(|path| {
+        scratch.path.clear();
+        push_decoded(path.as_bytes(), Plus::Keep, &mut scratch.path)
+    });
     let mut ranges: [Option<Range<usize>>; 4] = Default::default();
     for (slot, &decoding) in ranges.iter_mut().zip(candidates) {
         let range = match decoding {
             Decoding::Once => once.clone(),
-            _ => push_candidate(bytes, decoding, scratch),
+            _ => push_candidate(bytes, decoding, raw_plus, &once, scratch),
         };
+        let named = path.as_ref().is_some_and(|p| {
+            path_names_key(
+                &scratch.path[p.clone()],
+                bucket,
+                &scratch.decoded[range.clone()],
+            )
+        });
+        if named && scratch.valid(&range) {
+            return Some(range);
+        }
+        // Without a request line only an invalid family decoding needs the others.
+        if path.is_none() && scratch.valid(&range) {
+            return Some(range);
+        }
         *slot = Some(range);
     }
-    let valid = |scratch: &KeyScratch, range: &Range<usize>| {
-        std::str::from_utf8(&scratch.decoded[range.clone()]).is_ok()
-    };
-    let first_valid = ranges
-        .iter()
-        .flatten()
-        .find(|&r| valid(scratch, r))
-        .cloned();
-    let all_same = ranges
-        .iter()
-        .flatten()
-        .all(|r| scratch.decoded[r.clone()] == scratch.decoded[once.clone()]);
-    if all_same {
-        return first_valid;
+    ranges.into_iter().flatten().find(|r| scratch.valid(r))
+}
+
+impl KeyScratch {
+    /// True when the bytes at `range` of the decoded buffer are UTF-8.
+    fn valid(&self, range: &Range<usize>) -> bool {
+        std::str::from_utf8(&self.decoded[range.clone()]).is_ok()
     }
-    let Some(path) = request_path else {
-        return first_valid;
-    };
-    scratch.work.clear();
-    let path_range = push_decoded(path.as_bytes(), Plus::Keep, &mut scratch.work);
-    let path = &scratch.work[path_range];
-    let key_in_path = |candidate: &[u8]| path_names_key(path, bucket, candidate);
-    ranges
-        .iter()
-        .flatten()
-        .find(|&r| key_in_path(&scratch.decoded[r.clone()]) && valid(scratch, r))
-        .cloned()
-        .or(first_valid)
 }
 
 /// True when a decoded request path is `/KEY` or `/BUCKET/KEY`.
@@ -206,8 +206,16 @@ fn path_names_key(path: &[u8], bucket: Option<&str>, key: &[u8]) -> bool {
         .is_some_and(|r| r == key)
 }
 
-/// Appends `decoding` of `key` to `scratch.decoded` and returns its range.
-fn push_candidate(key: &[u8], decoding: Decoding, scratch: &mut KeyScratch) -> Range<usize> {
+/// Appends `decoding` of `key` to `scratch.decoded` and returns its range. `once` is the
+/// key already decoded once with `+` kept: without a raw `+` in the key, that is also the
+/// first pass of both twice-decodings.
+fn push_candidate(
+    key: &[u8],
+    decoding: Decoding,
+    raw_plus: bool,
+    once: &Range<usize>,
+    scratch: &mut KeyScratch,
+) -> Range<usize> {
     let (first, second) = match decoding {
         Decoding::Once => return push_decoded(key, Plus::Keep, &mut scratch.decoded),
         Decoding::OnceForm => return push_decoded(key, Plus::Space, &mut scratch.decoded),
@@ -215,17 +223,34 @@ fn push_candidate(key: &[u8], decoding: Decoding, scratch: &mut KeyScratch) -> R
         Decoding::TwicePlusKept => (Plus::Keep, Plus::Keep),
     };
     scratch.work.clear();
-    push_decoded(key, first, &mut scratch.work);
+    if raw_plus && first == Plus::Shield {
+        push_decoded(key, first, &mut scratch.work);
+    } else {
+        scratch
+            .work
+            .extend_from_slice(&scratch.decoded[once.clone()]);
+    }
     push_decoded(&scratch.work, second, &mut scratch.decoded)
 }
 
 /// Appends one percent-decoding pass of `src` to `out` and returns the range written.
-/// An invalid or truncated escape (`%zz`, `%4`) is kept as written.
+/// An invalid or truncated escape (`%zz`, `%4`) is kept as written. Runs without an escape
+/// (or a `+` that means something) are copied whole.
 fn push_decoded(src: &[u8], plus: Plus, out: &mut Vec<u8>) -> Range<usize> {
     let start = out.len();
     out.reserve(src.len());
     let mut i = 0;
     while i < src.len() {
+        let next = match plus {
+            Plus::Keep => memchr::memchr(b'%', &src[i..]),
+            Plus::Space | Plus::Shield => memchr::memchr2(b'%', b'+', &src[i..]),
+        };
+        let Some(offset) = next else {
+            out.extend_from_slice(&src[i..]);
+            break;
+        };
+        out.extend_from_slice(&src[i..i + offset]);
+        i += offset;
         let b = src[i];
         if b == b'%'
             && let (Some(h), Some(l)) = (
