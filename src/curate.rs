@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 
 use crate::access_log::{ParseError, parse_line_counting_quotes};
-use crate::enrich::{Enriched, Lineage, UserAgentCache};
+use crate::enrich::{Enriched, KeyScratch, Lineage, UserAgentCache};
 use crate::json::{ObjectWriter, key, render_field};
 use crate::lines::Line;
 use crate::scan::scan_line;
@@ -123,7 +123,7 @@ pub struct Curator<S> {
     stats: CurationStats,
     max_line_len: usize,
     user_agents: UserAgentCache,
-    key_buffer: Vec<u8>,
+    key_scratch: KeyScratch,
     /// The current line's spaces, one bit per byte (from [`scan_line`]).
     spaces: Vec<u64>,
     /// The `source_object` field, rendered once for every record.
@@ -144,7 +144,7 @@ impl<S: CurationSink> Curator<S> {
             stats: CurationStats::default(),
             max_line_len: crate::lines::DEFAULT_MAX_LINE_LEN,
             user_agents: UserAgentCache::default(),
-            key_buffer: Vec::new(),
+            key_scratch: KeyScratch::default(),
             spaces: Vec::new(),
         }
     }
@@ -205,7 +205,7 @@ impl<S: CurationSink> LineHandler for Curator<S> {
                         lineage,
                         lossy,
                         &mut self.user_agents,
-                        &mut self.key_buffer,
+                        &mut self.key_scratch,
                     );
                     let source_object_json = self.source_object_json.as_deref();
                     self.stats.records += 1;

@@ -9,6 +9,9 @@ use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 
 use crate::access_log::LogRecord;
 use crate::json::{ObjectWriter, key};
+use crate::keys::decode_logged_key_in;
+use crate::keys::hex_value;
+pub use crate::keys::{KeyEncoding, KeyScratch, decode_logged_key};
 
 /// Where a line came from: the log object (when known) and the 1-based line number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -296,9 +299,10 @@ pub fn status_class(status: Option<u16>) -> Option<&'static str> {
     }
 }
 
-/// Percent-decodes an object key as S3 logs it. `+` is kept: unlike event notifications,
-/// the access log encodes a space as `%20`, so a literal `+` in a log key is a plus.
-/// Invalid escapes are kept as written; decoded bytes that are not UTF-8 become U+FFFD.
+/// Percent-decodes a string once, keeping `+` a plus. Invalid escapes are kept as written;
+/// decoded bytes that are not UTF-8 become U+FFFD. This is one pass only: the curated
+/// `key_decoded` comes from [`decode_logged_key`], which knows how S3 encoded the key field
+/// for each operation.
 pub fn decode_key(key: &str) -> Cow<'_, str> {
     let mut decoded = Vec::new();
     if !decode_key_into(key, &mut decoded) {
@@ -336,21 +340,12 @@ fn decode_key_into(key: &str, out: &mut Vec<u8>) -> bool {
     true
 }
 
-fn hex_value(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
-}
-
 /// A curated record: the parsed fields plus everything derived from them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Enriched<'a> {
     /// The parsed log fields.
     pub record: LogRecord<'a>,
-    /// The key with percent-escapes decoded.
+    /// The object's real key, decoded as S3 encoded it for this operation.
     pub key_decoded: Option<Cow<'a, str>>,
     /// The request line, split.
     pub request: RequestLine<'a>,
@@ -371,38 +366,42 @@ pub struct Enriched<'a> {
 impl<'a> Enriched<'a> {
     /// Derives the enrichment fields from a parsed record.
     pub fn new(record: LogRecord<'a>, lineage: Lineage<'a>, utf8_lossy: bool) -> Self {
-        let key_decoded = record.key.map(decode_key);
+        let request = RequestLine::split(record.request_uri);
+        let key_decoded = record
+            .key
+            .map(|key| decode_logged_key(key, record.operation, record.bucket, request.path));
         let family = record.user_agent.map(UserAgentFamily::classify);
-        Self::assemble(record, lineage, utf8_lossy, key_decoded, family)
+        Self::assemble(record, request, lineage, utf8_lossy, key_decoded, family)
     }
 
     /// Like [`Enriched::new`], reusing a user-agent cache across records of one stream and
-    /// a buffer for the decoded key, so enriching a record allocates nothing.
+    /// buffers for the decoded key, so enriching a record allocates nothing.
     #[inline(always)]
     pub fn with_cache(
         record: LogRecord<'a>,
         lineage: Lineage<'a>,
         utf8_lossy: bool,
         user_agents: &mut UserAgentCache,
-        key_buffer: &'a mut Vec<u8>,
+        key_scratch: &'a mut KeyScratch,
     ) -> Self {
+        let request = RequestLine::split(record.request_uri);
         let key_decoded = record.key.map(|key| {
-            if !decode_key_into(key, key_buffer) {
-                return Cow::Borrowed(key);
-            }
-            let decoded: &'a [u8] = key_buffer;
-            match std::str::from_utf8(decoded) {
-                Ok(text) => Cow::Borrowed(text),
-                Err(_) => Cow::Owned(String::from_utf8_lossy(decoded).into_owned()),
-            }
+            Cow::Borrowed(decode_logged_key_in(
+                key,
+                record.operation,
+                record.bucket,
+                request.path,
+                key_scratch,
+            ))
         });
         let family = record.user_agent.map(|ua| user_agents.classify(ua));
-        Self::assemble(record, lineage, utf8_lossy, key_decoded, family)
+        Self::assemble(record, request, lineage, utf8_lossy, key_decoded, family)
     }
 
     #[inline(always)]
     fn assemble(
         record: LogRecord<'a>,
+        request: RequestLine<'a>,
         lineage: Lineage<'a>,
         utf8_lossy: bool,
         key_decoded: Option<Cow<'a, str>>,
@@ -412,7 +411,7 @@ impl<'a> Enriched<'a> {
             RequesterType::classify_with_account(record.requester);
         Self {
             key_decoded,
-            request: RequestLine::split(record.request_uri),
+            request,
             status_class: status_class(record.http_status),
             requester_type,
             requester_account_id,
@@ -470,6 +469,12 @@ impl<'a> Enriched<'a> {
         o.str(key!("source_region"), r.source_region);
         if !r.extra.is_empty() {
             o.str_array(key!("extra_fields"), r.extra_fields());
+        }
+        if let Some(raw) = r.acl_required_unparsed {
+            o.str_map(
+                key!("unparsed_fields"),
+                std::iter::once(("acl_required", raw)),
+            );
         }
         // A key that decodes to itself is a slice of the line; anything decoded may hold
         // quotes or control characters (`%22`, `%0A`) and is always checked.

@@ -5,6 +5,10 @@
 //! listings, 2xx/3xx/4xx/5xx statuses with matching error codes, IPv4 and IPv6 clients,
 //! anonymous, IAM-user, assumed-role, canonical-ID and AWS-service requesters, keys that
 //! need URL-encoding, and the usual user agents (with the odd scanner).
+//!
+//! Keys are written as S3 writes them (see [`encode_logged_key`]): twice URL-encoded in
+//! the key field for `REST.*` operations, once for multi-object deletes and lifecycle
+//! expirations, and once (as clients send it) in the request line.
 
 use std::io::{self, Write};
 
@@ -298,7 +302,26 @@ const OPS: &[(u32, Op)] = &[
             object: true,
         },
     ),
+    (
+        2,
+        Op {
+            operation: "BATCH.DELETE.OBJECT",
+            method: "POST",
+            object: true,
+        },
+    ),
+    (
+        1,
+        Op {
+            operation: LIFECYCLE_EXPIRE,
+            method: "-",
+            object: true,
+        },
+    ),
 ];
+
+/// The lifecycle expiration: S3 itself (`AmazonS3`) deletes, with no request line.
+const LIFECYCLE_EXPIRE: &str = "S3.EXPIRE.OBJECT";
 
 const STATUSES: &[(u32, (u16, Option<&str>))] = &[
     (80, (200, None)),
@@ -310,14 +333,40 @@ const STATUSES: &[(u32, (u16, Option<&str>))] = &[
     (2, (503, Some("SlowDown"))),
 ];
 
-/// Percent-encodes a key the way S3 logs do (unreserved characters and `/` kept).
+/// Percent-encodes a key the way clients put it in a request path (unreserved characters
+/// and `/` kept, a space is `%20`).
 pub fn encode_key(key: &str) -> String {
+    encode_with(key, false)
+}
+
+/// Percent-encodes a key the way S3's log writer does: like [`encode_key`], but a space
+/// is `+` (and so a `+` is `%2B`).
+pub fn encode_key_form(key: &str) -> String {
+    encode_with(key, true)
+}
+
+/// The key field S3 writes for `operation` on the object `key`: [`encode_key_form`]
+/// once for `BATCH.*` and `S3.*` operations, then [`encode_key`] over that for `REST.*`
+/// and `WEBSITE.*` (twice-encoded), matching [`crate::keys::KeyEncoding`].
+pub fn encode_logged_key(key: &str, operation: &str) -> String {
+    use crate::keys::KeyEncoding;
+    match KeyEncoding::of(Some(operation)) {
+        KeyEncoding::Twice => encode_key(&encode_key_form(key)),
+        KeyEncoding::Once => encode_key_form(key),
+        KeyEncoding::Unknown => encode_key(key),
+    }
+}
+
+fn encode_with(key: &str, space_as_plus: bool) -> String {
+    use std::fmt::Write as _;
     let mut out = String::with_capacity(key.len() * 3);
     for b in key.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
             out.push(char::from(b));
+        } else if b == b' ' && space_as_plus {
+            out.push('+');
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            let _ = write!(out, "%{b:02X}");
         }
     }
     out
@@ -383,9 +432,12 @@ impl Generator {
                 1 + rng.below(254)
             )
         };
-        let key = op
+        let object_key = op
             .object
-            .then(|| encode_key(&format!("{}/{}", rng.pick(KEY_DIRS), rng.pick(KEY_NAMES))));
+            .then(|| format!("{}/{}", rng.pick(KEY_DIRS), rng.pick(KEY_NAMES)));
+        let key = object_key
+            .as_deref()
+            .map(|k| encode_logged_key(k, op.operation));
         let query = if op.object {
             if rng.below(10) == 0 {
                 "?versionId=3HL4kqtJlcpXroDTDmJ"
@@ -397,11 +449,26 @@ impl Generator {
         } else {
             "?list-type=2&prefix=images%2F"
         };
-        let path = match &key {
-            Some(k) => format!("/{bucket}/{k}"),
+        let path = match &object_key {
+            Some(_) if op.operation == "BATCH.DELETE.OBJECT" => format!("/{bucket}"),
+            Some(k) => format!("/{bucket}/{}", encode_key(k)),
             None => format!("/{bucket}"),
         };
-        let request_uri = format!("{} {}{} HTTP/1.1", op.method, path, query);
+        let query = if op.operation == "BATCH.DELETE.OBJECT" {
+            "?delete"
+        } else {
+            query
+        };
+        let request_uri = if op.operation == LIFECYCLE_EXPIRE {
+            "-".to_string()
+        } else {
+            format!("{} {}{} HTTP/1.1", op.method, path, query)
+        };
+        let requester = if op.operation == LIFECYCLE_EXPIRE {
+            Some("AmazonS3".to_string())
+        } else {
+            requester
+        };
         let object_size = (op.object && op.method != "DELETE").then(|| rng.below(50_000_000));
         let bytes_sent = match (status, op.method) {
             (200 | 206, "GET") => Some(object_size.unwrap_or(4096).min(10_000_000)),
@@ -596,6 +663,57 @@ mod tests {
     #[test]
     fn encode_key_escapes_what_s3_escapes() {
         assert_eq!(encode_key("a b/c+d%é"), "a%20b/c%2Bd%25%C3%A9");
+        assert_eq!(encode_key_form("a b/c+d%é"), "a+b/c%2Bd%25%C3%A9");
+    }
+
+    #[test]
+    fn logged_keys_have_s3s_shape_per_operation() {
+        let key = "dt=1/a b+c.txt";
+        assert_eq!(
+            encode_logged_key(key, "REST.GET.OBJECT"),
+            "dt%253D1/a%2Bb%252Bc.txt"
+        );
+        assert_eq!(
+            encode_logged_key(key, "BATCH.DELETE.OBJECT"),
+            "dt%3D1/a+b%2Bc.txt"
+        );
+        assert_eq!(
+            encode_logged_key(key, "S3.EXPIRE.OBJECT"),
+            "dt%3D1/a+b%2Bc.txt"
+        );
+    }
+
+    #[test]
+    fn generated_keys_decode_to_the_object_key() {
+        use crate::enrich::{Enriched, Lineage};
+        let mut g = Generator::new(GenerateOptions::default(), 2000);
+        let mut line = Vec::new();
+        let (mut twice, mut once) = (0, 0);
+        for _ in 0..2000 {
+            let record = g.next_record();
+            line.clear();
+            record.write_line(&mut line).unwrap();
+            let text = String::from_utf8(line.clone()).unwrap();
+            let parsed = crate::access_log::parse_line(&text).unwrap();
+            let Some(key) = parsed.key else { continue };
+            let lineage = Lineage {
+                source_object: None,
+                source_line: 1,
+            };
+            let decoded = Enriched::new(parsed, lineage, false).key_decoded.unwrap();
+            // Every generated key is DIR/NAME from the tables above.
+            let (dir, name) = decoded.rsplit_once('/').unwrap();
+            assert!(KEY_DIRS.contains(&dir), "{key} -> {decoded}");
+            assert!(KEY_NAMES.contains(&name), "{key} -> {decoded}");
+            match crate::keys::KeyEncoding::of(parsed.operation) {
+                crate::keys::KeyEncoding::Twice => twice += usize::from(key != decoded),
+                _ => once += usize::from(key != decoded),
+            }
+        }
+        assert!(
+            twice > 100 && once > 5,
+            "both shapes exercised: {twice} {once}"
+        );
     }
 
     #[test]

@@ -256,6 +256,27 @@ impl<'b> ObjectWriter<'b> {
         self.out.push(b']');
     }
 
+    /// A nested object of string values, such as `{"acl_required":"Maybe"}`. Names are
+    /// written as given (they are this crate's own field names); values are escaped.
+    pub(crate) fn str_map<'s>(
+        &mut self,
+        key: &Key,
+        entries: impl Iterator<Item = (&'static str, &'s str)>,
+    ) {
+        self.out.put(key.bare.as_bytes());
+        self.out.push(b'{');
+        for (i, (name, value)) in entries.enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            self.out.push(b'"');
+            self.out.put(name.as_bytes());
+            self.out.put(b"\":");
+            write_string(&mut self.out, value);
+        }
+        self.out.push(b'}');
+    }
+
     /// Closes the object.
     pub(crate) fn finish(mut self) {
         if self.out.len() > self.start {

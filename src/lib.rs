@@ -11,6 +11,8 @@
 //! - [`input`]: plain or gzip (told from the magic bytes), pushed chunk by chunk.
 //! - [`enrich`]: decoded key, split request line, requester and client classification,
 //!   and the NDJSON rendering whose field names are the public contract (`SCHEMA.md`).
+//! - [`keys`]: the object's real key from the log's key field, which S3 encodes twice for
+//!   most operations and once for multi-object deletes and lifecycle actions.
 //! - [`curate`]: every line becomes exactly one curated or rejected record.
 //! - [`generate`]: deterministic synthetic logs for tests and benchmarks.
 //! - [`config`], [`event`], [`logkey`], [`outputs`]: the Lambda function's pure parts:
@@ -50,6 +52,7 @@ pub mod event;
 pub mod generate;
 pub mod input;
 mod json;
+pub mod keys;
 pub mod lines;
 pub mod logging;
 pub mod logkey;

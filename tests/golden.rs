@@ -195,6 +195,7 @@ golden!(aws_log, "aws.log");
 golden!(providers_log, "providers.log");
 golden!(quirks_log, "quirks.log");
 golden!(aws_log_gz, "aws.log.gz");
+golden!(shapes_log, "shapes.log");
 
 /// A reader that hands out a few bytes per call, so lines and gzip members straddle reads.
 struct Trickle<'a> {
@@ -509,6 +510,13 @@ fn spot_checks_quirks() {
         curated_line(&records, 21)["user_agent"],
         "Win\\Agent\tv1\u{0}\rend"
     );
+    // An unknown acl_required value keeps the record and the value.
+    let r = curated_line(&records, 15);
+    assert_eq!(r["acl_required"], Value::Null);
+    assert_eq!(
+        r["unparsed_fields"],
+        serde_json::json!({"acl_required": "Maybe"})
+    );
     // `" ` inside a quoted field ends it (the format has no escaping).
     let r = curated_line(&records, 22);
     assert_eq!(r["user_agent"], "Mozilla/5.0 \"Evil");
@@ -525,7 +533,6 @@ fn spot_checks_quirks() {
         (12, "unterminated_bracket", Some("time")),
         (13, "unterminated_quote", Some("user_agent")),
         (14, "invalid_number", Some("bytes_sent")),
-        (15, "invalid_flag", Some("acl_required")),
         (16, "invalid_number", Some("http_status")),
     ];
     let expected: Vec<_> = expected
@@ -551,4 +558,48 @@ fn operation_shaped_key_does_not_hijack_the_requester() {
     assert_eq!(r["request_id"], "ABC123");
     assert_eq!(r["operation"], "GetObject");
     assert_eq!(r["key"], "REPORT.PDF");
+}
+
+/// shapes.log: each key is decoded the way S3 encoded it for the line's operation, with
+/// the request line deciding where it carries the key (SCHEMA.md, "Decoding the key").
+#[test]
+fn spot_checks_shapes() {
+    let (stats, sink) = curate("shapes.log");
+    assert_eq!(stats.rejected, 0, "every shape is a record");
+    let records = ndjson(&sink.curated);
+    let key = |line: u64| curated_line(&records, line)["key_decoded"].clone();
+    let expected = [
+        (1, "warehouse/events/dt_=2026-09-30/part-0001.parquet"),
+        (2, "inbox/quarterly plan.docx"),
+        (3, "notes/c++.md"),
+        (4, "odd/foo-%Y"),
+        (5, "odd/foo-%25Y"),
+        (6, "odd/foo-%Y"),
+        (7, "docs/getting started.html"),
+        (8, "desktop/Screenshot 2026-09-30 at 17.45.12.png"),
+        (9, "odd/foo-%25Y"),
+        (10, "tmp/build log+1.txt"),
+        (11, "archive/dt=2025-01-01/x.bin"),
+        (12, "data/a.csv"),
+        (13, "up/r.pdf"),
+        (14, "odd/bad%FF.txt"),
+    ];
+    for (line, decoded) in expected {
+        assert_eq!(key(line), decoded, "line {line}");
+    }
+    // Two spaces before the requester: no leading space, and it still classifies.
+    let r = curated_line(&records, 12);
+    assert_eq!(r["requester"], "arn:aws:iam::210987654321:user/ingest");
+    assert_eq!(r["requester_type"], "iam_user");
+    assert_eq!(r["requester_account_id"], "210987654321");
+    assert_eq!(r["request_id"], "1A2B3C4D5E6F7012");
+    // A value in acl_required that is not a flag: null, and kept as written.
+    let r = curated_line(&records, 13);
+    assert_eq!(r["access_point_arn"], "extra-a");
+    assert_eq!(r["acl_required"], Value::Null);
+    assert_eq!(
+        r["unparsed_fields"],
+        serde_json::json!({"acl_required": "extra-b"})
+    );
+    assert!(curated_line(&records, 12).get("unparsed_fields").is_none());
 }

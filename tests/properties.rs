@@ -16,9 +16,12 @@ use std::io::Write;
 use bucketlog::access_log::{LogRecord, LogTime, parse_line};
 use bucketlog::curate::{CollectingSink, CurationStats, Curator, LineHandler};
 use bucketlog::enrich::{
-    RequestLine, RequesterType, UserAgentFamily, decode_key, requester_account_id, status_class,
+    RequestLine, RequesterType, UserAgentFamily, decode_key, decode_logged_key,
+    requester_account_id, status_class,
 };
-use bucketlog::generate::{GenerateOptions, GeneratedRecord, Generator, encode_key};
+use bucketlog::generate::{
+    GenerateOptions, GeneratedRecord, Generator, encode_key, encode_key_form, encode_logged_key,
+};
 use bucketlog::input::decode_reader;
 use bucketlog::lines::Line;
 use proptest::prelude::*;
@@ -691,7 +694,9 @@ fn check_json(
         ("turn_around_time_ms", r.turn_around_time_ms),
     ];
     let request = RequestLine::split(r.request_uri);
-    let decoded = r.key.map(decode_key);
+    let decoded = r
+        .key
+        .map(|key| decode_logged_key(key, r.operation, r.bucket, request.path));
     let derived = [
         ("key_decoded", decoded.as_deref()),
         ("request_method", request.method),
@@ -731,6 +736,16 @@ fn check_json(
         let extras: Vec<Value> = r.extra_fields().map(Value::from).collect();
         prop_assert_eq!(&json["extra_fields"], &Value::Array(extras));
         expected_keys += 1;
+    }
+    match r.acl_required_unparsed {
+        Some(raw) => {
+            prop_assert_eq!(
+                &json["unparsed_fields"],
+                &serde_json::json!({ "acl_required": raw })
+            );
+            expected_keys += 1;
+        }
+        None => prop_assert!(json.get("unparsed_fields").is_none()),
     }
     if lossy {
         prop_assert_eq!(&json["utf8_lossy"], &Value::Bool(true));
@@ -932,7 +947,11 @@ fn check_generated(g: &GeneratedRecord, r: &LogRecord<'_>) -> Result<(), TestCas
     prop_assert_eq!(r.request_id, Some(g.request_id.as_str()));
     prop_assert_eq!(r.operation, Some(g.operation.as_str()));
     prop_assert_eq!(r.key, g.key.as_deref());
-    prop_assert_eq!(r.request_uri, Some(g.request_uri.as_str()));
+    // Lifecycle records have no request line: `"-"`.
+    prop_assert_eq!(
+        r.request_uri,
+        (g.request_uri != "-").then_some(g.request_uri.as_str())
+    );
     prop_assert_eq!(r.http_status, Some(g.http_status));
     prop_assert_eq!(r.error_code, g.error_code.as_deref());
     prop_assert_eq!(r.bytes_sent, g.bytes_sent);
@@ -994,6 +1013,34 @@ proptest! {
     fn encoded_keys_decode_to_the_original(key in any::<String>()) {
         let encoded = encode_key(&key);
         prop_assert_eq!(decode_key(&encoded), key.as_str());
+    }
+
+    /// Any key, logged the way S3 logs it for each operation family, with or without the
+    /// request line, decodes back to itself.
+    #[test]
+    fn logged_keys_decode_to_the_object_key(
+        key in any::<String>(),
+        operation in prop_oneof![
+            Just("REST.GET.OBJECT"),
+            Just("WEBSITE.GET.OBJECT"),
+            Just("BATCH.DELETE.OBJECT"),
+            Just("S3.EXPIRE.OBJECT"),
+        ],
+        with_request_line in any::<bool>(),
+    ) {
+        let logged = encode_logged_key(&key, operation);
+        let path = format!("/b/{}", encode_key(&key));
+        let path = with_request_line.then_some(path.as_str());
+        prop_assert_eq!(decode_logged_key(&logged, Some(operation), Some("b"), path), key.as_str());
+    }
+
+    /// An unknown operation's key, encoded once or twice, decodes back to itself when the
+    /// request line carries the key.
+    #[test]
+    fn unknown_operations_follow_the_request_line(key in any::<String>(), twice in any::<bool>()) {
+        let logged = if twice { encode_key(&encode_key_form(&key)) } else { encode_key(&key) };
+        let path = format!("/{}", encode_key(&key));
+        prop_assert_eq!(decode_logged_key(&logged, Some("GetObject"), Some("b"), Some(&path)), key.as_str());
     }
 }
 

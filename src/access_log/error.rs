@@ -146,7 +146,9 @@ pub enum ParseErrorKind {
     InvalidTime,
     /// A numeric field holds something other than digits or `-`.
     InvalidNumber,
-    /// `aclRequired` is neither `Yes` nor `-`.
+    /// `aclRequired` is neither `Yes` nor `-`. No longer produced: such a line is a record
+    /// whose raw value is kept (`LogRecord::acl_required_unparsed`). Kept so that the
+    /// names of error kinds, a public contract, stay stable.
     InvalidFlag,
 }
 

@@ -82,8 +82,12 @@ pub struct LogRecord<'a> {
     pub tls_version: Option<&'a str>,
     /// The access point ARN.
     pub access_point_arn: Option<&'a str>,
-    /// `Some(true)` for `Yes`, `Some(false)` for `-`, `None` when the record predates the field.
+    /// `Some(true)` for `Yes`, `Some(false)` for `-`, `None` when the record predates the
+    /// field or holds a value that is not a flag (then see `acl_required_unparsed`).
     pub acl_required: Option<bool>,
+    /// The `acl_required` field as written when it is not a flag (`Yes`, `-`, ...): such a
+    /// line is still a record, and the value is kept rather than guessed at.
+    pub acl_required_unparsed: Option<&'a str>,
     /// The AWS Region the request came from.
     pub source_region: Option<&'a str>,
     /// Everything after the last known field, unparsed; see [`LogRecord::extra_fields`].
@@ -205,7 +209,7 @@ fn parse_fields<'a>(
     let host_header = c.optional_bare();
     let tls_version = c.optional_bare();
     let access_point_arn = c.optional_bare();
-    let acl_required = c.flag(Field::AclRequired)?;
+    let (acl_required, acl_required_unparsed) = c.flag();
     let source_region = c.optional_bare();
 
     let record = LogRecord {
@@ -235,6 +239,7 @@ fn parse_fields<'a>(
         tls_version: tls_version.flatten(),
         access_point_arn: access_point_arn.flatten(),
         acl_required,
+        acl_required_unparsed,
         source_region: source_region.flatten(),
         extra: c.rest(),
     };
@@ -501,15 +506,15 @@ impl<'a, 's> Cursor<'a, 's> {
             .ok_or_else(invalid)
     }
 
-    fn flag(&mut self, field: Field) -> Result<Option<bool>, ParseError> {
+    /// A yes/no field: the flag, and the token as written when it is not one.
+    fn flag(&mut self) -> (Option<bool>, Option<&'a str>) {
         if self.at_end() {
-            return Ok(None);
+            return (None, None);
         }
-        let start = self.pos;
         match self.bare_token() {
-            "Yes" | "yes" | "YES" | "true" => Ok(Some(true)),
-            "-" | "No" | "no" | "false" => Ok(Some(false)),
-            _ => Err(self.error(ParseErrorKind::InvalidFlag, field, start)),
+            "Yes" | "yes" | "YES" | "true" => (Some(true), None),
+            "-" | "No" | "no" | "false" => (Some(false), None),
+            other => (None, Some(other)),
         }
     }
 
@@ -522,6 +527,11 @@ impl<'a, 's> Cursor<'a, 's> {
         &mut self,
         reading: RequesterReading,
     ) -> Result<(Option<&'a str>, Option<&'a str>, Option<&'a str>), ParseError> {
+        // Some writers put two spaces before the requester (seen in public fixtures); a
+        // requester never starts with a space, so the extra ones are separators.
+        while self.line.as_bytes().get(self.pos) == Some(&b' ') {
+            self.pos += 1;
+        }
         self.require(Field::Requester)?;
         let requester_start = self.pos;
         let requester = self.bare_token();

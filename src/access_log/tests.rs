@@ -100,6 +100,70 @@ parses!(pre_2017_record_has_18_fields, aws_18(), |r| {
 parses!(acl_required_dash_is_false, aws_with(" Yes", " -"), |r| {
     assert_eq!(r.acl_required, Some(false));
 });
+parses!(acl_required_yes_has_no_raw_value, AWS_26, |r| {
+    assert_eq!(r.acl_required, Some(true));
+    assert_eq!(r.acl_required_unparsed, None);
+});
+parses!(
+    unknown_acl_flag_keeps_the_record_and_the_value,
+    aws_with(" Yes", " Maybe"),
+    |r| {
+        assert_eq!(r.acl_required, None);
+        assert_eq!(r.acl_required_unparsed, Some("Maybe"));
+        assert_eq!(r.source_region, None);
+    }
+);
+parses!(
+    unknown_acl_flag_before_source_region,
+    format!("{} us-east-2", aws_with(" Yes", " unknown")),
+    |r| {
+        assert_eq!(r.acl_required, None);
+        assert_eq!(r.acl_required_unparsed, Some("unknown"));
+        assert_eq!(r.source_region, Some("us-east-2"));
+    }
+);
+parses!(
+    two_spaces_before_an_iam_user_requester,
+    aws_with(
+        "192.0.2.3 79a59df900b949e55d96a1e698fbacedfd6e09d98eacf8f8d5218e7cd47ef2be",
+        "192.0.2.3  arn:aws:iam::123456789012:user/ingest-bot"
+    ),
+    |r| {
+        assert_eq!(r.remote_ip, Some("192.0.2.3"));
+        assert_eq!(
+            r.requester,
+            Some("arn:aws:iam::123456789012:user/ingest-bot")
+        );
+        assert_eq!(r.request_id, Some("3E57427F3EXAMPLE"));
+        assert_eq!(r.operation, Some("REST.GET.VERSIONING"));
+        assert_eq!(r.acl_required, Some(true));
+    }
+);
+parses!(
+    two_spaces_before_an_anonymous_requester,
+    aws_with(
+        "192.0.2.3 79a59df900b949e55d96a1e698fbacedfd6e09d98eacf8f8d5218e7cd47ef2be",
+        "192.0.2.3  -"
+    ),
+    |r| {
+        assert_eq!(r.requester, None);
+        assert_eq!(r.operation, Some("REST.GET.VERSIONING"));
+    }
+);
+parses!(
+    two_spaces_before_a_requester_with_spaces,
+    aws_with(
+        "192.0.2.3 79a59df900b949e55d96a1e698fbacedfd6e09d98eacf8f8d5218e7cd47ef2be",
+        "192.0.2.3  arn:aws:iam::cloudfront:user/CloudFront Origin Access Identity E2QWRUHAPOMQZL"
+    ),
+    |r| {
+        assert_eq!(
+            r.requester,
+            Some("arn:aws:iam::cloudfront:user/CloudFront Origin Access Identity E2QWRUHAPOMQZL")
+        );
+        assert_eq!(r.request_id, Some("3E57427F3EXAMPLE"));
+    }
+);
 parses!(ovhcloud_sample_line, OVH, |r| {
     assert_eq!(r.requester, Some("1542319462669586:user-5hwhM25pPT6f"));
     assert_eq!(r.operation, Some("REST.PUT.LOGGING_STATUS"));
@@ -297,12 +361,6 @@ rejects!(
     aws_with(" 113 ", " 99999999999999999999 "),
     InvalidNumber,
     BytesSent
-);
-rejects!(
-    bad_acl_flag,
-    aws_with(" Yes", " Maybe"),
-    InvalidFlag,
-    AclRequired
 );
 
 #[test]
