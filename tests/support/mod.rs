@@ -2,6 +2,7 @@
 //! `support::pipeline`.
 #![allow(dead_code)]
 
+pub mod fault_proxy;
 pub mod moto;
 pub mod pipeline;
 pub mod s3;
