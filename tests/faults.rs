@@ -220,7 +220,7 @@ async fn steps_pending_under_a_live_lease_fail_the_retry_until_the_lease_ends() 
         "{}",
         left[0]
     );
-    assert_eq!(left[0]["lease_until"], (deadline_ms / 1000) as i64 + 60);
+    assert_eq!(left[0]["lease_until"], (deadline_ms / 1000) as i64 + 30);
 
     let retry = Pipeline::new(S3Store::new(direct.clone()), Config::default());
     let err = retry.handle(&event).await.unwrap_err().to_string();

@@ -18,7 +18,7 @@
 //!   (the command line) it lasts [`crate::config::DEFAULT_LEASE_SECONDS`];
 //!   `STATE_LEASE_SECONDS` overrides both.
 //! - An attempt that finds steps pending under another attempt's live lease fails with
-//!   [`ProcessError::LeaseHeld`], naming the object and when the lease ends, so the
+//!   [`LeaseHeld`], naming the object and when the lease ends, so the
 //!   platform retries later (in SQS mode the message goes into `batchItemFailures`). It
 //!   never reports success for steps it has not seen done.
 //! - An attempt that dies mid-way leaves its lease to expire; a retry after that takes
@@ -34,10 +34,29 @@ use crate::event::ObjectRef;
 use crate::ports::{ObjectStore, PutCondition, PutOutcome};
 
 /// Seconds a lease outlasts the invocation's deadline, for clock skew between hosts.
-pub const LEASE_MARGIN_SECONDS: i64 = 60;
+pub const LEASE_MARGIN_SECONDS: i64 = 30;
 
 /// How many times a 412 on the marker is read back and the claim retried.
 const CLAIM_ROUNDS: usize = 3;
+
+/// Side effects are pending under another invocation's live lease: that invocation was
+/// killed or is still running. Retryable: after the lease ends a retry takes over.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{object}: side effects {pending:?} are pending under another invocation's lease on \
+     {marker} until {}; retry after then",
+    crate::alerts::rfc3339(*.lease_until)
+)]
+pub struct LeaseHeld {
+    /// The log object.
+    pub object: ObjectRef,
+    /// Its marker.
+    pub marker: ObjectRef,
+    /// The steps still pending.
+    pub pending: Vec<Step>,
+    /// When the lease ends (Unix seconds).
+    pub lease_until: i64,
+}
 
 /// The side effects run after the marker exists, in this order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -201,12 +220,12 @@ impl<S: ObjectStore> Pipeline<S> {
             }
             _ => {
                 warn!(marker = %marker, pending = ?status.pending, holder = %status.invocation, lease_until = status.lease_until, "side effects pending under another attempt's lease");
-                Err(ProcessError::LeaseHeld {
+                Err(ProcessError::LeaseHeld(Box::new(LeaseHeld {
                     object: object.clone(),
                     marker: marker.clone(),
                     pending: status.pending,
                     lease_until: status.lease_until,
-                })
+                })))
             }
         }
     }
@@ -264,12 +283,12 @@ impl<S: ObjectStore> Pipeline<S> {
                 },
             }
         }
-        Err(ProcessError::LeaseHeld {
+        Err(ProcessError::LeaseHeld(Box::new(LeaseHeld {
             object: object.clone(),
             marker: marker.clone(),
             pending: ALL_STEPS.to_vec(),
             lease_until: attempt.now,
-        })
+        })))
     }
 
     /// Runs each pending step once, in order. On a failure the marker keeps that step and

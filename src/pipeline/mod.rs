@@ -83,23 +83,10 @@ pub enum ProcessError {
         /// What went wrong.
         source: PublishError,
     },
-    /// Side effects are pending under another invocation's live lease: that invocation
-    /// was killed or is still running. Retryable: after the lease ends a retry takes over.
-    #[error(
-        "{object}: side effects {pending:?} are pending under another invocation's lease on \
-         {marker} until {}; retry after then",
-        crate::alerts::rfc3339(*.lease_until)
-    )]
-    LeaseHeld {
-        /// The log object.
-        object: ObjectRef,
-        /// Its marker.
-        marker: ObjectRef,
-        /// The steps still pending.
-        pending: Vec<Step>,
-        /// When the lease ends (Unix seconds).
-        lease_until: i64,
-    },
+    /// Side effects are pending under another invocation's live lease (boxed: it is
+    /// large and rare).
+    #[error(transparent)]
+    LeaseHeld(Box<ledger::LeaseHeld>),
     /// The baseline kept changing under us.
     #[error("the baseline {baseline} changed {attempts} times while {object} was merged into it")]
     BaselineContention {

@@ -417,15 +417,15 @@ async fn relay(
     let mut sent = 0usize;
     let mut stall = stall;
     loop {
-        if let Some((after, pause)) = stall {
-            if sent + pending.len() >= after {
-                let first = after.saturating_sub(sent);
-                client.write_all(&pending[..first]).await?;
-                client.flush().await?;
-                tokio::time::sleep(pause).await;
-                pending.drain(..first);
-                stall = None;
-            }
+        if let Some((after, pause)) = stall
+            && sent + pending.len() >= after
+        {
+            let first = after.saturating_sub(sent);
+            client.write_all(&pending[..first]).await?;
+            client.flush().await?;
+            tokio::time::sleep(pause).await;
+            pending.drain(..first);
+            stall = None;
         }
         client.write_all(&pending).await?;
         sent += pending.len();
