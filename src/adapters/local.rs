@@ -381,3 +381,39 @@ impl ObjectStore for LocalStore {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn list_finds_every_key_under_a_prefix_and_nothing_else() {
+        let root =
+            std::env::temp_dir().join(format!("bucketlog-local-list-{}", std::process::id()));
+        let store = LocalStore::new(&root);
+        let at = |key: &str| ObjectRef {
+            bucket: "b".into(),
+            key: key.into(),
+        };
+        for key in [
+            "state/p/raw/x@1",
+            "state/p/raw/x@2",
+            "state/p/raw/y@1",
+            "state/q/raw/x@1",
+        ] {
+            store
+                .put(
+                    &at(key),
+                    b"{}".to_vec(),
+                    "application/json",
+                    PutCondition::None,
+                )
+                .await
+                .unwrap();
+        }
+        let keys = store.list(&at("state/p/raw/x@")).await.unwrap();
+        assert_eq!(keys, ["state/p/raw/x@1", "state/p/raw/x@2"]);
+        assert!(store.list(&at("nothing/here@")).await.unwrap().is_empty());
+        let _ = std::fs::remove_dir_all(&root);
+    }
+}
