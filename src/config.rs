@@ -2,6 +2,8 @@
 //! validated, with errors that name the variable. Pure: it takes a lookup function, so
 //! tests pass a map and the binaries pass `std::env::var`.
 
+use std::time::Duration;
+
 use crate::alerts::AlertSettings;
 
 /// How curated and rejected output is compressed.
@@ -43,10 +45,40 @@ pub enum MetricsMode {
     Off,
 }
 
-/// How long a claim on a processed object's remaining side effects lasts, in seconds: the
-/// longest a Lambda invocation can run. A duplicate event finding the claim older than
-/// this takes over (the first invocation must have died).
+/// How long a claim on a processed object's remaining side effects lasts, in seconds, when
+/// there is no Lambda deadline to tie it to (the command line): the longest a Lambda
+/// invocation can run. In Lambda the lease lasts until the invocation's deadline plus
+/// [`crate::pipeline::ledger::LEASE_MARGIN_SECONDS`]; `STATE_LEASE_SECONDS` overrides both.
 pub const DEFAULT_LEASE_SECONDS: i64 = 900;
+
+/// Timeouts on every AWS SDK client (S3, CloudWatch, SNS, and any added later), so that an
+/// endpoint that never answers gives an error naming the object well before the
+/// function's own timeout. Applied by [`crate::adapters::with_timeouts`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SdkTimeouts {
+    /// Opening a connection (`SDK_CONNECT_TIMEOUT_SECONDS`, default 5).
+    pub connect: Duration,
+    /// One request until its response head arrives, and the longest a streamed body may
+    /// move no byte (`SDK_READ_TIMEOUT_SECONDS`, default 20).
+    pub read: Duration,
+    /// One attempt of one call, retries aside (`SDK_ATTEMPT_TIMEOUT_SECONDS`, default 30).
+    pub attempt: Duration,
+    /// One call with all its retries (`SDK_OPERATION_TIMEOUT_SECONDS`, default 60). Like
+    /// the attempt timeout it ends when the response head arrives, so a GetObject body
+    /// streams for as long as it keeps moving.
+    pub operation: Duration,
+}
+
+impl Default for SdkTimeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(5),
+            read: Duration::from_secs(20),
+            attempt: Duration::from_secs(30),
+            operation: Duration::from_secs(60),
+        }
+    }
+}
 
 /// Validated settings for processing log objects.
 #[derive(Debug, Clone, PartialEq)]
@@ -76,8 +108,11 @@ pub struct Config {
     pub alert_topic_arn: Option<String>,
     /// Alert thresholds and lists (`ALERT_*`).
     pub alerts: AlertSettings,
-    /// See [`DEFAULT_LEASE_SECONDS`] (`STATE_LEASE_SECONDS`).
-    pub lease_seconds: i64,
+    /// A fixed lease in seconds (`STATE_LEASE_SECONDS`); `None` ties it to the invocation's
+    /// deadline (see [`DEFAULT_LEASE_SECONDS`]).
+    pub lease_seconds: Option<i64>,
+    /// Timeouts for every SDK client (`SDK_*_TIMEOUT_SECONDS`).
+    pub sdk_timeouts: SdkTimeouts,
     /// The DynamoDB table holding the detection state shared by every invocation
     /// (`DETECTION_TABLE`). Without it, 403 spikes and newcomers are detected within each
     /// log object only, against the S3 baseline, and a WARN line says so at cold start.
@@ -105,7 +140,8 @@ impl Default for Config {
             metrics_mode: MetricsMode::Api,
             alert_topic_arn: None,
             alerts: AlertSettings::default(),
-            lease_seconds: DEFAULT_LEASE_SECONDS,
+            lease_seconds: None,
+            sdk_timeouts: SdkTimeouts::default(),
             detection_table: None,
             detection_ttl_days: 10,
             detection_seen_ttl_days: 90,
@@ -232,9 +268,9 @@ impl Config {
         let alerts = AlertSettings::from_lookup(&lookup)
             .map_err(|(variable, value, reason)| invalid(variable, value, reason))?;
         let lease_seconds = match get("STATE_LEASE_SECONDS").filter(|v| !v.is_empty()) {
-            None => DEFAULT_LEASE_SECONDS,
+            None => None,
             Some(v) => match v.parse::<i64>() {
-                Ok(n) if (0..=86_400).contains(&n) => n,
+                Ok(n) if (0..=86_400).contains(&n) => Some(n),
                 _ => {
                     return Err(invalid(
                         "STATE_LEASE_SECONDS",
@@ -272,10 +308,12 @@ impl Config {
         let detection_ttl_days = days("DETECTION_TTL_DAYS", defaults.detection_ttl_days)?;
         let detection_seen_ttl_days =
             days("DETECTION_SEEN_TTL_DAYS", defaults.detection_seen_ttl_days)?;
+        let sdk_timeouts = sdk_timeouts(&get)?;
         let config = Config {
             detection_table,
             detection_ttl_days,
             detection_seen_ttl_days,
+            sdk_timeouts,
             metrics_namespace,
             metrics_mode,
             alert_topic_arn,
@@ -329,6 +367,42 @@ impl Config {
             .iter()
             .any(|(_, prefix)| key.starts_with(prefix))
     }
+}
+
+/// Reads the `SDK_*_TIMEOUT_SECONDS` variables: seconds, fractions allowed, above 0 and
+/// at most 900; an attempt may not outlast its operation.
+fn sdk_timeouts(get: &impl Fn(&str) -> Option<String>) -> Result<SdkTimeouts, ConfigError> {
+    let defaults = SdkTimeouts::default();
+    let seconds = |variable: &'static str, default: Duration| -> Result<Duration, ConfigError> {
+        let Some(value) = get(variable).filter(|v| !v.is_empty()) else {
+            return Ok(default);
+        };
+        match value.parse::<f64>() {
+            Ok(s) if s > 0.0 && s <= 900.0 => Ok(Duration::from_secs_f64(s)),
+            _ => Err(ConfigError::Invalid {
+                variable,
+                value,
+                reason: "seconds above 0 and at most 900, such as `5` or `2.5`".into(),
+            }),
+        }
+    };
+    let timeouts = SdkTimeouts {
+        connect: seconds("SDK_CONNECT_TIMEOUT_SECONDS", defaults.connect)?,
+        read: seconds("SDK_READ_TIMEOUT_SECONDS", defaults.read)?,
+        attempt: seconds("SDK_ATTEMPT_TIMEOUT_SECONDS", defaults.attempt)?,
+        operation: seconds("SDK_OPERATION_TIMEOUT_SECONDS", defaults.operation)?,
+    };
+    if timeouts.attempt > timeouts.operation {
+        return Err(ConfigError::Invalid {
+            variable: "SDK_ATTEMPT_TIMEOUT_SECONDS",
+            value: timeouts.attempt.as_secs_f64().to_string(),
+            reason: format!(
+                "at most SDK_OPERATION_TIMEOUT_SECONDS ({})",
+                timeouts.operation.as_secs_f64()
+            ),
+        });
+    }
+    Ok(timeouts)
 }
 
 /// Prefixes must be non-empty, relative, and end in `/` (added when missing, so `curated`
@@ -465,6 +539,46 @@ mod tests {
             let err = config(&[(var, value)]).unwrap_err();
             assert!(err.to_string().starts_with(var), "{err}");
         }
+    }
+
+    #[test]
+    fn sdk_timeouts_are_read_in_seconds_and_checked() {
+        let c = config(&[
+            ("SDK_CONNECT_TIMEOUT_SECONDS", "2.5"),
+            ("SDK_OPERATION_TIMEOUT_SECONDS", "45"),
+        ])
+        .unwrap();
+        assert_eq!(c.sdk_timeouts.connect, Duration::from_millis(2500));
+        assert_eq!(c.sdk_timeouts.operation, Duration::from_secs(45));
+        assert_eq!(c.sdk_timeouts.read, SdkTimeouts::default().read);
+        for (var, value) in [
+            ("SDK_READ_TIMEOUT_SECONDS", "0"),
+            ("SDK_ATTEMPT_TIMEOUT_SECONDS", "soon"),
+            ("SDK_OPERATION_TIMEOUT_SECONDS", "901"),
+        ] {
+            let err = config(&[(var, value)]).unwrap_err();
+            assert!(err.to_string().starts_with(var), "{err}");
+        }
+        let err = config(&[
+            ("SDK_ATTEMPT_TIMEOUT_SECONDS", "50"),
+            ("SDK_OPERATION_TIMEOUT_SECONDS", "40"),
+        ])
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("SDK_OPERATION_TIMEOUT_SECONDS"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_lease_follows_the_deadline_unless_overridden() {
+        assert_eq!(config(&[]).unwrap().lease_seconds, None);
+        assert_eq!(
+            config(&[("STATE_LEASE_SECONDS", "120")])
+                .unwrap()
+                .lease_seconds,
+            Some(120)
+        );
     }
 
     #[test]

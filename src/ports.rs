@@ -117,6 +117,10 @@ pub trait ObjectStore: Send + Sync {
         condition: PutCondition,
     ) -> Result<PutOutcome, StoreError>;
 
+    /// The keys in `prefix.bucket` that start with `prefix.key`, for finding the markers
+    /// of every version of one log object (a handful, so they are returned at once).
+    async fn list(&self, prefix: &ObjectRef) -> Result<Vec<String>, StoreError>;
+
     /// Deletes an object (no error when it is already gone).
     async fn delete(&self, object: &ObjectRef) -> Result<(), StoreError>;
 

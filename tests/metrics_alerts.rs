@@ -526,6 +526,9 @@ impl ObjectStore for RacingStore {
         }
         Ok(outcome)
     }
+    async fn list(&self, prefix: &ObjectRef) -> Result<Vec<String>, StoreError> {
+        self.inner.list(prefix).await
+    }
     async fn delete(&self, object: &ObjectRef) -> Result<(), StoreError> {
         self.inner.delete(object).await
     }

@@ -275,14 +275,22 @@ async fn concurrent_duplicates_process_once() {
     put(&f.client, &f.bucket, &key, sample_log(100, 7)).await;
     let event = s3_event(&f.bucket, &key);
     let (a, b) = tokio::join!(f.pipeline.handle(&event), f.pipeline.handle(&event));
-    let outcomes = [a.unwrap(), b.unwrap()];
-    let processed_count = outcomes
-        .iter()
-        .filter(|r| r["objects"][0]["outcome"] == "processed")
-        .count();
-    assert_eq!(processed_count, 1, "{outcomes:?}");
+    // The loser either finds the winner done (`duplicate`) or finds its side effects still
+    // pending under the winner's lease, and then fails so that it is retried: it must not
+    // report success for steps it has not seen done.
+    let mut processed_count = 0;
+    for outcome in [a, b] {
+        match outcome {
+            Ok(r) if r["objects"][0]["outcome"] == "processed" => processed_count += 1,
+            Ok(r) => assert_eq!(r["objects"][0]["outcome"], "duplicate", "{r}"),
+            Err(e) => assert!(e.to_string().contains("lease"), "{e}"),
+        }
+    }
+    assert_eq!(processed_count, 1);
     let (curated, _) = read_outputs(&f).await;
     assert_eq!(curated.len(), 100);
+    let retried = f.pipeline.handle(&event).await.unwrap();
+    assert_eq!(retried["objects"][0]["outcome"], "duplicate", "{retried}");
 }
 
 #[tokio::test]

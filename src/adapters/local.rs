@@ -149,6 +149,46 @@ fn error(
     }
 }
 
+/// The keys (paths under `bucket_root`, with `/`) starting with `prefix`, walking from
+/// `start`, the folder the prefix's last `/` names. Temporary files are left out.
+fn keys_under(bucket_root: &Path, start: PathBuf, prefix: &str) -> std::io::Result<Vec<String>> {
+    let mut keys = Vec::new();
+    let mut folders = vec![start];
+    while let Some(folder) = folders.pop() {
+        let entries = match std::fs::read_dir(&folder) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let path = entry.path();
+            let Ok(relative) = path.strip_prefix(bucket_root) else {
+                continue;
+            };
+            let key = relative
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect::<Vec<_>>()
+                .join("/");
+            if entry.file_type()?.is_dir() {
+                if key.starts_with(prefix) || prefix.starts_with(&format!("{key}/")) {
+                    folders.push(path);
+                }
+            } else if key.starts_with(prefix)
+                && !entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(".bucketlog-tmp-")
+            {
+                keys.push(key);
+            }
+        }
+    }
+    keys.sort();
+    Ok(keys)
+}
+
 fn io_error(operation: &'static str, object: &ObjectRef, e: std::io::Error) -> StoreError {
     let kind = match e.kind() {
         std::io::ErrorKind::NotFound => StoreErrorKind::NotFound,
@@ -240,6 +280,19 @@ impl ObjectStore for LocalStore {
         })
     }
 
+    async fn list(&self, prefix: &ObjectRef) -> Result<Vec<String>, StoreError> {
+        const OP: &str = "ListObjectsV2";
+        Self::relative(prefix, OP)?;
+        let bucket_root = self.write_root.join(&prefix.bucket);
+        let dir = prefix.key.rsplit_once('/').map_or("", |(dir, _)| dir);
+        let start = bucket_root.join(dir);
+        let wanted = prefix.key.clone();
+        tokio::task::spawn_blocking(move || keys_under(&bucket_root, start, &wanted))
+            .await
+            .map_err(|e| error(OP, prefix, StoreErrorKind::Other, e.to_string()))?
+            .map_err(|e| io_error(OP, prefix, e))
+    }
+
     async fn delete(&self, object: &ObjectRef) -> Result<(), StoreError> {
         let path = self
             .write_root
@@ -326,5 +379,41 @@ impl ObjectStore for LocalStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io_error("AbortMultipartUpload", object, e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn list_finds_every_key_under_a_prefix_and_nothing_else() {
+        let root =
+            std::env::temp_dir().join(format!("bucketlog-local-list-{}", std::process::id()));
+        let store = LocalStore::new(&root);
+        let at = |key: &str| ObjectRef {
+            bucket: "b".into(),
+            key: key.into(),
+        };
+        for key in [
+            "state/p/raw/x@1",
+            "state/p/raw/x@2",
+            "state/p/raw/y@1",
+            "state/q/raw/x@1",
+        ] {
+            store
+                .put(
+                    &at(key),
+                    b"{}".to_vec(),
+                    "application/json",
+                    PutCondition::None,
+                )
+                .await
+                .unwrap();
+        }
+        let keys = store.list(&at("state/p/raw/x@")).await.unwrap();
+        assert_eq!(keys, ["state/p/raw/x@1", "state/p/raw/x@2"]);
+        assert!(store.list(&at("nothing/here@")).await.unwrap().is_empty());
+        let _ = std::fs::remove_dir_all(&root);
     }
 }

@@ -8,16 +8,21 @@ pub mod local_state;
 pub mod s3;
 pub mod sns;
 
-use crate::config::{Config, MetricsMode};
+use aws_config::SdkConfig;
+use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
+use aws_config::timeout::TimeoutConfig;
+
+use crate::config::{Config, MetricsMode, SdkTimeouts};
 use crate::pipeline::Pipeline;
 use crate::ports::{MetricsSink, NoMetrics};
 use tracing::warn;
 
 /// The pipeline the Lambda function (and `bucketlog replay --s3`) runs: S3 through the SDK,
 /// metrics as `METRICS_MODE` says, and SNS when `ALERT_TOPIC_ARN` is set, all from one
-/// shared AWS configuration (credentials, region, `AWS_ENDPOINT_URL`).
+/// shared AWS configuration (credentials, region, `AWS_ENDPOINT_URL`) with the
+/// function's timeouts ([`with_timeouts`]).
 pub async fn aws_pipeline(config: Config) -> Pipeline<s3::S3Store> {
-    let shared = aws_config::load_from_env().await;
+    let shared = with_timeouts(&aws_config::load_from_env().await, &config.sdk_timeouts);
     let namespace = config.metrics_namespace.clone();
     let metrics: Box<dyn MetricsSink> = match config.metrics_mode {
         MetricsMode::Api => Box::new(cloudwatch::CloudWatchMetrics::from_shared(
@@ -43,4 +48,36 @@ pub async fn aws_pipeline(config: Config) -> Pipeline<s3::S3Store> {
         Some(arn) => pipeline.with_notifier(Box::new(sns::SnsNotifier::from_shared(&shared, arn))),
         None => pipeline,
     }
+}
+
+/// `shared` with the function's timeouts, so that every client built from it (S3,
+/// CloudWatch, SNS, and any added later) gives up on a silent endpoint with an error
+/// instead of hanging until the function's timeout.
+pub fn with_timeouts(shared: &SdkConfig, timeouts: &SdkTimeouts) -> SdkConfig {
+    shared
+        .to_builder()
+        .timeout_config(timeout_config(timeouts))
+        .stalled_stream_protection(stalled_stream_protection(timeouts))
+        .build()
+}
+
+/// The SDK's timeouts from [`SdkTimeouts`]. The SDK applies the attempt and operation
+/// timeouts until a response's head has arrived, so they never cut a GetObject body
+/// that is still streaming; the read timeout (here: connecting, sending and waiting for
+/// the head of one request) does not either.
+pub fn timeout_config(timeouts: &SdkTimeouts) -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(timeouts.connect)
+        .read_timeout(timeouts.read)
+        .operation_attempt_timeout(timeouts.attempt)
+        .operation_timeout(timeouts.operation)
+        .build()
+}
+
+/// The guard for bodies: a streamed upload or download that moves no byte for the read
+/// timeout fails, however long the whole body takes.
+pub fn stalled_stream_protection(timeouts: &SdkTimeouts) -> StalledStreamProtectionConfig {
+    StalledStreamProtectionConfig::enabled()
+        .grace_period(timeouts.read)
+        .build()
 }

@@ -181,6 +181,26 @@ impl ObjectStore for S3Store {
         }
     }
 
+    async fn list(&self, prefix: &ObjectRef) -> Result<Vec<String>, StoreError> {
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&prefix.bucket)
+            .prefix(&prefix.key)
+            .into_paginator()
+            .send();
+        let mut keys = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| store_error("ListObjectsV2", prefix, &e))?;
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_string)),
+            );
+        }
+        Ok(keys)
+    }
+
     async fn delete(&self, object: &ObjectRef) -> Result<(), StoreError> {
         self.client
             .delete_object()

@@ -1,12 +1,12 @@
 //! The Lambda function: configuration and AWS clients built once at cold start, then every
-//! invocation handed to `Pipeline::handle`.
+//! invocation handed to `Pipeline::handle_in` with its request ID and deadline.
 
 use std::sync::Arc;
 
 use bucketlog::adapters::aws_pipeline;
 use bucketlog::config::Config;
 use bucketlog::logging::init_json_logging;
-use bucketlog::pipeline::HandlerError;
+use bucketlog::pipeline::{HandlerError, InvocationContext};
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 use serde_json::Value;
 
@@ -40,7 +40,17 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let pipeline = Arc::new(aws_pipeline(config).await);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let pipeline = Arc::clone(&pipeline);
-        async move { pipeline.handle(&event.payload).await.map_err(Failure) }
+        // The request ID and deadline make each attempt's marker ID and its lease.
+        let context = InvocationContext {
+            request_id: Some(event.context.request_id.clone()),
+            deadline_ms: Some(event.context.deadline),
+        };
+        async move {
+            pipeline
+                .handle_in(&event.payload, &context)
+                .await
+                .map_err(Failure)
+        }
     }))
     .await
 }

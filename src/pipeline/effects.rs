@@ -179,6 +179,8 @@ impl<S: ObjectStore> Pipeline<S> {
                         source,
                     })
             }
+            // Run by the ledger, which holds the report listing this version's outputs.
+            (Step::Supersede, _, _) => Ok(()),
             (Step::Baseline, _, _) => {
                 self.update_baselines(
                     object,

@@ -11,13 +11,10 @@
 //!   duplicate event finds it and does nothing; of two concurrent duplicates, only the one
 //!   that creates the marker reports the object as processed and goes on;
 //! - the side effects that cannot be overwritten (SNS notifications and alert log lines,
-//!   metrics, the requester baseline) run only after the marker exists, in that order.
-//!   The marker lists those still pending and carries a lease. When they all succeed the
-//!   marker is rewritten with nothing pending; when one fails, the marker keeps the failed
-//!   and later steps pending, the lease is released, and the error goes back to Lambda,
-//!   whose retry finds the marker and runs just those steps. An invocation that dies
-//!   mid-way leaves its lease to expire ([`crate::config::DEFAULT_LEASE_SECONDS`]), after
-//!   which a retry takes over; only then can a step that had finished be repeated;
+//!   metrics, the requester baseline) run only after the marker exists, in that order,
+//!   after the outputs of an earlier version of the object are removed (`supersede`).
+//!   The marker lists those still pending, carries a lease and names the attempt that
+//!   holds it; see [`ledger`] for the lost responses, leases and retries;
 //! - a failure returns an error naming the bucket and key, so Lambda (or SQS) retries.
 //!   A log object that vanished before it was read (NoSuchKey) is logged and skipped.
 
@@ -30,7 +27,8 @@
 //! - `naming`: output keys, derived from the log object alone;
 //! - [`ledger`]: the marker, its lease and the pending steps: what runs once;
 //! - `effects`: the side effects themselves (alerts, metrics, baseline);
-//! - `baselines`: the requester baseline read and conditional merge.
+//! - `baselines`: the requester baseline read and conditional merge;
+//! - `supersede`: removing what an earlier version of the object left behind.
 
 mod baselines;
 mod detection;
@@ -38,6 +36,7 @@ mod effects;
 pub mod ledger;
 mod naming;
 mod stream;
+mod supersede;
 mod uploads;
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -55,6 +54,7 @@ use crate::ports::{
 };
 
 use effects::SideEffects;
+use ledger::Attempt;
 pub use ledger::{MarkerStatus, Step};
 use uploads::Uploads;
 
@@ -95,6 +95,10 @@ pub enum ProcessError {
         /// What went wrong.
         source: StateError,
     },
+    /// Side effects are pending under another invocation's live lease (boxed: it is
+    /// large and rare).
+    #[error(transparent)]
+    LeaseHeld(Box<ledger::LeaseHeld>),
     /// The baseline kept changing under us.
     #[error("the baseline {baseline} changed {attempts} times while {object} was merged into it")]
     BaselineContention {
@@ -197,6 +201,16 @@ pub struct OutputObject {
     pub records: u64,
 }
 
+/// What the runtime tells one invocation: its request ID and deadline. They make the
+/// marker's attempt ID and its lease; the command line has neither.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InvocationContext {
+    /// The Lambda request ID.
+    pub request_id: Option<String>,
+    /// When Lambda stops the invocation, in milliseconds since the Unix epoch.
+    pub deadline_ms: Option<u64>,
+}
+
 /// The handler's logic, generic over the object store.
 pub struct Pipeline<S> {
     store: S,
@@ -256,9 +270,19 @@ impl<S: ObjectStore> Pipeline<S> {
     /// Handles one invocation payload and returns the response to send back: a summary
     /// for direct invocations, `{"batchItemFailures": [...]}` for SQS batches.
     pub async fn handle(&self, payload: &Value) -> Result<Value, HandlerError> {
+        self.handle_in(payload, &InvocationContext::default()).await
+    }
+
+    /// [`Pipeline::handle`] within a Lambda invocation, whose request ID and deadline
+    /// the markers' leases follow.
+    pub async fn handle_in(
+        &self,
+        payload: &Value,
+        context: &InvocationContext,
+    ) -> Result<Value, HandlerError> {
         match parse_invocation(payload)? {
             Invocation::Direct(notices) => {
-                let (outcomes, failures) = self.handle_notices(&notices).await;
+                let (outcomes, failures) = self.handle_notices(&notices, context).await;
                 if let Some((first, failed)) = failures {
                     return Err(HandlerError::Objects {
                         failed,
@@ -275,7 +299,7 @@ impl<S: ObjectStore> Pipeline<S> {
                 for item in items {
                     let failed = match &item.notices {
                         Ok(notices) => {
-                            let (done, failures) = self.handle_notices(notices).await;
+                            let (done, failures) = self.handle_notices(notices, context).await;
                             outcomes.extend(done);
                             failures.is_some()
                         }
@@ -305,6 +329,7 @@ impl<S: ObjectStore> Pipeline<S> {
     async fn handle_notices(
         &self,
         notices: &[Notice],
+        context: &InvocationContext,
     ) -> (Vec<ObjectOutcome>, Option<(ProcessError, usize)>) {
         let mut outcomes = Vec::new();
         let mut first_failure = None;
@@ -312,7 +337,7 @@ impl<S: ObjectStore> Pipeline<S> {
         for notice in notices {
             match notice {
                 Notice::Ignored { reason } => info!(reason = %reason, "event ignored"),
-                Notice::Created(created) => match self.process(created).await {
+                Notice::Created(created) => match self.process(created, context).await {
                     Ok(outcome) => outcomes.push(outcome),
                     Err(e) => {
                         warn!(error = %e, "log object failed");
@@ -327,7 +352,11 @@ impl<S: ObjectStore> Pipeline<S> {
 
     /// Processes one announced log object: skip what is not a raw log, stream it into the
     /// outputs, find its alerts, create the marker, then run each side effect once.
-    pub async fn process(&self, created: &CreatedObject) -> Result<ObjectOutcome, ProcessError> {
+    pub async fn process(
+        &self,
+        created: &CreatedObject,
+        context: &InvocationContext,
+    ) -> Result<ObjectOutcome, ProcessError> {
         let started = Instant::now();
         let object = &created.object;
         let location = object.to_string();
@@ -350,11 +379,12 @@ impl<S: ObjectStore> Pipeline<S> {
             .unwrap_or_else(|| object.bucket.clone());
         let marker = self.marker_ref(&output_bucket, object, &etag);
         let now = (self.clock)();
+        let attempt = Attempt::new(context, now, self.config.lease_seconds);
         let duplicate = || ObjectOutcome::Duplicate {
             object: location.clone(),
             etag: etag.clone(),
         };
-        let Some(claim) = self.read_claim(&marker, now).await? else {
+        let Some(claim) = self.read_claim(object, &marker, &attempt).await? else {
             return Ok(duplicate());
         };
 
@@ -389,7 +419,10 @@ impl<S: ObjectStore> Pipeline<S> {
             metric_datums: effects.datums.len() as u64,
             duration_ms: started.elapsed().as_millis() as u64,
         };
-        let Some(owned) = self.create_marker(&marker, &report, claim, now).await? else {
+        let Some(owned) = self
+            .create_marker(object, &marker, &report, claim, &attempt)
+            .await?
+        else {
             info!(object = %location, etag = %etag, "a concurrent invocation processed this object first");
             return Ok(duplicate());
         };
