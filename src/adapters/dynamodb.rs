@@ -24,6 +24,8 @@
 //! names it.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -73,6 +75,8 @@ pub struct DynamoDetectionState {
     table: String,
     count_ttl: i64,
     seen_ttl: i64,
+    /// DynamoDB calls sent (retries by the SDK not included), shared by clones.
+    calls: Arc<AtomicU64>,
 }
 
 fn s(value: impl Into<String>) -> AttributeValue {
@@ -109,6 +113,7 @@ impl DynamoDetectionState {
             table: table.into(),
             count_ttl: DEFAULT_COUNT_TTL_DAYS * 86_400,
             seen_ttl: DEFAULT_SEEN_TTL_DAYS * 86_400,
+            calls: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -132,6 +137,16 @@ impl DynamoDetectionState {
     /// The table's name.
     pub fn table(&self) -> &str {
         &self.table
+    }
+
+    /// How many DynamoDB calls this state (and its clones) sent so far, for measuring
+    /// the work per log object.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    fn sent(&self) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
     }
 
     fn error<E>(&self, operation: &'static str, e: &SdkError<E>) -> StateError
@@ -206,6 +221,7 @@ impl DynamoDetectionState {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            self.sent();
             let result = self
                 .client
                 .transact_write_items()
@@ -238,7 +254,9 @@ impl DynamoDetectionState {
             let retryable = reasons
                 .iter()
                 .any(|c| c == "TransactionConflict" || c.contains("Throttl"))
-                || e.code() == Some("TransactionInProgressException");
+                || e.code() == Some("TransactionInProgressException")
+                || e.raw_response()
+                    .is_some_and(|r| r.status().is_server_error());
             if !retryable || attempt >= TRANSACTION_ATTEMPTS {
                 return Err(self.error(OP, &e));
             }
@@ -250,6 +268,7 @@ impl DynamoDetectionState {
         let mut out = Vec::new();
         let mut start = None;
         loop {
+            self.sent();
             let page = self
                 .client
                 .query()
@@ -274,6 +293,30 @@ impl DynamoDetectionState {
                 Some(k) if !k.is_empty() => start = Some(k.clone()),
                 _ => return Ok(out),
             }
+        }
+    }
+
+    /// Reads the episode back after a successful claim: only the claimer still recorded
+    /// notifies. DynamoDB's conditional writes are atomic, so this only ever disagrees on
+    /// an emulator that does not serialise them (moto under concurrent requests).
+    async fn confirm(&self, claim: &EpisodeClaim) -> Result<ClaimOutcome, StateError> {
+        self.sent();
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(&claim.episode, 0)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.error("GetItem", &e))?;
+        let item = out.item().cloned().unwrap_or_default();
+        if text(&item, "claimer") == Some(claim.claimer.as_str()) {
+            Ok(ClaimOutcome::Claimed)
+        } else {
+            Ok(ClaimOutcome::Joined {
+                alert_id: text(&item, "alert_id").unwrap_or_default().to_string(),
+            })
         }
     }
 
@@ -303,6 +346,7 @@ impl DynamoDetectionState {
             if !needed {
                 continue;
             }
+            self.sent();
             let _ = self
                 .client
                 .update_item()
@@ -341,6 +385,7 @@ impl DynamoDetectionState {
                     .consistent_read(true)
                     .build()
                     .map_err(|e| self.invalid("BatchGetItem", e.to_string()))?;
+                self.sent();
                 let out = self
                     .client
                     .batch_get_item()
@@ -379,6 +424,7 @@ impl DynamoDetectionState {
     /// Records `key` as seen, first by `claimer` unless someone was first; true when
     /// `claimer` was.
     async fn sight(&self, pk: &str, claimer: &str) -> Result<bool, StateError> {
+        self.sent();
         let out = self
             .client
             .update_item()
@@ -455,6 +501,7 @@ impl DetectionState for DynamoDetectionState {
     }
 
     async fn claim_episode(&self, claim: &EpisodeClaim) -> Result<ClaimOutcome, StateError> {
+        self.sent();
         let result = self
             .client
             .update_item()
@@ -479,7 +526,7 @@ impl DetectionState for DynamoDetectionState {
             .send()
             .await;
         let e = match result {
-            Ok(_) => return Ok(ClaimOutcome::Claimed),
+            Ok(_) => return self.confirm(claim).await,
             Err(e) => e,
         };
         let Some(failed) = e.as_service_error().and_then(|s| match s {
@@ -498,6 +545,7 @@ impl DetectionState for DynamoDetectionState {
     }
 
     async fn mark_sent(&self, episode: &str) -> Result<(), StateError> {
+        self.sent();
         self.client
             .update_item()
             .table_name(&self.table)
@@ -529,6 +577,7 @@ impl DetectionState for DynamoDetectionState {
     }
 
     async fn learning_start(&self, bucket: &str, earliest: i64) -> Result<i64, StateError> {
+        self.sent();
         let out = self
             .client
             .update_item()

@@ -183,7 +183,7 @@ impl ObjectCounts {
     pub fn bucket_query(&self) -> Option<CountQuery> {
         let mut forbidden = self.minutes.iter().filter(|(_, (f, _, _))| *f > 0);
         let first = *forbidden.next()?.0;
-        let last = forbidden.last().map_or(first, |(m, _)| *m);
+        let last = forbidden.next_back().map_or(first, |(m, _)| *m);
         Some(CountQuery {
             series: bucket_series(&self.bucket),
             from: first,
