@@ -11,9 +11,10 @@
 //! alerts: the simulated hour lies inside the default 168-hour learning period, so every
 //! subject is learned and none may fire; their count is asserted to be zero apart.
 //!
-//! The tests that need the shared detection state are `#[ignore]`d until it lands; run
-//! them (and see each layout's row of the table in BENCHMARKS.md) with
-//! `cargo test --test delivery_sim -- --include-ignored --nocapture`. The seed is
+//! The pipeline keeps its detection state in moto's DynamoDB, through the real
+//! `aws-sdk-dynamodb` (one table per test, as the template declares it). Each layout's row
+//! of the table in BENCHMARKS.md comes from `cargo test --test delivery_sim -- --nocapture`.
+//! The seed is
 //! [`DEFAULT_SEED`] unless `BUCKETLOG_SIM_SEED` names another.
 
 mod support;
@@ -23,6 +24,7 @@ use std::time::Instant;
 
 use aws_config::BehaviorVersion;
 use aws_sdk_s3::config::{Credentials, Region};
+use bucketlog::adapters::dynamodb::DynamoDetectionState;
 use bucketlog::adapters::s3::S3Store;
 use bucketlog::adapters::sns::SnsNotifier;
 use bucketlog::config::Config;
@@ -44,7 +46,6 @@ struct World {
     _server: MotoServer,
     /// The shared SDK configuration for this server, for further clients: the detection
     /// state's DynamoDB client is built from it in [`build_pipeline`].
-    #[allow(dead_code)]
     sdk: aws_config::SdkConfig,
     s3: aws_sdk_s3::Client,
     sns: aws_sdk_sns::Client,
@@ -169,9 +170,15 @@ fn config() -> Config {
 /// store here, e.g. a DynamoDB table created on this run's moto with `world.sdk`:
 /// `.with_detection_state(Box::new(DynamoDbDetectionState::new(..)))`.
 async fn build_pipeline(world: &World) -> Pipeline<S3Store> {
-    Pipeline::new(S3Store::new(world.s3.clone()), config()).with_notifier(Box::new(
-        SnsNotifier::new(world.sns.clone(), world.topic_arn.clone()),
-    ))
+    let dynamodb = aws_sdk_dynamodb::Client::new(&world.sdk);
+    let table = format!("detection-{}", world.log_bucket);
+    support::dynamodb::create_table(&dynamodb, &table).await;
+    Pipeline::new(S3Store::new(world.s3.clone()), config())
+        .with_notifier(Box::new(SnsNotifier::new(
+            world.sns.clone(),
+            world.topic_arn.clone(),
+        )))
+        .with_detection_state(Box::new(DynamoDetectionState::new(dynamodb, table)))
 }
 
 /// Unix seconds of an RFC 3339 time as alerts write it (`2026-11-20T14:05:00Z`).
@@ -417,25 +424,21 @@ async fn the_harness_finds_every_attack_once_when_the_hour_is_one_object() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the shared detection state (issue 9)"]
 async fn every_attack_is_found_once_at_1_host() {
     assert_every_attack_found_once(&run(Layout::Hosts(1)).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the shared detection state (issue 9)"]
 async fn every_attack_is_found_once_at_4_hosts() {
     assert_every_attack_found_once(&run(Layout::Hosts(4)).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the shared detection state (issue 9)"]
 async fn every_attack_is_found_once_at_16_hosts() {
     assert_every_attack_found_once(&run(Layout::Hosts(16)).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the shared detection state (issue 9)"]
 async fn every_attack_is_found_once_at_64_hosts() {
     assert_every_attack_found_once(&run(Layout::Hosts(64)).await);
 }

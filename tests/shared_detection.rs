@@ -10,10 +10,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use aws_config::BehaviorVersion;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    TimeToLiveSpecification,
-};
 use aws_sdk_s3::config::{Credentials, Region};
 use bucketlog::access_log::LogTime;
 use bucketlog::adapters::dynamodb::DynamoDetectionState;
@@ -98,7 +94,7 @@ impl World {
         s3::create_bucket(&s3, &bucket).await;
         let dynamodb = aws_sdk_dynamodb::Client::new(&shared);
         let table = format!("{bucket}-detection");
-        create_table(&dynamodb, &table).await;
+        support::dynamodb::create_table(&dynamodb, &table).await;
         let sns = aws_sdk_sns::Client::new(&shared);
         let sqs = aws_sdk_sqs::Client::new(&shared);
         let topic_arn = sns
@@ -239,47 +235,6 @@ impl World {
         )
         .await
     }
-}
-
-async fn create_table(client: &aws_sdk_dynamodb::Client, table: &str) {
-    let attribute = |name: &str, t: ScalarAttributeType| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(t)
-            .build()
-            .unwrap()
-    };
-    let key = |name: &str, t: KeyType| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(t)
-            .build()
-            .unwrap()
-    };
-    client
-        .create_table()
-        .table_name(table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(attribute("pk", ScalarAttributeType::S))
-        .attribute_definitions(attribute("sk", ScalarAttributeType::N))
-        .key_schema(key("pk", KeyType::Hash))
-        .key_schema(key("sk", KeyType::Range))
-        .send()
-        .await
-        .expect("create table");
-    client
-        .update_time_to_live()
-        .table_name(table)
-        .time_to_live_specification(
-            TimeToLiveSpecification::builder()
-                .attribute_name("expires")
-                .enabled(true)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .expect("enable TTL");
 }
 
 fn config() -> Config {

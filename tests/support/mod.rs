@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod delivery;
+pub mod dynamodb;
 pub mod fault_proxy;
 pub mod moto;
 pub mod pipeline;
