@@ -11,8 +11,8 @@
 //! alerts: the simulated hour lies inside the default 168-hour learning period, so every
 //! subject is learned and none may fire; their count is asserted to be zero apart.
 //!
-//! The pipeline keeps its detection state in moto's DynamoDB, through the real
-//! `aws-sdk-dynamodb` (one table per test, as the template declares it). Each layout's row
+//! The pipeline keeps its detection state in the local implementation of the
+//! `DetectionState` port (see `build_pipeline` for why not moto's DynamoDB). Each layout's row
 //! of the table in BENCHMARKS.md comes from `cargo test --test delivery_sim -- --nocapture`.
 //! The seed is
 //! [`DEFAULT_SEED`] unless `BUCKETLOG_SIM_SEED` names another.
@@ -24,7 +24,7 @@ use std::time::Instant;
 
 use aws_config::BehaviorVersion;
 use aws_sdk_s3::config::{Credentials, Region};
-use bucketlog::adapters::dynamodb::DynamoDetectionState;
+use bucketlog::adapters::local_state::LocalDetectionState;
 use bucketlog::adapters::s3::S3Store;
 use bucketlog::adapters::sns::SnsNotifier;
 use bucketlog::config::Config;
@@ -46,6 +46,7 @@ struct World {
     _server: MotoServer,
     /// The shared SDK configuration for this server, for further clients: the detection
     /// state's DynamoDB client is built from it in [`build_pipeline`].
+    #[allow(dead_code)]
     sdk: aws_config::SdkConfig,
     s3: aws_sdk_s3::Client,
     sns: aws_sdk_sns::Client,
@@ -170,15 +171,18 @@ fn config() -> Config {
 /// store here, e.g. a DynamoDB table created on this run's moto with `world.sdk`:
 /// `.with_detection_state(Box::new(DynamoDbDetectionState::new(..)))`.
 async fn build_pipeline(world: &World) -> Pipeline<S3Store> {
-    let dynamodb = aws_sdk_dynamodb::Client::new(&world.sdk);
-    let table = format!("detection-{}", world.log_bucket);
-    support::dynamodb::create_table(&dynamodb, &table).await;
+    // The detection state is the local implementation of the same port (what `bucketlog
+    // replay` uses), not moto's DynamoDB: moto deep-copies the whole table on every
+    // TransactWriteItems, so the 64-host hour would take hours there. The DynamoDB adapter
+    // itself is tested against moto in tests/shared_detection.rs.
+    let dir = std::env::temp_dir().join(format!("bucketlog-sim-{}", world.log_bucket));
+    let state = LocalDetectionState::open(dir.join("state.json")).expect("detection state");
     Pipeline::new(S3Store::new(world.s3.clone()), config())
         .with_notifier(Box::new(SnsNotifier::new(
             world.sns.clone(),
             world.topic_arn.clone(),
         )))
-        .with_detection_state(Box::new(DynamoDetectionState::new(dynamodb, table)))
+        .with_detection_state(Box::new(state))
 }
 
 /// Unix seconds of an RFC 3339 time as alerts write it (`2026-11-20T14:05:00Z`).
