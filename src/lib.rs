@@ -11,6 +11,7 @@
 //! - [`input`]: plain or gzip (told from the magic bytes), pushed chunk by chunk.
 //! - [`enrich`]: decoded key, split request line, requester and client classification,
 //!   and the NDJSON rendering whose field names are the public contract (`SCHEMA.md`).
+//! - [`endpoint`]: the AWS Region of the endpoint named in the host header.
 //! - [`curate`]: every line becomes exactly one curated or rejected record.
 //! - [`generate`]: deterministic synthetic logs for tests and benchmarks.
 //! - [`config`], [`event`], [`logkey`], [`outputs`]: the Lambda function's pure parts:
@@ -45,6 +46,7 @@ pub mod adapters;
 pub mod alerts;
 pub mod config;
 pub mod curate;
+pub mod endpoint;
 pub mod enrich;
 pub mod event;
 pub mod generate;
