@@ -361,6 +361,8 @@ pub struct Enriched<'a> {
     pub lineage: Lineage<'a>,
     /// True when the line was not valid UTF-8 and invalid bytes became U+FFFD.
     pub utf8_lossy: bool,
+    /// The AWS Region of the endpoint in the host header ([`crate::endpoint`]).
+    pub endpoint_region: Option<&'a str>,
 }
 
 impl<'a> Enriched<'a> {
@@ -416,6 +418,9 @@ impl<'a> Enriched<'a> {
             requester_type,
             requester_account_id,
             user_agent_family,
+            endpoint_region: record
+                .host_header
+                .and_then(crate::endpoint::endpoint_region),
             record,
             lineage,
             utf8_lossy,
@@ -502,6 +507,9 @@ impl<'a> Enriched<'a> {
         if self.utf8_lossy {
             o.bool(key!("utf8_lossy"), Some(true));
         }
+        // Client and endpoint context (issue 13) comes last, so older fields keep their
+        // places.
+        o.str(key!("endpoint_region"), self.endpoint_region);
         o.finish();
     }
 }

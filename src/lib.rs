@@ -13,6 +13,7 @@
 //!   and the NDJSON rendering whose field names are the public contract (`SCHEMA.md`).
 //! - [`keys`]: the object's real key from the log's key field, which S3 encodes twice for
 //!   most operations and once for multi-object deletes and lifecycle actions.
+//! - [`endpoint`]: the AWS Region of the endpoint named in the host header.
 //! - [`curate`]: every line becomes exactly one curated or rejected record.
 //! - [`generate`]: deterministic synthetic logs for tests and benchmarks.
 //! - [`config`], [`event`], [`logkey`], [`outputs`]: the Lambda function's pure parts:
@@ -47,6 +48,7 @@ pub mod adapters;
 pub mod alerts;
 pub mod config;
 pub mod curate;
+pub mod endpoint;
 pub mod enrich;
 pub mod event;
 pub mod generate;
