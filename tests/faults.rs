@@ -375,9 +375,9 @@ async fn an_overwritten_log_object_leaves_only_the_new_records() {
     assert_eq!(list(&direct, &bucket, "rejected/").await.len(), 1);
 }
 
-/// Defect 6: when the second of several CompleteMultipartUpload calls fails, the output
-/// completed before it stays visible with no marker; the retry overwrites the same keys
-/// and ends exact.
+/// Defect 6: when the second of several output writes fails (here a small output's PUT;
+/// a large one's CompleteMultipartUpload behaves the same), the output written before it
+/// stays visible with no marker; the retry overwrites the same keys and ends exact.
 #[tokio::test]
 async fn a_failed_output_write_leaves_no_marker_and_the_retry_converges() {
     let (direct, bucket) = bucket("partial").await;
@@ -385,7 +385,7 @@ async fn a_failed_output_write_leaves_no_marker_and_the_retry_converges() {
     put(&direct, &bucket, &key, sample_log(300, 9, 3 * 3600)).await;
     let rule = Rule {
         skip: 1,
-        ..Rule::once("POST", "uploadId=", Fault::Status(503))
+        ..Rule::once("PUT", "/curated/", Fault::Status(503))
     };
     let (pipeline, proxy) = through_proxy(Config::default(), vec![rule], 1).await;
 
