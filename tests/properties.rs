@@ -715,6 +715,10 @@ fn check_json(
                 .map(|ua| UserAgentFamily::classify(ua).as_str()),
         ),
         ("source_object", Some(SOURCE_OBJECT)),
+        (
+            "endpoint_region",
+            r.host_header.and_then(bucketlog::endpoint::endpoint_region),
+        ),
     ];
     for (name, value) in strings.iter().chain(&derived) {
         prop_assert_eq!(&json[name], &opt(*value), "field {}", name);
