@@ -28,6 +28,8 @@ exec "$py" "$0" "$@"
 #     JSON epoch-seconds numbers, blobs are CBOR byte strings <-> base64,
 #     doubles are always sent as CBOR floats and integers as CBOR ints (the SDK's
 #     CBOR decoder rejects an int where it expects a double and vice versa).
+#   * DynamoDB requests are handled one at a time (`SerialDynamoDbMiddleware`),
+#     because moto's transactions are not atomic under concurrency.
 #   * Everything else (S3, SNS, SQS, /moto-api/...) goes to moto untouched.
 #
 # Why: aws-sdk-cloudwatch >= 1.100 only speaks RPC v2 CBOR, which moto 5.2.5
@@ -44,6 +46,7 @@ import os
 import re
 import signal
 import sys
+import threading
 import traceback
 import zlib
 from typing import Any, Callable, Iterable
@@ -412,6 +415,35 @@ class CborToJsonMiddleware:
         return self.error(status, type_, f"moto: {operation} failed with HTTP {status}: {snippet}", keep)
 
 
+class SerialDynamoDbMiddleware:
+    """Handles DynamoDB requests one at a time, as real DynamoDB's transactions behave.
+
+    moto's `TransactWriteItems` deep-copies the table for its rollback and applies
+    the items one by one, so two concurrent transactions can lose each other's
+    writes or fail with "dictionary changed size during iteration". Real DynamoDB
+    applies each transaction atomically and serialises transactions on the same
+    items. One lock over every DynamoDB request (JSON 1.0, `X-Amz-Target:
+    DynamoDB_20120810.*`) gives the tests that model; other services stay
+    concurrent.
+    """
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]):
+        self.app = app
+        self.lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+            return self.app(environ, start_response)
+        with self.lock:
+            result = self.app(environ, start_response)
+            try:
+                return [b"".join(result)]
+            finally:
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
+
+
 # --------------------------------------------------------------------------
 # Server (mirrors moto.server.main)
 # --------------------------------------------------------------------------
@@ -448,7 +480,7 @@ def main(argv: list[str] | None = None) -> None:
 
     moto_app = DomainDispatcherApplication(create_backend_app)
     moto_app.debug = True  # type: ignore[attr-defined]
-    app = CborToJsonMiddleware(moto_app)
+    app = SerialDynamoDbMiddleware(CborToJsonMiddleware(moto_app))
 
     ssl_context: Any = None
     if args.ssl_key and args.ssl_cert:
