@@ -22,17 +22,15 @@ mod support;
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
-use aws_config::BehaviorVersion;
-use aws_sdk_s3::config::{Credentials, Region};
 use bucketlog::adapters::local_state::LocalDetectionState;
 use bucketlog::adapters::s3::S3Store;
-use bucketlog::adapters::sns::SnsNotifier;
 use bucketlog::config::Config;
 use bucketlog::pipeline::{Pipeline, system_now};
 use serde_json::Value;
 use support::delivery::{
     Attack, DEFAULT_SEED, Layout, Scorecard, SeenAlert, SimConfig, Simulation, Target, simulate,
 };
+use support::inbox::{self, AlertInbox};
 use support::moto::{MotoServer, unique_bucket};
 use support::s3;
 
@@ -44,119 +42,35 @@ const EVENT_TEMPLATE: &str = include_str!("../events/s3-put.json");
 struct World {
     /// Kept alive for the run; stopped on drop.
     _server: MotoServer,
-    /// The shared SDK configuration for this server, for further clients: the detection
-    /// state's DynamoDB client is built from it in [`build_pipeline`].
-    #[allow(dead_code)]
-    sdk: aws_config::SdkConfig,
     s3: aws_sdk_s3::Client,
-    sns: aws_sdk_sns::Client,
-    sqs: aws_sdk_sqs::Client,
+    inbox: AlertInbox,
     /// Where the access logs are delivered and the outputs go.
     log_bucket: String,
-    topic_arn: String,
-    queue_url: String,
 }
 
 impl World {
     async fn new(name: &str) -> World {
         let server = MotoServer::start();
-        let sdk = aws_config::defaults(BehaviorVersion::latest())
-            .endpoint_url(&server.endpoint)
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
-            .load()
-            .await;
+        let sdk = inbox::sdk_config(&server.endpoint).await;
         let s3 = s3::client(&server.endpoint).await;
         let log_bucket = unique_bucket(name);
         s3::create_bucket(&s3, &log_bucket).await;
-        let sns = aws_sdk_sns::Client::new(&sdk);
-        let sqs = aws_sdk_sqs::Client::new(&sdk);
-        let topic_arn = sns
-            .create_topic()
-            .name(&log_bucket)
-            .send()
-            .await
-            .expect("create topic")
-            .topic_arn
-            .expect("topic arn");
-        let queue_url = sqs
-            .create_queue()
-            .queue_name(&log_bucket)
-            .send()
-            .await
-            .expect("create queue")
-            .queue_url
-            .expect("queue url");
-        let arn_attribute = aws_sdk_sqs::types::QueueAttributeName::QueueArn;
-        let queue_arn = sqs
-            .get_queue_attributes()
-            .queue_url(&queue_url)
-            .attribute_names(arn_attribute.clone())
-            .send()
-            .await
-            .expect("queue attributes")
-            .attributes
-            .and_then(|a| a.get(&arn_attribute).cloned())
-            .expect("queue arn");
-        sns.subscribe()
-            .topic_arn(&topic_arn)
-            .protocol("sqs")
-            .endpoint(queue_arn)
-            .send()
-            .await
-            .expect("subscribe");
         World {
             _server: server,
-            sdk,
+            inbox: AlertInbox::create(&sdk, &log_bucket).await,
             s3,
-            sns,
-            sqs,
             log_bucket,
-            topic_arn,
-            queue_url,
         }
     }
 
     /// Every alert delivered to the topic so far, in delivery order (drains the queue).
     async fn notifications(&self) -> Vec<Value> {
-        let mut alerts = Vec::new();
-        loop {
-            let out = self
-                .sqs
-                .receive_message()
-                .queue_url(&self.queue_url)
-                .max_number_of_messages(10)
-                .send()
-                .await
-                .expect("receive");
-            let messages = out.messages.unwrap_or_default();
-            if messages.is_empty() {
-                return alerts;
-            }
-            for m in messages {
-                let envelope: Value =
-                    serde_json::from_str(m.body().unwrap_or_default()).expect("SNS envelope");
-                let alert: Value = serde_json::from_str(envelope["Message"].as_str().unwrap_or(""))
-                    .expect("alert JSON");
-                alerts.push(alert);
-                self.sqs
-                    .delete_message()
-                    .queue_url(&self.queue_url)
-                    .receipt_handle(m.receipt_handle().unwrap_or_default())
-                    .send()
-                    .await
-                    .expect("delete");
-            }
-        }
+        self.inbox.drain().await
     }
 
     /// Every alert document line stored under `alerts/`.
     async fn stored_alerts(&self) -> Vec<Value> {
-        let mut all = Vec::new();
-        for (key, _) in s3::list(&self.s3, &self.log_bucket, "alerts/").await {
-            all.extend(s3::ndjson(&s3::get(&self.s3, &self.log_bucket, &key).await));
-        }
-        all
+        s3::stored_alerts(&self.s3, &self.log_bucket).await
     }
 }
 
@@ -167,9 +81,7 @@ fn config() -> Config {
     Config::from_lookup(|k| vars.get(k).map(|v| v.to_string())).expect("valid config")
 }
 
-/// THE one place the pipeline under test is built. The detection-state branch adds its
-/// store here, e.g. a DynamoDB table created on this run's moto with `world.sdk`:
-/// `.with_detection_state(Box::new(DynamoDbDetectionState::new(..)))`.
+/// The one place the pipeline under test is built.
 async fn build_pipeline(world: &World) -> Pipeline<S3Store> {
     // The detection state is the local implementation of the same port (what `bucketlog
     // replay` uses), not moto's DynamoDB: moto deep-copies the whole table on every
@@ -178,10 +90,7 @@ async fn build_pipeline(world: &World) -> Pipeline<S3Store> {
     let dir = std::env::temp_dir().join(format!("bucketlog-sim-{}", world.log_bucket));
     let state = LocalDetectionState::open(dir.join("state.json")).expect("detection state");
     Pipeline::new(S3Store::new(world.s3.clone()), config())
-        .with_notifier(Box::new(SnsNotifier::new(
-            world.sns.clone(),
-            world.topic_arn.clone(),
-        )))
+        .with_notifier(world.inbox.notifier())
         .with_detection_state(Box::new(state))
 }
 

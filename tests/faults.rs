@@ -257,43 +257,43 @@ fn impatient() -> Config {
     ])
 }
 
-/// Defect 5: GetObject never answered.
-#[tokio::test]
-async fn a_silent_get_object_fails_naming_the_object() {
-    let (direct, bucket) = bucket("silent").await;
+/// Runs a log object through a proxy where `rule` never answers, with short timeouts,
+/// and returns the error (which must come well before the hang guard), the key, the
+/// bucket and the number of curated objects, after checking that the proxy stalled a
+/// call and that no marker claims the object was processed.
+async fn silent_endpoint_error(prefix: &str, rule: Rule) -> (String, String, String, usize) {
+    let (direct, bucket) = bucket(prefix).await;
     let key = format!("raw/{LOG_NAME}");
     put(&direct, &bucket, &key, sample_log(20, 3, 600)).await;
-    let rules = vec![Rule::always("GET", "/raw/", Fault::Hang)];
-    let (pipeline, proxy) = through_proxy(impatient(), rules, 3).await;
-
+    let (pipeline, proxy) = through_proxy(impatient(), vec![rule], 3).await;
     let err = guarded(pipeline.handle(&s3_event(&bucket, &key)))
         .await
         .unwrap_err()
         .to_string();
     assert!(proxy.faults() >= 1);
+    assert!(markers(&direct, &bucket).await.is_empty());
+    let curated = list(&direct, &bucket, "curated/").await.len();
+    (err, key, bucket, curated)
+}
+
+/// Defect 5: GetObject never answered.
+#[tokio::test]
+async fn a_silent_get_object_fails_naming_the_object() {
+    let rule = Rule::always("GET", "/raw/", Fault::Hang);
+    let (err, key, bucket, curated) = silent_endpoint_error("silent", rule).await;
     assert!(
         err.contains("GetObject") && err.contains(&format!("s3://{bucket}/{key}")),
         "{err}"
     );
-    assert!(list(&direct, &bucket, "curated/").await.is_empty());
+    assert_eq!(curated, 0, "nothing was read, so nothing was written");
 }
 
 /// Defect 5: the marker PUT never answered.
 #[tokio::test]
 async fn a_silent_marker_write_fails_naming_the_object() {
-    let (direct, bucket) = bucket("silent-marker").await;
-    let key = format!("raw/{LOG_NAME}");
-    put(&direct, &bucket, &key, sample_log(20, 4, 600)).await;
-    let rules = vec![Rule::always("PUT", "/state/processed/", Fault::Hang)];
-    let (pipeline, proxy) = through_proxy(impatient(), rules, 3).await;
-
-    let err = guarded(pipeline.handle(&s3_event(&bucket, &key)))
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(proxy.faults() >= 1);
+    let rule = Rule::always("PUT", "/state/processed/", Fault::Hang);
+    let (err, key, _, _) = silent_endpoint_error("silent-marker", rule).await;
     assert!(err.contains("PutObject") && err.contains(&key), "{err}");
-    assert!(markers(&direct, &bucket).await.is_empty());
 }
 
 /// Defect 5: the operation timeout is for small calls; a body that pauses for longer

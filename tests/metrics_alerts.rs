@@ -12,15 +12,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use aws_config::BehaviorVersion;
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{Dimension, Statistic};
-use aws_sdk_s3::config::{Credentials, Region};
 use bucketlog::access_log::LogTime;
 use bucketlog::adapters::cloudwatch::CloudWatchMetrics;
 use bucketlog::adapters::emf::EmfMetrics;
 use bucketlog::adapters::s3::S3Store;
-use bucketlog::adapters::sns::SnsNotifier;
 use bucketlog::alerts::Alert;
 use bucketlog::config::Config;
 use bucketlog::event::ObjectRef;
@@ -31,6 +28,7 @@ use bucketlog::ports::{
     StoreError, UploadedPart,
 };
 use serde_json::Value;
+use support::inbox::{self, AlertInbox};
 use support::{moto, s3};
 use tokio::sync::Barrier;
 
@@ -59,81 +57,28 @@ fn line(bucket: &str, t: i64, ip: &str, requester: &str, status: u16, bytes: u64
     )
 }
 
-async fn shared_config(endpoint: &str) -> aws_config::SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
-        .load()
-        .await
-}
-
 /// Everything one test needs: a bucket, clients, a namespace and a topic feeding a queue.
 struct World {
     s3: aws_sdk_s3::Client,
     cloudwatch: aws_sdk_cloudwatch::Client,
-    sns: aws_sdk_sns::Client,
-    sqs: aws_sdk_sqs::Client,
+    inbox: AlertInbox,
     bucket: String,
     namespace: String,
-    topic_arn: String,
-    queue_url: String,
 }
 
 impl World {
     async fn new(prefix: &str) -> World {
         let server = moto::shared();
-        let shared = shared_config(&server.endpoint).await;
+        let sdk = inbox::sdk_config(&server.endpoint).await;
         let s3 = s3::client(&server.endpoint).await;
         let bucket = moto::unique_bucket(prefix);
         s3::create_bucket(&s3, &bucket).await;
-        let sns = aws_sdk_sns::Client::new(&shared);
-        let sqs = aws_sdk_sqs::Client::new(&shared);
-        let topic_arn = sns
-            .create_topic()
-            .name(&bucket)
-            .send()
-            .await
-            .expect("create topic")
-            .topic_arn
-            .expect("topic arn");
-        let queue_url = sqs
-            .create_queue()
-            .queue_name(&bucket)
-            .send()
-            .await
-            .expect("create queue")
-            .queue_url
-            .expect("queue url");
-        let queue_arn = sqs
-            .get_queue_attributes()
-            .queue_url(&queue_url)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .expect("queue attributes")
-            .attributes
-            .and_then(|a| {
-                a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-                    .cloned()
-            })
-            .expect("queue arn");
-        sns.subscribe()
-            .topic_arn(&topic_arn)
-            .protocol("sqs")
-            .endpoint(queue_arn)
-            .send()
-            .await
-            .expect("subscribe");
         World {
             s3,
-            cloudwatch: aws_sdk_cloudwatch::Client::new(&shared),
-            sns,
-            sqs,
+            cloudwatch: aws_sdk_cloudwatch::Client::new(&sdk),
+            inbox: AlertInbox::create(&sdk, &bucket).await,
             namespace: format!("Test/{bucket}"),
             bucket,
-            topic_arn,
-            queue_url,
         }
     }
 
@@ -152,19 +97,12 @@ impl World {
                 self.cloudwatch.clone(),
                 self.namespace.clone(),
             )))
-            .with_notifier(Box::new(SnsNotifier::new(
-                self.sns.clone(),
-                self.topic_arn.clone(),
-            )))
+            .with_notifier(self.inbox.notifier())
     }
 
     /// Uploads a log object and returns the event announcing it.
     async fn log_object(&self, name: &str, lines: &[String]) -> Value {
-        let key = format!("raw/{name}");
-        let mut body = lines.join("\n");
-        body.push('\n');
-        s3::put(&self.s3, &self.bucket, &key, body.into_bytes()).await;
-        s3::s3_event(&self.bucket, &key)
+        s3::put_log(&self.s3, &self.bucket, name, lines).await
     }
 
     /// The sum of `metric` over the last day for these dimensions.
@@ -197,35 +135,7 @@ impl World {
 
     /// Every alert delivered to the topic so far (drains the queue).
     async fn delivered(&self) -> Vec<Value> {
-        let mut alerts = Vec::new();
-        loop {
-            let out = self
-                .sqs
-                .receive_message()
-                .queue_url(&self.queue_url)
-                .max_number_of_messages(10)
-                .send()
-                .await
-                .expect("receive");
-            let messages = out.messages.unwrap_or_default();
-            if messages.is_empty() {
-                return alerts;
-            }
-            for m in messages {
-                let envelope: Value =
-                    serde_json::from_str(m.body().unwrap_or_default()).expect("SNS envelope");
-                let alert: Value = serde_json::from_str(envelope["Message"].as_str().unwrap_or(""))
-                    .expect("alert JSON");
-                alerts.push(alert);
-                self.sqs
-                    .delete_message()
-                    .queue_url(&self.queue_url)
-                    .receipt_handle(m.receipt_handle().unwrap_or_default())
-                    .send()
-                    .await
-                    .expect("delete");
-            }
-        }
+        self.inbox.drain().await
     }
 
     /// The bucket's requester baseline, as stored.
@@ -236,11 +146,7 @@ impl World {
 
     /// Every alert document written under `alerts/`.
     async fn stored_alerts(&self) -> Vec<Value> {
-        let mut all = Vec::new();
-        for (key, _) in s3::list(&self.s3, &self.bucket, "alerts/").await {
-            all.extend(s3::ndjson(&s3::get(&self.s3, &self.bucket, &key).await));
-        }
-        all
+        s3::stored_alerts(&self.s3, &self.bucket).await
     }
 }
 

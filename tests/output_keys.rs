@@ -6,36 +6,8 @@
 mod support;
 
 use bucketlog::config::Config;
-use bucketlog::generate::{GenerateOptions, write_log};
-use support::pipeline::{Fixture, fixture, processed};
+use support::pipeline::{Fixture, fixture, outputs, processed, sample_log as log};
 use support::s3::*;
-
-fn log(n: u64, seed: u64) -> Vec<u8> {
-    let mut log = Vec::new();
-    write_log(
-        &mut log,
-        GenerateOptions {
-            seed,
-            span_seconds: 600,
-            ..Default::default()
-        },
-        n,
-    )
-    .unwrap();
-    log.extend_from_slice(b"not an access log line\n");
-    log
-}
-
-/// Every curated record and rejected line in the bucket, with the keys they came from.
-async fn outputs(f: &Fixture, prefix: &str) -> Vec<(String, serde_json::Value)> {
-    let mut out = Vec::new();
-    for (key, _) in list(&f.client, &f.bucket, prefix).await {
-        for record in ndjson(&get(&f.client, &f.bucket, &key).await) {
-            out.push((key.clone(), record));
-        }
-    }
-    out
-}
 
 async fn process(f: &Fixture, key: &str) -> serde_json::Value {
     let response = f.pipeline.handle(&s3_event(&f.bucket, key)).await.unwrap();

@@ -9,31 +9,13 @@ use std::io::Write;
 
 use bucketlog::adapters::s3::S3Store;
 use bucketlog::config::Config;
-use bucketlog::generate::{GenerateOptions, write_log};
 use bucketlog::pipeline::Pipeline;
 use serde_json::{Value, json};
 use support::moto;
-use support::pipeline::{Fixture, fixture, processed};
+use support::pipeline::{Fixture, fixture, outputs, processed, sample_log};
 use support::s3::*;
 
 const LOG_NAME: &str = "2026-11-20-14-05-12-5A1B2C3D4E5F6789";
-
-/// A log with `n` generated records, one blank line and one line that must be rejected.
-fn sample_log(n: u64, seed: u64) -> Vec<u8> {
-    let mut log = Vec::new();
-    write_log(
-        &mut log,
-        GenerateOptions {
-            seed,
-            span_seconds: 600,
-            ..Default::default()
-        },
-        n,
-    )
-    .unwrap();
-    log.extend_from_slice(b"\nnot an access log line\n");
-    log
-}
 
 fn gzip(data: &[u8], members: usize) -> Vec<u8> {
     let mut out = Vec::new();
@@ -48,15 +30,11 @@ fn gzip(data: &[u8], members: usize) -> Vec<u8> {
 
 /// Reads every curated record and every rejected line back from the bucket.
 async fn read_outputs(f: &Fixture) -> (Vec<Value>, Vec<Value>) {
-    let mut curated = Vec::new();
-    for (key, _) in list(&f.client, &f.bucket, "curated/").await {
-        curated.extend(ndjson(&get(&f.client, &f.bucket, &key).await));
-    }
-    let mut rejected = Vec::new();
-    for (key, _) in list(&f.client, &f.bucket, "rejected/").await {
-        rejected.extend(ndjson(&get(&f.client, &f.bucket, &key).await));
-    }
-    (curated, rejected)
+    let records = |all: Vec<(String, Value)>| all.into_iter().map(|(_, r)| r).collect();
+    (
+        records(outputs(f, "curated/").await),
+        records(outputs(f, "rejected/").await),
+    )
 }
 
 #[tokio::test]

@@ -9,14 +9,11 @@ mod support;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
-use aws_config::BehaviorVersion;
-use aws_sdk_s3::config::{Credentials, Region};
 use bucketlog::access_log::LogTime;
 use bucketlog::adapters::dynamodb::DynamoDetectionState;
 use bucketlog::adapters::local::LocalStore;
 use bucketlog::adapters::local_state::LocalDetectionState;
 use bucketlog::adapters::s3::S3Store;
-use bucketlog::adapters::sns::SnsNotifier;
 use bucketlog::alerts::SubjectKind;
 use bucketlog::alerts::shared::{bucket_series, subject_series};
 use bucketlog::config::Config;
@@ -26,6 +23,7 @@ use bucketlog::ports::{
     StateErrorKind,
 };
 use serde_json::Value;
+use support::inbox::{self, AlertInbox};
 use support::{moto, s3};
 
 const MONTHS: [&str; 12] = [
@@ -64,84 +62,31 @@ fn burst(bucket: &str, minute: i64, ip: &str, status: u16, count: usize, n0: usi
         .collect()
 }
 
-async fn shared_config(endpoint: &str) -> aws_config::SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
-        .load()
-        .await
-}
-
 /// A bucket, a detection table, and a topic feeding a queue.
 struct World {
     s3: aws_sdk_s3::Client,
     dynamodb: aws_sdk_dynamodb::Client,
-    sns: aws_sdk_sns::Client,
-    sqs: aws_sdk_sqs::Client,
+    inbox: AlertInbox,
     bucket: String,
     table: String,
-    topic_arn: String,
-    queue_url: String,
 }
 
 impl World {
     async fn new(prefix: &str) -> World {
         let server = moto::shared();
-        let shared = shared_config(&server.endpoint).await;
+        let sdk = inbox::sdk_config(&server.endpoint).await;
         let s3 = s3::client(&server.endpoint).await;
         let bucket = moto::unique_bucket(prefix);
         s3::create_bucket(&s3, &bucket).await;
-        let dynamodb = aws_sdk_dynamodb::Client::new(&shared);
+        let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
         let table = format!("{bucket}-detection");
         support::dynamodb::create_table(&dynamodb, &table).await;
-        let sns = aws_sdk_sns::Client::new(&shared);
-        let sqs = aws_sdk_sqs::Client::new(&shared);
-        let topic_arn = sns
-            .create_topic()
-            .name(&bucket)
-            .send()
-            .await
-            .expect("create topic")
-            .topic_arn
-            .expect("topic arn");
-        let queue_url = sqs
-            .create_queue()
-            .queue_name(&bucket)
-            .send()
-            .await
-            .expect("create queue")
-            .queue_url
-            .expect("queue url");
-        let queue_arn = sqs
-            .get_queue_attributes()
-            .queue_url(&queue_url)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .expect("queue attributes")
-            .attributes
-            .and_then(|a| {
-                a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-                    .cloned()
-            })
-            .expect("queue arn");
-        sns.subscribe()
-            .topic_arn(&topic_arn)
-            .protocol("sqs")
-            .endpoint(queue_arn)
-            .send()
-            .await
-            .expect("subscribe");
         World {
+            inbox: AlertInbox::create(&sdk, &bucket).await,
             s3,
             dynamodb,
-            sns,
-            sqs,
             bucket,
             table,
-            topic_arn,
-            queue_url,
         }
     }
 
@@ -152,10 +97,7 @@ impl World {
     /// A pipeline sharing the table and publishing to the topic.
     fn pipeline_with(&self, state: Box<dyn DetectionState>) -> Pipeline<S3Store> {
         Pipeline::new(S3Store::new(self.s3.clone()), config())
-            .with_notifier(Box::new(SnsNotifier::new(
-                self.sns.clone(),
-                self.topic_arn.clone(),
-            )))
+            .with_notifier(self.inbox.notifier())
             .with_detection_state(state)
     }
 
@@ -165,45 +107,12 @@ impl World {
 
     /// Uploads a log object and returns the event announcing it.
     async fn log_object(&self, name: &str, lines: &[String]) -> Value {
-        let key = format!("raw/{name}");
-        let mut body = lines.join("\n");
-        body.push('\n');
-        s3::put(&self.s3, &self.bucket, &key, body.into_bytes()).await;
-        s3::s3_event(&self.bucket, &key)
+        s3::put_log(&self.s3, &self.bucket, name, lines).await
     }
 
     /// Every alert delivered to the topic so far (drains the queue).
     async fn delivered(&self) -> Vec<Value> {
-        let mut alerts = Vec::new();
-        loop {
-            let out = self
-                .sqs
-                .receive_message()
-                .queue_url(&self.queue_url)
-                .max_number_of_messages(10)
-                .send()
-                .await
-                .expect("receive");
-            let messages = out.messages.unwrap_or_default();
-            if messages.is_empty() {
-                return alerts;
-            }
-            for m in messages {
-                let envelope: Value =
-                    serde_json::from_str(m.body().unwrap_or_default()).expect("SNS envelope");
-                alerts.push(
-                    serde_json::from_str(envelope["Message"].as_str().unwrap_or(""))
-                        .expect("alert JSON"),
-                );
-                self.sqs
-                    .delete_message()
-                    .queue_url(&self.queue_url)
-                    .receipt_handle(m.receipt_handle().unwrap_or_default())
-                    .send()
-                    .await
-                    .expect("delete");
-            }
-        }
+        self.inbox.drain().await
     }
 
     /// The delivered 403-spike alerts.

@@ -1,10 +1,11 @@
 //! Shared helpers for integration tests: `mod support;` then `support::moto`, `support::s3`,
-//! `support::pipeline`, `support::delivery`.
+//! `support::pipeline`, `support::delivery`, `support::inbox`.
 #![allow(dead_code)]
 
 pub mod delivery;
 pub mod dynamodb;
 pub mod fault_proxy;
+pub mod inbox;
 pub mod moto;
 pub mod pipeline;
 pub mod s3;

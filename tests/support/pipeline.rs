@@ -3,6 +3,7 @@
 
 use bucketlog::adapters::s3::S3Store;
 use bucketlog::config::Config;
+use bucketlog::generate::{GenerateOptions, write_log};
 use bucketlog::pipeline::Pipeline;
 use serde_json::Value;
 
@@ -43,4 +44,33 @@ pub fn processed(response: &Value) -> Vec<&Value> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// A log with `n` generated records over ten minutes, one blank line and one line that
+/// must be rejected.
+pub fn sample_log(n: u64, seed: u64) -> Vec<u8> {
+    let mut log = Vec::new();
+    write_log(
+        &mut log,
+        GenerateOptions {
+            seed,
+            span_seconds: 600,
+            ..Default::default()
+        },
+        n,
+    )
+    .unwrap();
+    log.extend_from_slice(b"\nnot an access log line\n");
+    log
+}
+
+/// Every NDJSON line stored under `prefix` in the fixture's bucket, with its object key.
+pub async fn outputs(f: &Fixture, prefix: &str) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    for (key, _) in s3::list(&f.client, &f.bucket, prefix).await {
+        for record in s3::ndjson(&s3::get(&f.client, &f.bucket, &key).await) {
+            out.push((key.clone(), record));
+        }
+    }
+    out
 }

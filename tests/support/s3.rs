@@ -45,6 +45,24 @@ pub async fn put(client: &Client, bucket: &str, key: &str, body: Vec<u8>) {
         .expect("put object");
 }
 
+/// Uploads `lines` as the log object `raw/<name>` and returns the S3 event announcing it.
+pub async fn put_log(client: &Client, bucket: &str, name: &str, lines: &[String]) -> Value {
+    let key = format!("raw/{name}");
+    let mut body = lines.join("\n");
+    body.push('\n');
+    put(client, bucket, &key, body.into_bytes()).await;
+    s3_event(bucket, &key)
+}
+
+/// Every alert document line stored under `alerts/` in `bucket`.
+pub async fn stored_alerts(client: &Client, bucket: &str) -> Vec<Value> {
+    let mut all = Vec::new();
+    for (key, _) in list(client, bucket, "alerts/").await {
+        all.extend(ndjson(&get(client, bucket, &key).await));
+    }
+    all
+}
+
 /// Reads an object whole.
 pub async fn get(client: &Client, bucket: &str, key: &str) -> Vec<u8> {
     let out = client
