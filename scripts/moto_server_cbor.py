@@ -29,7 +29,9 @@ exec "$py" "$0" "$@"
 #     doubles are always sent as CBOR floats and integers as CBOR ints (the SDK's
 #     CBOR decoder rejects an int where it expects a double and vice versa).
 #   * DynamoDB requests are handled one at a time (`SerialDynamoDbMiddleware`),
-#     because moto's transactions are not atomic under concurrency.
+#     because moto's transactions are not atomic under concurrency, and a
+#     transaction backs up only its own items (`patch_dynamodb_transactions`),
+#     not a deep copy of the whole table.
 #   * Everything else (S3, SNS, SQS, /moto-api/...) goes to moto untouched.
 #
 # Why: aws-sdk-cloudwatch >= 1.100 only speaks RPC v2 CBOR, which moto 5.2.5
@@ -415,6 +417,63 @@ class CborToJsonMiddleware:
         return self.error(status, type_, f"moto: {operation} failed with HTTP {status}: {snippet}", keep)
 
 
+def patch_dynamodb_transactions() -> None:
+    """Makes moto's `TransactWriteItems` back up only the items it touches.
+
+    moto deep-copies every table a transaction names, so each transaction costs time
+    and memory in proportion to the whole table (seconds and gigabytes once a test has
+    written tens of thousands of counters). With DynamoDB requests serialised
+    (`SerialDynamoDbMiddleware`), backing up just the transaction's own items (at most
+    100) and putting them back on failure is the same all-or-nothing rollback.
+    """
+    import copy as real_copy
+    import types
+
+    import moto.dynamodb.models as models
+    from moto.dynamodb.models.table import Table
+
+    def deepcopy_except_tables(value: Any, memo: Any = None) -> Any:
+        return value if isinstance(value, Table) else real_copy.deepcopy(value, memo)
+
+    models.copy = types.SimpleNamespace(deepcopy=deepcopy_except_tables, copy=real_copy.copy)  # type: ignore[assignment]
+    original = models.DynamoDBBackend.transact_write_items
+
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        backups = []
+        for item in transact_items:
+            op_type, op = next(iter(item.items()))
+            table = self.tables.get(op.get("TableName"))
+            if table is None:
+                continue
+            if op_type == "Put":
+                names = [table.hash_key_attr] + ([table.range_key_attr] if table.range_key_attr else [])
+                keys = {n: op["Item"][n] for n in names if n in op["Item"]}
+            else:
+                keys = op.get("Key", {})
+            try:
+                hash_key, range_key = self.get_keys_value(table, keys)
+            except Exception:  # noqa: BLE001 - moto itself reports the bad key
+                continue
+            saved = table.get_item(hash_key, range_key)
+            backups.append((table, hash_key, range_key, real_copy.deepcopy(saved)))
+        try:
+            original(self, transact_items)
+        except Exception:
+            for table, hash_key, range_key, saved in reversed(backups):
+                if range_key is not None:
+                    if saved is None:
+                        table.items[hash_key].pop(range_key, None)
+                    else:
+                        table.items[hash_key][range_key] = saved
+                elif saved is None:
+                    table.items.pop(hash_key, None)
+                else:
+                    table.items[hash_key] = saved
+            raise
+
+    models.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+
+
 class SerialDynamoDbMiddleware:
     """Handles DynamoDB requests one at a time, as real DynamoDB's transactions behave.
 
@@ -478,6 +537,7 @@ def main(argv: list[str] | None = None) -> None:
     except Exception:
         pass
 
+    patch_dynamodb_transactions()
     moto_app = DomainDispatcherApplication(create_backend_app)
     moto_app.debug = True  # type: ignore[attr-defined]
     app = SerialDynamoDbMiddleware(CborToJsonMiddleware(moto_app))
