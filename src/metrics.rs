@@ -9,7 +9,7 @@
 //! [`emf_lines`] renders the same datums in CloudWatch Embedded Metric Format, for
 //! `METRICS_MODE=emf`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::access_log::LogRecord;
 use crate::outputs::UNKNOWN_BUCKET;
@@ -24,9 +24,11 @@ pub const MAX_VALUES_PER_DATUM: usize = 150;
 pub const MAX_DATUMS_PER_CALL: usize = 1000;
 
 /// How many (bucket, minute) series one log object may open before further minutes are
-/// only counted as dropped: 100,000 is 69 days of one bucket, far beyond any real object,
-/// and it keeps memory bounded for a hostile one.
-pub const MAX_SERIES: usize = 100_000;
+/// only counted as dropped (with a WARN line; the records themselves are still curated):
+/// 20,000 is two weeks of one bucket, CloudWatch's own limit, or 4,000 buckets over five
+/// minutes, far beyond any real object. It keeps the aggregator under about 6 MiB for a
+/// hostile one.
+pub const MAX_SERIES: usize = 20_000;
 
 /// The unit CloudWatch records with a metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +103,9 @@ struct MinuteStats {
 pub struct MetricsAggregator {
     /// Source bucket names; series are keyed by index, so a record costs no allocation.
     buckets: Vec<String>,
+    /// Each name's index in `buckets`: an object spread over thousands of buckets must not
+    /// cost a scan of them per record.
+    bucket_index: HashMap<String, u32>,
     minutes: BTreeMap<(u32, i64), MinuteStats>,
     newest_record: Option<i64>,
     rejected: u64,
@@ -137,18 +142,20 @@ impl MetricsAggregator {
         self.newest_record = Some(self.newest_record.map_or(time, |t| t.max(time)));
         let minute = time.div_euclid(60) * 60;
         let bucket = record.bucket.unwrap_or(UNKNOWN_BUCKET);
-        let index = match self.buckets.iter().rposition(|b| b == bucket) {
-            Some(i) => i,
+        let index = match self.bucket_index.get(bucket) {
+            Some(&i) => i,
             None if self.minutes.len() >= MAX_SERIES => {
                 self.dropped_records += 1;
                 return;
             }
             None => {
+                let i = self.buckets.len() as u32;
                 self.buckets.push(bucket.to_string());
-                self.buckets.len() - 1
+                self.bucket_index.insert(bucket.to_string(), i);
+                i
             }
         };
-        let key = (index as u32, minute);
+        let key = (index, minute);
         if self.minutes.len() >= MAX_SERIES && !self.minutes.contains_key(&key) {
             self.dropped_records += 1;
             return;
@@ -182,18 +189,83 @@ impl MetricsAggregator {
         self.rejected += 1;
     }
 
-    /// The datums for everything observed. `log_bucket` is the `Bucket` dimension for
+    /// The datums for everything observed, all at once (see [`Self::into_batches`] for
+    /// publishing them in bounded memory). `log_bucket` is the `Bucket` dimension for
     /// `RejectedLines` (a rejected line has no bucket of its own); `now` is Unix seconds.
     pub fn datums(&self, log_bucket: &str, now: i64) -> MetricReport {
         let mut datums = Vec::new();
-        let mut skipped_old_minutes = 0;
-        let too_old = |minute: i64| now - minute > MAX_AGE_SECONDS;
-        for ((index, minute), stats) in &self.minutes {
-            let bucket = &self.buckets[*index as usize];
-            if too_old(*minute) {
-                skipped_old_minutes += 1;
+        let mut series = self.minutes.iter();
+        while self.push_series(&mut series, usize::MAX, now, &mut datums) {}
+        self.push_object_datums(log_bucket, now, &mut datums);
+        MetricReport {
+            datums,
+            skipped_old_minutes: self.skipped_old_minutes(now),
+            dropped_records: self.dropped_records,
+        }
+    }
+
+    /// The same datums as [`Self::datums`], to be produced a few series at a time: an
+    /// object spread over thousands of buckets has tens of thousands of series, and
+    /// building all their datums at once cost more memory than everything else.
+    pub fn into_batches(self, log_bucket: &str, now: i64) -> MetricBatches {
+        MetricBatches {
+            skipped_old_minutes: self.skipped_old_minutes(now),
+            dropped_records: self.dropped_records,
+            datum_count: self.datum_count(now),
+            aggregator: self,
+            log_bucket: log_bucket.to_string(),
+            now,
+            extra: Vec::new(),
+        }
+    }
+
+    /// Minutes that will not be published: CloudWatch refuses data older than two weeks.
+    fn skipped_old_minutes(&self, now: i64) -> usize {
+        let old_series = self
+            .minutes
+            .keys()
+            .filter(|(_, m)| too_old(*m, now))
+            .count();
+        let stamp = self.newest_record.map_or(now, |t| t.div_euclid(60) * 60);
+        old_series + usize::from(too_old(stamp, now))
+    }
+
+    /// How many datums [`Self::datums`] gives, without building them.
+    fn datum_count(&self, now: i64) -> usize {
+        let series: usize = self
+            .minutes
+            .iter()
+            .filter(|((_, m), _)| !too_old(*m, now))
+            .map(|(_, stats)| 7 + stats.total_time.len().div_ceil(MAX_VALUES_PER_DATUM))
+            .sum();
+        let stamp = self.newest_record.map_or(now, |t| t.div_euclid(60) * 60);
+        let object = if too_old(stamp, now) {
+            0
+        } else {
+            1 + self.newest_record.map_or(0, |_| self.buckets.len())
+        };
+        series + object
+    }
+
+    /// Appends the datums of up to `limit` more (bucket, minute) series from `series`;
+    /// false once `series` is exhausted.
+    fn push_series(
+        &self,
+        series: &mut std::collections::btree_map::Iter<'_, (u32, i64), MinuteStats>,
+        limit: usize,
+        now: i64,
+        datums: &mut Vec<MetricDatum>,
+    ) -> bool {
+        let mut taken = 0;
+        while taken < limit {
+            let Some(((index, minute), stats)) = series.next() else {
+                return false;
+            };
+            if too_old(*minute, now) {
                 continue;
             }
+            taken += 1;
+            let bucket = &self.buckets[*index as usize];
             let mut push = |name, unit, value: u64| {
                 datums.push(MetricDatum {
                     name,
@@ -224,33 +296,91 @@ impl MetricsAggregator {
                 });
             }
         }
+        true
+    }
+
+    /// Appends the per-object datums: `RejectedLines`, and `DeliveryDelaySeconds` per bucket.
+    fn push_object_datums(&self, log_bucket: &str, now: i64, datums: &mut Vec<MetricDatum>) {
         let stamp = self.newest_record.map_or(now, |t| t.div_euclid(60) * 60);
-        if !too_old(stamp) {
-            datums.push(MetricDatum {
-                name: "RejectedLines",
-                dimensions: vec![("Bucket", log_bucket.to_string())],
-                timestamp: stamp,
-                unit: Unit::Count,
-                value: MetricValue::Value(self.rejected as f64),
-            });
-            if let Some(newest) = self.newest_record {
-                for bucket in &self.buckets {
-                    datums.push(MetricDatum {
-                        name: "DeliveryDelaySeconds",
-                        dimensions: vec![("Bucket", bucket.clone())],
-                        timestamp: stamp,
-                        unit: Unit::Seconds,
-                        value: MetricValue::Value((now - newest).max(0) as f64),
-                    });
-                }
-            }
-        } else {
-            skipped_old_minutes += 1;
+        if too_old(stamp, now) {
+            return;
         }
-        MetricReport {
-            datums,
-            skipped_old_minutes,
-            dropped_records: self.dropped_records,
+        datums.push(MetricDatum {
+            name: "RejectedLines",
+            dimensions: vec![("Bucket", log_bucket.to_string())],
+            timestamp: stamp,
+            unit: Unit::Count,
+            value: MetricValue::Value(self.rejected as f64),
+        });
+        if let Some(newest) = self.newest_record {
+            for bucket in &self.buckets {
+                datums.push(MetricDatum {
+                    name: "DeliveryDelaySeconds",
+                    dimensions: vec![("Bucket", bucket.clone())],
+                    timestamp: stamp,
+                    unit: Unit::Seconds,
+                    value: MetricValue::Value((now - newest).max(0) as f64),
+                });
+            }
+        }
+    }
+}
+
+/// Whether CloudWatch would refuse a data point for `minute`.
+fn too_old(minute: i64, now: i64) -> bool {
+    now - minute > MAX_AGE_SECONDS
+}
+
+/// How many (bucket, minute) series go into one [`MetricBatches::for_each`] batch: about
+/// 4,000 datums, a few hundred KiB, whatever the object's spread.
+pub const SERIES_PER_BATCH: usize = 500;
+
+/// One log object's metrics, kept until they are published and produced in batches of
+/// [`SERIES_PER_BATCH`] series, so their memory does not grow with the number of series.
+#[derive(Debug, Clone)]
+pub struct MetricBatches {
+    aggregator: MetricsAggregator,
+    log_bucket: String,
+    now: i64,
+    /// Datums published after the series (the `Alerts` metric).
+    extra: Vec<MetricDatum>,
+    /// Minutes skipped because CloudWatch would reject them as older than two weeks.
+    pub skipped_old_minutes: usize,
+    /// Records not counted because [`MAX_SERIES`] was reached.
+    pub dropped_records: u64,
+    /// How many datums the batches hold in all, before `extra`.
+    pub datum_count: usize,
+}
+
+impl MetricBatches {
+    /// Adds datums to publish after the series, such as the `Alerts` metric.
+    pub fn extend(&mut self, datums: Vec<MetricDatum>) {
+        self.datum_count += datums.len();
+        self.extra.extend(datums);
+    }
+
+    /// Calls `publish` with each batch in order, stopping at the first error. The last
+    /// batch carries the per-object datums and the extra ones.
+    pub async fn for_each<E, F, Fut>(&self, mut publish: F) -> Result<(), E>
+    where
+        F: FnMut(Vec<MetricDatum>) -> Fut,
+        Fut: std::future::Future<Output = Result<(), E>>,
+    {
+        let a = &self.aggregator;
+        let mut series = a.minutes.iter();
+        loop {
+            let mut batch = Vec::new();
+            let more = a.push_series(&mut series, SERIES_PER_BATCH, self.now, &mut batch);
+            if !more {
+                a.push_object_datums(&self.log_bucket, self.now, &mut batch);
+                batch.extend(self.extra.iter().cloned());
+            }
+            if !batch.is_empty() {
+                publish(batch).await?;
+            }
+            if !more {
+                return Ok(());
+            }
         }
     }
 }
@@ -314,21 +444,29 @@ pub fn emf_lines(namespace: &str, datums: &[MetricDatum]) -> Vec<String> {
         i64,
         Vec<(&'d MetricDatum, Vec<f64>)>,
     );
+    // Indexed by (dimensions, minute): an object spread over thousands of buckets has
+    // thousands of groups, and a linear search made this quadratic.
     let mut groups: Vec<Group<'_>> = Vec::new();
+    type Dimensions<'d> = &'d [(&'static str, String)];
+    let mut index: HashMap<(Dimensions<'_>, i64), usize> = HashMap::new();
     for d in datums {
         let values = match &d.value {
             MetricValue::Value(v) => vec![*v],
             MetricValue::Distribution { values, counts } => emf_values(values, counts),
         };
-        match groups
-            .iter_mut()
-            .find(|(dims, ts, _)| *dims == d.dimensions.as_slice() && *ts == d.timestamp)
-        {
-            Some(group) => match group.2.iter_mut().find(|(m, _)| m.name == d.name) {
-                Some((_, existing)) => existing.extend(values),
-                None => group.2.push((d, values)),
-            },
-            None => groups.push((&d.dimensions, d.timestamp, vec![(d, values)])),
+        let key = (d.dimensions.as_slice(), d.timestamp);
+        match index.get(&key) {
+            Some(&at) => {
+                let group = &mut groups[at];
+                match group.2.iter_mut().find(|(m, _)| m.name == d.name) {
+                    Some((_, existing)) => existing.extend(values),
+                    None => group.2.push((d, values)),
+                }
+            }
+            None => {
+                index.insert(key, groups.len());
+                groups.push((&d.dimensions, d.timestamp, vec![(d, values)]));
+            }
         }
     }
     let mut lines = Vec::new();
@@ -425,6 +563,46 @@ mod tests {
     }
 
     const T0: i64 = 1_795_183_200; // 2026-11-20T14:00:00Z
+
+    #[test]
+    fn batches_give_the_same_datums_as_all_at_once_with_bounded_batches() {
+        let mut agg = MetricsAggregator::default();
+        // 1,300 series: three buckets over many minutes, so there are several batches.
+        for i in 0..1300i64 {
+            // Back from 2026-11-20 14:00 one minute at a time (into 19 November).
+            let minutes = 20 * 1440 + 14 * 60 - i;
+            let (day, hour, minute) = (minutes / 1440, minutes % 1440 / 60, minutes % 60);
+            let time = format!("{day:02}/Nov/2026:{hour:02}:{minute:02}:00");
+            let text = line(&format!("b{}", i % 3), &time, "-", 403, 5, 7);
+            agg.observe(&parse_line(&text).unwrap());
+        }
+        let now = T0 + 60;
+        let all = agg.datums("logs", now);
+        let extra = alert_datums([("b1", "forbidden_spike", T0)], now);
+        let mut batches = agg.clone().into_batches("logs", now);
+        batches.extend(extra.clone());
+        assert_eq!(batches.datum_count, all.datums.len() + extra.len());
+        assert_eq!(batches.skipped_old_minutes, all.skipped_old_minutes);
+        let mut seen = Vec::new();
+        let mut sizes = Vec::new();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let result: Result<(), ()> = runtime.block_on(batches.for_each(|batch| {
+            sizes.push(batch.len());
+            seen.extend(batch);
+            async { Ok(()) }
+        }));
+        assert!(result.is_ok());
+        let mut expected = all.datums;
+        expected.extend(extra);
+        assert_eq!(seen, expected);
+        assert_eq!(sizes.len(), 3, "{sizes:?}");
+        assert!(
+            sizes.iter().all(|n| *n <= SERIES_PER_BATCH * 8 + 8),
+            "{sizes:?}"
+        );
+    }
 
     #[test]
     fn counts_per_bucket_and_minute_of_event_time() {

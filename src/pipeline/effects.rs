@@ -13,15 +13,15 @@ use super::{Pipeline, ProcessError};
 use crate::alerts::detect::BucketSightings;
 use crate::alerts::{Alert, AlertType};
 use crate::event::ObjectRef;
-use crate::metrics::{MetricDatum, alert_datums};
+use crate::metrics::{MetricBatches, alert_datums};
 use crate::ports::{ObjectStore, PutCondition};
 
 /// What one log object's side effects will do, kept between the steps.
 pub(super) struct SideEffects {
     /// Alerts to log and notify.
     pub(super) alerts: Vec<Alert>,
-    /// Metric datums to publish, the `Alerts` metric included.
-    pub(super) datums: Vec<MetricDatum>,
+    /// Metrics to publish, the `Alerts` metric included, produced in batches.
+    pub(super) metrics: MetricBatches,
     sightings: Vec<BucketSightings>,
     baselines: Vec<StoredBaseline>,
     pub(super) output_bucket: String,
@@ -77,10 +77,10 @@ impl<S: ObjectStore> Pipeline<S> {
         }
         self.write_alert_document(object, output_bucket, &alerts)
             .await?;
-        let datums = self.datums(object, streamed.metrics, &alerts, now);
+        let metrics = self.metric_batches(object, streamed.metrics, &alerts, now);
         Ok(SideEffects {
             alerts,
-            datums,
+            metrics,
             sightings,
             baselines,
             output_bucket: output_bucket.to_string(),
@@ -119,22 +119,22 @@ impl<S: ObjectStore> Pipeline<S> {
     }
 
     /// The object's metric datums plus one `Alerts` datum per alert.
-    fn datums(
+    fn metric_batches(
         &self,
         object: &ObjectRef,
         metrics: crate::metrics::MetricsAggregator,
         alerts: &[Alert],
         now: i64,
-    ) -> Vec<MetricDatum> {
+    ) -> MetricBatches {
         let location = object.to_string();
-        let mut datums = metrics.datums(&object.bucket, now);
+        let mut datums = metrics.into_batches(&object.bucket, now);
         if datums.skipped_old_minutes > 0 {
             warn!(object = %location, minutes = datums.skipped_old_minutes, "metrics older than two weeks skipped: CloudWatch would refuse them");
         }
         if datums.dropped_records > 0 {
             warn!(object = %location, records = datums.dropped_records, "records beyond the metric series limit were not counted");
         }
-        datums.datums.extend(alert_datums(
+        datums.extend(alert_datums(
             alerts.iter().map(|a| {
                 (
                     a.bucket.as_str(),
@@ -144,7 +144,7 @@ impl<S: ObjectStore> Pipeline<S> {
             }),
             now,
         ));
-        datums.datums
+        datums
     }
 
     /// Carries out one side effect.
@@ -170,15 +170,14 @@ impl<S: ObjectStore> Pipeline<S> {
                 .await
             }
             (Step::Notify, _, _) => self.notify(object, &effects.alerts).await,
-            (Step::Metrics, _, _) => {
-                self.metrics
-                    .publish(&effects.datums)
-                    .await
-                    .map_err(|source| ProcessError::Publish {
-                        object: object.clone(),
-                        source,
-                    })
-            }
+            (Step::Metrics, _, _) => effects
+                .metrics
+                .for_each(|batch| async move { self.metrics.publish(&batch).await })
+                .await
+                .map_err(|source| ProcessError::Publish {
+                    object: object.clone(),
+                    source,
+                }),
             // Run by the ledger, which holds the report listing this version's outputs.
             (Step::Supersede, _, _) => Ok(()),
             (Step::Baseline, _, _) => {

@@ -416,7 +416,7 @@ impl<S: ObjectStore> Pipeline<S> {
             outputs: uploads.written.clone(),
             marker: marker.to_string(),
             alerts: effects.alerts.len() as u64,
-            metric_datums: effects.datums.len() as u64,
+            metric_datums: effects.metrics.datum_count as u64,
             duration_ms: started.elapsed().as_millis() as u64,
         };
         let Some(owned) = self
