@@ -495,7 +495,7 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 /// object processed with and without the shared state, side by side in one run.
 /// Run with `cargo test --test shared_detection -- --ignored --nocapture measure`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore]
+#[ignore = "a measurement for BENCHMARKS.md (30 minutes against moto), not a check"]
 async fn measure_calls_and_latency_per_object() {
     let w = World::new("measure").await;
     let state = w.state();
@@ -551,4 +551,56 @@ async fn measure_calls_and_latency_per_object() {
         added[added.len() / 2],
         added[added.len() * 9 / 10]
     );
+}
+
+/// `bucketlog replay --s3` with `DETECTION_TABLE` set shares the table with the function:
+/// two CLI runs over different objects of one attack (2 objects, then 3) find it once,
+/// with the counts added exactly once each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_over_s3_with_a_table_shares_the_counts_across_runs() {
+    let w = World::new("cli-table").await;
+    let t0 = minute_of(now() - 2 * 3600);
+    let dir = std::env::temp_dir().join(format!("bucketlog-cli-table-{}", w.bucket));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut files = Vec::new();
+    for i in 0..5 {
+        let name = format!("2026-11-22-12-0{i}-00-HOST{i}");
+        let event = w.log_object(&name, &attack_part(&w.bucket, t0, i)).await;
+        let path = dir.join(format!("event-{i}.json"));
+        std::fs::write(&path, event.to_string()).unwrap();
+        files.push(path);
+    }
+    let run = |events: &[std::path::PathBuf]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_bucketlog"))
+            .arg("replay")
+            .arg("--s3")
+            .args(events)
+            .env("AWS_ENDPOINT_URL", &moto::shared().endpoint)
+            .env("S3_FORCE_PATH_STYLE", "true")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .env("METRICS_MODE", "off")
+            .env("DETECTION_TABLE", &w.table)
+            .env("ALERT_TOPIC_ARN", &w.inbox.topic_arn)
+            .output()
+            .expect("run bucketlog replay --s3");
+        let text = String::from_utf8_lossy(&output.stdout).to_string()
+            + &String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{text}");
+        assert!(!text.contains("DETECTION_TABLE is not set"), "{text}");
+    };
+    run(&files[..2]);
+    assert!(w.spikes().await.is_empty(), "18 of 45 403s fire nothing");
+    run(&files[2..]);
+    let last = t0 + 4 * 60;
+    assert_eq!(w.ip_counts(ATTACKER, t0, last).await, (45, 45));
+    let spikes = w.spikes().await;
+    assert_eq!(spikes.len(), 1, "{spikes:#?}");
+    assert_eq!(spikes[0]["subject"]["value"], ATTACKER);
+    // A third run over everything again is all duplicates and adds nothing.
+    run(&files);
+    assert_eq!(w.ip_counts(ATTACKER, t0, last).await, (45, 45));
+    assert!(w.spikes().await.is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
 }
