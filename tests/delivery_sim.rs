@@ -84,9 +84,10 @@ fn config() -> Config {
 /// The one place the pipeline under test is built.
 async fn build_pipeline(world: &World) -> Pipeline<S3Store> {
     // The detection state is the local implementation of the same port (what `bucketlog
-    // replay` uses), not moto's DynamoDB: moto deep-copies the whole table on every
-    // TransactWriteItems, so the 64-host hour would take hours there. The DynamoDB adapter
-    // itself is tested against moto in tests/shared_detection.rs.
+    // replay` uses), not moto's DynamoDB: moto's queries take seconds per object on an
+    // hour of counters (BENCHMARKS.md, "Detection state"), so the 64-host hour would take
+    // hours there. The DynamoDB adapter itself is tested against moto in
+    // tests/shared_detection.rs.
     let dir = std::env::temp_dir().join(format!("bucketlog-sim-{}", world.log_bucket));
     let state = LocalDetectionState::open(dir.join("state.json")).expect("detection state");
     Pipeline::new(S3Store::new(world.s3.clone()), config())
