@@ -219,6 +219,11 @@ impl MetricsAggregator {
         }
     }
 
+    /// The minute the per-object datums are stamped with: the newest record's, or now's.
+    fn object_minute(&self, now: i64) -> i64 {
+        self.newest_record.map_or(now, |t| t.div_euclid(60) * 60)
+    }
+
     /// Minutes that will not be published: CloudWatch refuses data older than two weeks.
     fn skipped_old_minutes(&self, now: i64) -> usize {
         let old_series = self
@@ -226,7 +231,7 @@ impl MetricsAggregator {
             .keys()
             .filter(|(_, m)| too_old(*m, now))
             .count();
-        let stamp = self.newest_record.map_or(now, |t| t.div_euclid(60) * 60);
+        let stamp = self.object_minute(now);
         old_series + usize::from(too_old(stamp, now))
     }
 
@@ -238,7 +243,7 @@ impl MetricsAggregator {
             .filter(|((_, m), _)| !too_old(*m, now))
             .map(|(_, stats)| 7 + stats.total_time.len().div_ceil(MAX_VALUES_PER_DATUM))
             .sum();
-        let stamp = self.newest_record.map_or(now, |t| t.div_euclid(60) * 60);
+        let stamp = self.object_minute(now);
         let object = if too_old(stamp, now) {
             0
         } else {
@@ -301,7 +306,7 @@ impl MetricsAggregator {
 
     /// Appends the per-object datums: `RejectedLines`, and `DeliveryDelaySeconds` per bucket.
     fn push_object_datums(&self, log_bucket: &str, now: i64, datums: &mut Vec<MetricDatum>) {
-        let stamp = self.newest_record.map_or(now, |t| t.div_euclid(60) * 60);
+        let stamp = self.object_minute(now);
         if too_old(stamp, now) {
             return;
         }
