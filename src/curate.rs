@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use crate::access_log::{ParseError, parse_line_counting_quotes};
 use crate::enrich::{Enriched, KeyScratch, Lineage, UserAgentCache};
 use crate::json::{ObjectWriter, key, render_field};
+use crate::json_record::{JsonReject, looks_like_json, parse_json_record};
 use crate::lines::Line;
 use crate::scan::scan_line;
 
@@ -45,6 +46,9 @@ pub enum RejectReason {
         /// The framer's limit in bytes.
         limit: usize,
     },
+    /// The line starts with `{` but is not a JSON record (AWS's structured delivery).
+    #[error(transparent)]
+    Json(#[from] JsonReject),
 }
 
 impl RejectReason {
@@ -53,6 +57,7 @@ impl RejectReason {
         match self {
             RejectReason::Parse(e) => e.kind.code(),
             RejectReason::LineTooLong { .. } => "line_too_long",
+            RejectReason::Json(e) => e.code(),
         }
     }
 }
@@ -87,6 +92,7 @@ impl Rejected<'_> {
         let (field, column) = match self.reason {
             RejectReason::Parse(e) => (Some(e.field.name()), Some(e.column as u64)),
             RejectReason::LineTooLong { .. } => (None, None),
+            RejectReason::Json(e) => (e.field().map(|f| f.name()), e.column().map(|c| c as u64)),
         };
         o.str(key!("field"), field);
         o.u64(key!("column"), column);
@@ -194,6 +200,12 @@ impl<S: CurationSink> LineHandler for Curator<S> {
                     Err(_) => (String::from_utf8_lossy(line.bytes), true),
                 },
             };
+            if looks_like_json(line.bytes) {
+                if let Err(reason) = self.json_line(&text, line.number, lossy) {
+                    self.reject(reason.into(), line);
+                }
+                return;
+            }
             // The space bitmap is of the raw bytes: it fits the text only if nothing was
             // replaced.
             let spaces = (!lossy).then_some(&self.spaces[..]);
@@ -207,20 +219,28 @@ impl<S: CurationSink> LineHandler for Curator<S> {
                         &mut self.user_agents,
                         &mut self.key_scratch,
                     );
-                    let source_object_json = self.source_object_json.as_deref();
                     self.stats.records += 1;
-                    if let Some(out) = self.sink.curated_buffer() {
-                        enriched.write_json_trusting(out, clean, source_object_json);
-                        out.push(b'\n');
-                        self.sink.curated_in_buffer(&enriched);
-                    } else {
-                        enriched.write_json_trusting(&mut self.json, clean, source_object_json);
-                        self.sink.curated(&enriched, &self.json);
-                    }
+                    let rendered = Rendered {
+                        sink: &mut self.sink,
+                        json: &mut self.json,
+                        source_object_json: self.source_object_json.as_deref(),
+                    };
+                    rendered.curated(&enriched, clean);
                     return;
                 }
                 Err(e) => RejectReason::Parse(e),
             }
+        };
+        self.reject(reason, line);
+    }
+}
+
+impl<S: CurationSink> Curator<S> {
+    /// Renders a rejected line and hands it to the sink.
+    fn reject(&mut self, reason: RejectReason, line: Line<'_>) {
+        let lineage = Lineage {
+            source_object: self.source_object.as_deref(),
+            source_line: line.number,
         };
         let rejected = Rejected {
             lineage,
@@ -228,9 +248,57 @@ impl<S: CurationSink> LineHandler for Curator<S> {
             raw: line.bytes,
             truncated: line.truncated,
         };
+        self.json.clear();
         rejected.write_json(&mut self.json);
         self.stats.rejected += 1;
         self.sink.rejected(&rejected, &self.json);
+    }
+
+    /// A JSON record (AWS's structured delivery, see [`crate::json_record`]) becomes a
+    /// curated record like a text line; its fields may hold anything, so every one is
+    /// escaped as needed.
+    fn json_line(&mut self, text: &str, source_line: u64, lossy: bool) -> Result<(), JsonReject> {
+        let parsed = parse_json_record(text)?;
+        let lineage = Lineage {
+            source_object: self.source_object.as_deref(),
+            source_line,
+        };
+        let (record, leftovers) = parsed.to_log_record()?;
+        let enriched =
+            Enriched::from_json(record, &leftovers, lineage, lossy, &mut self.user_agents);
+        self.stats.records += 1;
+        let rendered = Rendered {
+            sink: &mut self.sink,
+            json: &mut self.json,
+            source_object_json: self.source_object_json.as_deref(),
+        };
+        rendered.curated(&enriched, false);
+        Ok(())
+    }
+}
+
+/// The parts of a [`Curator`] a curated record is rendered with, borrowed apart from the
+/// caches the record itself borrows.
+struct Rendered<'c, S> {
+    sink: &'c mut S,
+    json: &'c mut Vec<u8>,
+    source_object_json: Option<&'c [u8]>,
+}
+
+impl<S: CurationSink> Rendered<'_, S> {
+    /// Renders `enriched` straight into the sink's buffer when it offers one, else into
+    /// the curator's own; `clean` is [`Enriched::write_json_trusting`]'s promise.
+    #[inline(always)]
+    fn curated(self, enriched: &Enriched<'_>, clean: bool) {
+        if let Some(out) = self.sink.curated_buffer() {
+            enriched.write_json_trusting(out, clean, self.source_object_json);
+            out.push(b'\n');
+            self.sink.curated_in_buffer(enriched);
+        } else {
+            self.json.clear();
+            enriched.write_json_trusting(self.json, clean, self.source_object_json);
+            self.sink.curated(enriched, self.json);
+        }
     }
 }
 
@@ -441,6 +509,75 @@ mod tests {
             });
         }
         (curator.stats(), curator.into_sink())
+    }
+
+    fn ndjson(bytes: &[u8]) -> Vec<serde_json::Value> {
+        bytes
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn json_records_and_text_lines_share_one_object_and_one_schema() {
+        let text: &[u8] = br#"79a5 my-bucket [06/Feb/2019:00:00:38 +0000] 192.0.2.3 - 3E57 REST.GET.OBJECT a%2520b "GET /my-bucket/a%20b HTTP/1.1" 200 - 10 10 7 5 "-" "curl/8.0" -"#;
+        let json: &[u8] = br#"{"schema_version_id":"V_1_0","bucket_name":"my-bucket","request_time":"2026-07-01T12:34:56.789Z","remote_ip":"192.0.2.9","requester":null,"operation":"REST.GET.OBJECT","key_name":"say \"hi\"\n%41+","request_uri":"GET /my-bucket/say%20%22hi%22%0A%2541%2B HTTP/1.1","http_status":403,"error_code":"AccessDenied","bytes_sent":"12","acl_required":"Maybe","user_agent":"aws-cli/2.0","future_field":[1]}"#;
+        let broken: &[u8] = br#"{"request_time":"2026-07-01T12:34:56Z","#;
+        let untimed: &[u8] = br#"{"bucket_name":"my-bucket"}"#;
+        let lossy: &[u8] = b"{\"request_time\":\"2026-07-01T00:00:00Z\",\"user_agent\":\"a\xffb\"}";
+        let (stats, sink) = curate(&[text, json, broken, untimed, lossy]);
+        assert_eq!((stats.lines, stats.records, stats.rejected), (5, 3, 2));
+        let records = ndjson(&sink.curated);
+        let [from_text, from_json, from_lossy] = &records[..] else {
+            panic!("{records:?}");
+        };
+        let names = |v: &serde_json::Value| {
+            let mut keys: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+            keys.retain(|k| {
+                !["unparsed_fields", "extra_json_fields", "utf8_lossy"].contains(&k.as_str())
+            });
+            keys.sort();
+            keys
+        };
+        assert_eq!(
+            names(from_text),
+            names(from_json),
+            "the same curated fields"
+        );
+        assert_eq!(from_text["key_decoded"], "a b");
+        let j = from_json;
+        assert_eq!(j["time"], "2026-07-01T12:34:56Z");
+        assert_eq!(j["key"], "say \"hi\"\n%41+");
+        assert_eq!(
+            j["key_decoded"], "say \"hi\"\n%41+",
+            "the JSON key is the real key"
+        );
+        assert_eq!(j["http_status"], 403);
+        assert_eq!(j["status_class"], "4xx");
+        assert_eq!(j["bytes_sent"], 12);
+        assert_eq!(j["requester"], serde_json::Value::Null);
+        assert_eq!(j["requester_type"], "anonymous");
+        assert_eq!(j["user_agent_family"], "aws-cli");
+        assert_eq!(j["request_method"], "GET");
+        assert_eq!(j["source_line"], 2);
+        assert_eq!(j["acl_required"], serde_json::Value::Null);
+        assert_eq!(
+            j["unparsed_fields"],
+            serde_json::json!({"acl_required": "Maybe"})
+        );
+        assert_eq!(
+            j["extra_json_fields"],
+            serde_json::json!({"schema_version_id": "V_1_0", "future_field": "[1]"})
+        );
+        assert_eq!(from_lossy["user_agent"], "a\u{fffd}b");
+        assert_eq!(from_lossy["utf8_lossy"], true);
+        let rejects = ndjson(&sink.rejected);
+        assert_eq!(rejects[0]["error_kind"], "invalid_json");
+        assert_eq!(rejects[0]["source_line"], 3);
+        assert_eq!(rejects[0]["raw"], std::str::from_utf8(broken).unwrap());
+        assert_eq!(rejects[1]["error_kind"], "missing_field");
+        assert_eq!(rejects[1]["field"], "time");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 
 use crate::access_log::LogRecord;
 use crate::json::{ObjectWriter, key};
+use crate::json_record::JsonLeftovers;
 use crate::keys::decode_logged_key_in;
 use crate::keys::hex_value;
 pub use crate::keys::{KeyEncoding, KeyScratch, decode_logged_key};
@@ -363,6 +364,8 @@ pub struct Enriched<'a> {
     pub utf8_lossy: bool,
     /// The AWS Region of the endpoint in the host header ([`crate::endpoint`]).
     pub endpoint_region: Option<&'a str>,
+    /// What a JSON record held beyond the log fields; `None` for a text line.
+    pub json_leftovers: Option<&'a JsonLeftovers>,
 }
 
 impl<'a> Enriched<'a> {
@@ -400,6 +403,24 @@ impl<'a> Enriched<'a> {
         Self::assemble(record, request, lineage, utf8_lossy, key_decoded, family)
     }
 
+    /// A JSON record's enrichment: its key is the real key already (the structured
+    /// format does not URL-encode it), and what did not map is rendered with the record.
+    pub fn from_json(
+        record: LogRecord<'a>,
+        leftovers: &'a JsonLeftovers,
+        lineage: Lineage<'a>,
+        utf8_lossy: bool,
+        user_agents: &mut UserAgentCache,
+    ) -> Self {
+        let request = RequestLine::split(record.request_uri);
+        let key_decoded = record.key.map(Cow::Borrowed);
+        let family = record.user_agent.map(|ua| user_agents.classify(ua));
+        let mut enriched =
+            Self::assemble(record, request, lineage, utf8_lossy, key_decoded, family);
+        enriched.json_leftovers = Some(leftovers);
+        enriched
+    }
+
     #[inline(always)]
     fn assemble(
         record: LogRecord<'a>,
@@ -424,6 +445,7 @@ impl<'a> Enriched<'a> {
             record,
             lineage,
             utf8_lossy,
+            json_leftovers: None,
         }
     }
 
@@ -475,10 +497,15 @@ impl<'a> Enriched<'a> {
         if !r.extra.is_empty() {
             o.str_array(key!("extra_fields"), r.extra_fields());
         }
-        if let Some(raw) = r.acl_required_unparsed {
+        let json_unparsed = self.json_leftovers.map_or(&[][..], |l| &l.unparsed[..]);
+        if r.acl_required_unparsed.is_some() || !json_unparsed.is_empty() {
+            let from_json = json_unparsed
+                .iter()
+                .map(|(name, raw)| (*name, raw.as_str()));
+            let from_line = r.acl_required_unparsed.map(|raw| ("acl_required", raw));
             o.str_map(
                 key!("unparsed_fields"),
-                std::iter::once(("acl_required", raw)),
+                from_line.into_iter().chain(from_json),
             );
         }
         // A key that decodes to itself is a slice of the line; anything decoded may hold
@@ -510,6 +537,14 @@ impl<'a> Enriched<'a> {
         // Client and endpoint context (issue 13) comes last, so older fields keep their
         // places.
         o.str(key!("endpoint_region"), self.endpoint_region);
+        if let Some(unknown) = self.json_leftovers.map(|l| &l.unknown)
+            && !unknown.is_empty()
+        {
+            o.escaped_map(
+                key!("extra_json_fields"),
+                unknown.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+            );
+        }
         o.finish();
     }
 }

@@ -277,6 +277,26 @@ impl<'b> ObjectWriter<'b> {
         self.out.push(b'}');
     }
 
+    /// A nested object of string values whose names come from the input (a JSON
+    /// record's unknown fields): names and values are both escaped.
+    pub(crate) fn escaped_map<'s>(
+        &mut self,
+        key: &Key,
+        entries: impl Iterator<Item = (&'s str, &'s str)>,
+    ) {
+        self.out.put(key.bare.as_bytes());
+        self.out.push(b'{');
+        for (i, (name, value)) in entries.enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            write_string(&mut self.out, name);
+            self.out.push(b':');
+            write_string(&mut self.out, value);
+        }
+        self.out.push(b'}');
+    }
+
     /// Closes the object.
     pub(crate) fn finish(mut self) {
         if self.out.len() > self.start {

@@ -14,6 +14,7 @@
 //! - [`keys`]: the object's real key from the log's key field, which S3 encodes twice for
 //!   most operations and once for multi-object deletes and lifecycle actions.
 //! - [`endpoint`]: the AWS Region of the endpoint named in the host header.
+//! - [`json_record`]: AWS's structured (JSON) delivery read onto the same record.
 //! - [`curate`]: every line becomes exactly one curated or rejected record.
 //! - [`generate`]: deterministic synthetic logs for tests and benchmarks.
 //! - [`config`], [`event`], [`logkey`], [`outputs`]: the Lambda function's pure parts:
@@ -54,6 +55,7 @@ pub mod event;
 pub mod generate;
 pub mod input;
 mod json;
+pub mod json_record;
 pub mod keys;
 pub mod lines;
 pub mod logging;

@@ -196,6 +196,7 @@ golden!(providers_log, "providers.log");
 golden!(quirks_log, "quirks.log");
 golden!(aws_log_gz, "aws.log.gz");
 golden!(shapes_log, "shapes.log");
+golden!(json_log, "json.log");
 
 /// A reader that hands out a few bytes per call, so lines and gzip members straddle reads.
 struct Trickle<'a> {
@@ -218,7 +219,7 @@ impl Read for Trickle<'_> {
 
 #[test]
 fn output_does_not_depend_on_how_the_bytes_arrive() {
-    for name in ["aws.log", "quirks.log", "aws.log.gz"] {
+    for name in ["aws.log", "quirks.log", "aws.log.gz", "json.log"] {
         let (whole_stats, whole) = curate(name);
         let data = read_fixture(name);
         for step in [1, 2, 13, 4096] {
@@ -527,7 +528,9 @@ fn spot_checks_quirks() {
         (6, "invalid_time", Some("time")),
         (7, "missing_field", Some("time")),
         (8, "invalid_time", Some("time")),
-        (9, "missing_field", Some("bucket")),
+        // An S3 event pasted into a log: read as a JSON record (AWS's structured delivery),
+        // which has no request_time.
+        (9, "missing_field", Some("time")),
         (10, "missing_field", Some("http_status")),
         (11, "invalid_time", Some("time")),
         (12, "unterminated_bracket", Some("time")),
@@ -602,4 +605,84 @@ fn spot_checks_shapes() {
         serde_json::json!({"acl_required": "extra-b"})
     );
     assert!(curated_line(&records, 12).get("unparsed_fields").is_none());
+}
+
+/// AWS's structured delivery, record by record (tests/fixtures/make_fixtures.py, `JSON`).
+#[test]
+fn spot_checks_json() {
+    let (_, sink) = curate("json.log");
+    let records = ndjson(&sink.curated);
+    let full = curated_line(&records, 1);
+    assert_eq!(full["bucket"], "json-bucket");
+    assert_eq!(full["time"], "2026-10-01T09:00:00Z");
+    assert_eq!(full["requester_type"], "iam_user");
+    assert_eq!(full["requester_account_id"], "123456789012");
+    assert_eq!(full["key"], "docs/a b.txt");
+    assert_eq!(full["key_decoded"], "docs/a b.txt");
+    assert_eq!(full["request_path"], "/json-bucket/docs/a%20b.txt");
+    assert_eq!(
+        (
+            full["total_time_ms"].as_u64(),
+            full["turn_around_time_ms"].as_u64()
+        ),
+        (Some(25), Some(9))
+    );
+    assert_eq!(full["endpoint_region"], "eu-west-1");
+    assert_eq!(full["extra_json_fields"]["schema_version_id"], "V_1_0");
+    assert_eq!(
+        full["extra_json_fields"]["bucket_arn"],
+        "arn:aws:s3:::json-bucket"
+    );
+    assert!(full.get("unparsed_fields").is_none());
+
+    let anonymous = curated_line(&records, 2);
+    assert_eq!(anonymous["requester"], Value::Null);
+    assert_eq!(anonymous["requester_type"], "anonymous");
+    assert_eq!(
+        (
+            anonymous["http_status"].as_u64(),
+            anonymous["status_class"].as_str()
+        ),
+        (Some(403), Some("4xx"))
+    );
+    assert_eq!(anonymous["user_agent_family"], "browser");
+
+    let escaped = curated_line(&records, 3);
+    assert_eq!(escaped["key_decoded"], "q\"uo\\te\n\tcaf\u{e9} %41+");
+
+    let future = curated_line(&records, 4);
+    assert_eq!(future["extra_json_fields"]["new_field_2027"], "kept");
+    assert_eq!(future["extra_json_fields"]["nested"], r#"{"a":[1,2]}"#);
+    assert_eq!(future["http_status"], Value::Null);
+    assert_eq!(future["bytes_sent"], 77);
+    assert_eq!(
+        future["unparsed_fields"],
+        serde_json::json!({"acl_required": "Maybe", "http_status": "teapot"})
+    );
+
+    let lifecycle = curated_line(&records, 5);
+    assert_eq!(lifecycle["time"], "2026-10-01T09:00:04Z", "+02:00 applied");
+    assert_eq!(lifecycle["requester_type"], "aws_service");
+    assert_eq!(lifecycle["acl_required"], true);
+    assert_eq!(lifecycle["remote_ip"], Value::Null);
+
+    let lossy = curated_line(&records, 10);
+    assert_eq!(lossy["utf8_lossy"], true);
+    assert_eq!(lossy["user_agent"], "Mozilla/5.0 (X) caf\u{fffd}");
+
+    let kinds = rejected_kinds("json.log");
+    let kinds: Vec<(u64, &str)> = kinds.iter().map(|(l, k, _)| (*l, k.as_str())).collect();
+    assert_eq!(
+        kinds[..3],
+        [
+            (6, "invalid_json"),
+            (7, "missing_field"),
+            (8, "invalid_time")
+        ]
+    );
+    assert_eq!(
+        kinds.len(),
+        4,
+        "and the JSON array, which is no record at all"
+    );
 }
