@@ -1,6 +1,6 @@
 //! Lambda event envelopes → the log objects to process. Pure: JSON in, notices out.
 //!
-//! Accepted: S3 notifications invoking the function directly; the same wrapped in SQS
+//! Accepted: CloudWatch Logs subscription batches ([`crate::cwl`]); S3 notifications invoking the function directly; the same wrapped in SQS
 //! (failures reported per message), in SNS, and in SNS inside SQS; EventBridge
 //! "Object Created" events. `s3:TestEvent` and non-create events become
 //! [`Notice::Ignored`] with a reason. Keys in S3 notifications are form-URL-encoded
@@ -68,6 +68,8 @@ pub enum Invocation {
     Direct(Vec<Notice>),
     /// An SQS batch: failures are reported per message, so only those are retried.
     Sqs(Vec<SqsItem>),
+    /// A CloudWatch Logs subscription batch (see [`crate::cwl`]).
+    Logs(crate::cwl::LogsMessage),
 }
 
 /// An event that cannot be understood.
@@ -96,6 +98,9 @@ pub enum EventError {
 
 /// Reads an invocation payload.
 pub fn parse_invocation(payload: &Value) -> Result<Invocation, EventError> {
+    if crate::cwl::is_logs_envelope(payload) {
+        return crate::cwl::decode_logs_envelope(payload).map(Invocation::Logs);
+    }
     if is_sqs_batch(payload) {
         let batch: SqsEvent =
             serde_json::from_value(payload.clone()).map_err(|e| EventError::Malformed {

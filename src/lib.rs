@@ -49,6 +49,7 @@ pub mod adapters;
 pub mod alerts;
 pub mod config;
 pub mod curate;
+pub mod cwl;
 pub mod endpoint;
 pub mod enrich;
 pub mod event;

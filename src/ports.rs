@@ -96,6 +96,23 @@ pub trait ChunkStream: Send {
     async fn next_chunk(&mut self) -> Result<Option<Bytes>, StoreError>;
 }
 
+/// The bytes of an object already in memory (a CloudWatch Logs batch), as one chunk.
+pub struct OneChunk(Option<Bytes>);
+
+impl OneChunk {
+    /// A stream that yields `bytes` once.
+    pub fn new(bytes: Bytes) -> Self {
+        Self(Some(bytes))
+    }
+}
+
+#[async_trait]
+impl ChunkStream for OneChunk {
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, StoreError> {
+        Ok(self.0.take())
+    }
+}
+
 /// Reading and writing objects: S3, an S3-compatible store, or a local folder.
 #[async_trait]
 pub trait ObjectStore: Send + Sync {

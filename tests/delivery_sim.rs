@@ -68,6 +68,15 @@ impl World {
         self.inbox.drain().await
     }
 
+    /// How many curated records are stored under `curated/`.
+    async fn curated_records(&self) -> usize {
+        let mut records = 0;
+        for (key, _) in s3::list(&self.s3, &self.log_bucket, "curated/").await {
+            records += s3::ndjson(&s3::get(&self.s3, &self.log_bucket, &key).await).len();
+        }
+        records
+    }
+
     /// Every alert document line stored under `alerts/`.
     async fn stored_alerts(&self) -> Vec<Value> {
         s3::stored_alerts(&self.s3, &self.log_bucket).await
@@ -76,8 +85,12 @@ impl World {
 
 /// The configuration under test: the defaults (every alert rule and threshold as shipped,
 /// learning 168 h), with metrics off because the simulator scores alerts, not metrics.
-fn config() -> Config {
-    let vars: HashMap<&str, &str> = [("METRICS_MODE", "off")].into_iter().collect();
+fn config(log_bucket: &str) -> Config {
+    // OUTPUT_BUCKET is the log bucket, where outputs go by default; CloudWatch Logs
+    // batches have no log bucket and need it said.
+    let vars: HashMap<&str, &str> = [("METRICS_MODE", "off"), ("OUTPUT_BUCKET", log_bucket)]
+        .into_iter()
+        .collect();
     Config::from_lookup(|k| vars.get(k).map(|v| v.to_string())).expect("valid config")
 }
 
@@ -90,7 +103,7 @@ async fn build_pipeline(world: &World) -> Pipeline<S3Store> {
     // tests/shared_detection.rs.
     let dir = std::env::temp_dir().join(format!("bucketlog-sim-{}", world.log_bucket));
     let state = LocalDetectionState::open(dir.join("state.json")).expect("detection state");
-    Pipeline::new(S3Store::new(world.s3.clone()), config())
+    Pipeline::new(S3Store::new(world.s3.clone()), config(&world.log_bucket))
         .with_notifier(world.inbox.notifier())
         .with_detection_state(Box::new(state))
 }
@@ -161,6 +174,8 @@ struct Run {
     duplicates_reported: usize,
     /// Seconds: simulating, uploading, handling every arrival, reading back.
     seconds: [f64; 4],
+    /// Curated records stored, counted for CloudWatch Logs deliveries.
+    curated_records: Option<usize>,
 }
 
 impl Run {
@@ -186,8 +201,40 @@ fn simulated_start() -> i64 {
     now - now.rem_euclid(3600) - 3 * 3600
 }
 
+/// How the simulated hour reaches the function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    /// Text log objects in S3, announced by S3 events.
+    S3Objects,
+    /// AWS's structured delivery: each object's records as JSON, in one CloudWatch Logs
+    /// subscription batch per object (one log stream per host); a duplicate arrival
+    /// re-sends the same batch.
+    LogsBatches,
+}
+
 /// Simulates `layout`, delivers every object through the handler, reads the alerts back.
 async fn run(layout: Layout) -> Run {
+    run_delivered(layout, Delivery::S3Objects).await
+}
+
+/// The CloudWatch Logs subscription invocation for one simulated object.
+fn logs_batch(object: &support::delivery::SimObject, index: usize) -> Value {
+    let messages: Vec<String> = String::from_utf8_lossy(&object.body)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(support::cwl::json_record)
+        .collect();
+    support::cwl::envelope(
+        "/aws/s3/access-logs",
+        &format!("host-{}", object.host),
+        index as u64 * 1_000_000,
+        object.flushed_at * 1000,
+        &messages,
+    )
+}
+
+/// [`run`], delivered as `delivery` says.
+async fn run_delivered(layout: Layout, delivery: Delivery) -> Run {
     let t = Instant::now();
     let seed = std::env::var("BUCKETLOG_SIM_SEED")
         .ok()
@@ -198,9 +245,10 @@ async fn run(layout: Layout) -> Run {
         ..SimConfig::new(layout, simulated_start())
     });
     let simulated = t.elapsed().as_secs_f64();
-    let name = match layout {
-        Layout::OneObject => "sim-one".to_string(),
-        Layout::Hosts(h) => format!("sim-{h}h"),
+    let name = match (layout, delivery) {
+        (Layout::OneObject, _) => "sim-one".to_string(),
+        (Layout::Hosts(h), Delivery::S3Objects) => format!("sim-{h}h"),
+        (Layout::Hosts(h), Delivery::LogsBatches) => format!("sim-cwl-{h}h"),
     };
     let world = World::new(&name).await;
     let pipeline = build_pipeline(&world).await;
@@ -208,7 +256,20 @@ async fn run(layout: Layout) -> Run {
     // Every object exists before any event announces it, as in S3.
     let t = Instant::now();
     let mut uploads = tokio::task::JoinSet::new();
-    for object in &sim.objects {
+    let to_upload = match delivery {
+        Delivery::S3Objects => &sim.objects[..],
+        Delivery::LogsBatches => &[],
+    };
+    let batches: Vec<Value> = match delivery {
+        Delivery::S3Objects => Vec::new(),
+        Delivery::LogsBatches => sim
+            .objects
+            .iter()
+            .enumerate()
+            .map(|(i, o)| logs_batch(o, i))
+            .collect(),
+    };
+    for object in to_upload {
         while uploads.len() >= 4 {
             uploads.join_next().await.expect("task").expect("upload");
         }
@@ -225,13 +286,16 @@ async fn run(layout: Layout) -> Run {
     let (mut processed, mut duplicates_reported) = (0, 0);
     for (position, arrival) in sim.arrivals.iter().enumerate() {
         let object = &sim.objects[arrival.object];
-        let event = event_for(
-            &world.log_bucket,
-            &object.key,
-            &object.body,
-            arrival.at,
-            position,
-        );
+        let event = match delivery {
+            Delivery::S3Objects => event_for(
+                &world.log_bucket,
+                &object.key,
+                &object.body,
+                arrival.at,
+                position,
+            ),
+            Delivery::LogsBatches => batches[arrival.object].clone(),
+        };
         let response = pipeline
             .handle(&event)
             .await
@@ -247,6 +311,10 @@ async fn run(layout: Layout) -> Run {
     let t = Instant::now();
     let notified: Vec<SeenAlert> = world.notifications().await.iter().map(seen).collect();
     let stored: Vec<SeenAlert> = world.stored_alerts().await.iter().map(seen).collect();
+    let curated_records = match delivery {
+        Delivery::S3Objects => None,
+        Delivery::LogsBatches => Some(world.curated_records().await),
+    };
     let read_back = t.elapsed().as_secs_f64();
     let score = Scorecard::score(&sim.attacks, &notified);
     let run = Run {
@@ -257,6 +325,7 @@ async fn run(layout: Layout) -> Run {
         processed,
         duplicates_reported,
         seconds: [simulated, uploaded, handled, read_back],
+        curated_records,
     };
     eprintln!("{}", run.row());
     eprintln!(
@@ -335,6 +404,24 @@ async fn the_harness_finds_every_attack_once_when_the_hour_is_one_object() {
     assert!(b.count >= 300, "{b:?}");
     assert_eq!(c.subject.as_ref().map(|s| s.0.as_str()), Some("requester"));
     assert_eq!(c.count, 45);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_attack_is_found_once_in_cloudwatch_logs_batches_from_16_hosts() {
+    // AWS's structured delivery: the same hour as JSON records, one subscription batch per
+    // host flush, out of order and some twice. The same detection must hold.
+    let run = run_delivered(Layout::Hosts(16), Delivery::LogsBatches).await;
+    assert!(
+        run.sim.objects.len() > 100,
+        "{} batches",
+        run.sim.objects.len()
+    );
+    assert_every_attack_found_once(&run);
+    assert_eq!(
+        run.curated_records,
+        Some(run.sim.requests),
+        "every request curated once, re-sent batches included"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

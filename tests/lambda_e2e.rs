@@ -163,4 +163,20 @@ async fn lambda_binary_processes_an_event_through_the_runtime_emulator() {
     assert!(ok && text.contains("duplicate"), "{text}");
     let (ok, text) = invoke(&cargo_lambda, port, &serde_json::json!({"hello": "world"}));
     assert!(!ok && text.contains("UnrecognisedEvent"), "{text}");
+    // A CloudWatch Logs batch has no log bucket: without OUTPUT_BUCKET it is refused,
+    // with the reason, before anything is written.
+    let batch: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("events/cloudwatch-logs-subscription.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let (ok, text) = invoke(&cargo_lambda, port, &batch);
+    assert!(
+        !ok && text.contains("OutputBucketRequired") && text.contains("OUTPUT_BUCKET"),
+        "{text}"
+    );
+    assert_eq!(list(&s3, &bucket, "state/processed/").await.len(), 1);
 }

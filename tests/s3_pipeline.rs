@@ -389,3 +389,129 @@ async fn output_bucket_and_plain_output_are_honoured() {
         "nothing in the log bucket"
     );
 }
+
+/// A config with `OUTPUT_BUCKET` set, as the template sets it.
+fn config_with_output(bucket: &str) -> Config {
+    Config::from_lookup(|name| (name == "OUTPUT_BUCKET").then(|| bucket.to_string()))
+        .expect("valid config")
+}
+
+#[tokio::test]
+async fn cloudwatch_logs_batches_are_curated_once_and_control_messages_ignored() {
+    let f = fixture("cwl", Config::default()).await;
+    let pipeline = Pipeline::new(
+        S3Store::new(f.client.clone()),
+        config_with_output(&f.bucket),
+    );
+    let log = sample_log(40, 7);
+    let lines: Vec<String> = String::from_utf8(log)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.is_empty() && *l != "not an access log line")
+        .map(support::cwl::json_record)
+        .chain(["{\"request_time\": 12}".to_string()])
+        .collect();
+    assert_eq!(lines.len(), 41);
+    let batch = support::cwl::envelope(
+        "/aws/s3/access-logs",
+        "bucket-a",
+        3800,
+        1_795_190_000_000,
+        &lines,
+    );
+
+    let first = pipeline.handle(&batch).await.unwrap();
+    let report = processed(&first);
+    assert_eq!(report.len(), 1, "{first}");
+    assert_eq!(
+        (
+            report[0]["records"].as_u64(),
+            report[0]["rejected"].as_u64()
+        ),
+        (Some(40), Some(1))
+    );
+    let name = "cloudwatch-logs/aws/s3/access-logs/bucket-a/2026-11-20-15-53-20-3800";
+    assert_eq!(report[0]["object"], format!("s3://{}/{name}", f.bucket));
+    let (curated, rejected) = read_outputs(&f).await;
+    assert_eq!(curated.len(), 40);
+    assert!(
+        curated
+            .iter()
+            .all(|r| r["source_object"] == report[0]["object"])
+    );
+    assert!(
+        curated
+            .iter()
+            .all(|r| r["extra_json_fields"]["schema_version_id"] == "V_1_0")
+    );
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0]["error_kind"], "invalid_time");
+    assert_eq!(rejected[0]["source_line"], 41);
+    let stored = list(&f.client, &f.bucket, "").await;
+
+    // CloudWatch Logs delivers at least once: the same batch again writes nothing new.
+    let again = pipeline.handle(&batch).await.unwrap();
+    assert_eq!(again["objects"][0]["outcome"], "duplicate", "{again}");
+    assert_eq!(list(&f.client, &f.bucket, "").await, stored);
+
+    let control = pipeline
+        .handle(&support::cwl::control_envelope())
+        .await
+        .unwrap();
+    assert_eq!(control["objects"], json!([]));
+    assert_eq!(control["ignored"], "CONTROL_MESSAGE");
+    assert_eq!(list(&f.client, &f.bucket, "").await, stored);
+}
+
+#[tokio::test]
+async fn a_cloudwatch_logs_batch_without_output_bucket_is_a_clear_error() {
+    let f = fixture("cwl-noout", Config::default()).await;
+    let batch = support::cwl::envelope("/aws/s3/logs", "s", 1, 0, &["{}".to_string()]);
+    let error = f.pipeline.handle(&batch).await.unwrap_err().to_string();
+    assert!(error.contains("OUTPUT_BUCKET"), "{error}");
+    assert!(error.contains("/aws/s3/logs"), "{error}");
+    assert!(list(&f.client, &f.bucket, "").await.is_empty());
+}
+
+#[tokio::test]
+async fn log_objects_of_json_records_plain_or_gzip_become_the_same_records() {
+    let f = fixture("jsonobj", Config::default()).await;
+    let lines: Vec<String> = String::from_utf8(sample_log(60, 3))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.is_empty() && *l != "not an access log line")
+        .map(support::cwl::json_record)
+        .collect();
+    let body = (lines.join("\n") + "\n").into_bytes();
+    let plain = "raw/2026-11-20-14-05-12-JSONPLAIN0000001";
+    let zipped = "raw/2026-11-20-14-05-12-JSONGZIP00000001";
+    put(&f.client, &f.bucket, plain, body.clone()).await;
+    put(&f.client, &f.bucket, zipped, gzip(&body, 2)).await;
+    for key in [plain, zipped] {
+        let response = f.pipeline.handle(&s3_event(&f.bucket, key)).await.unwrap();
+        let report = processed(&response);
+        assert_eq!(report[0]["records"], 60, "{key}: {response}");
+        assert_eq!(report[0]["rejected"], 0, "{key}");
+    }
+    let (curated, rejected) = read_outputs(&f).await;
+    assert!(rejected.is_empty());
+    let of = |key: &str| {
+        let mut records: Vec<Value> = curated
+            .iter()
+            .filter(|r| r["source_object"] == format!("s3://{}/{key}", f.bucket))
+            .cloned()
+            .map(|mut r| {
+                r.as_object_mut().unwrap().remove("source_object");
+                r
+            })
+            .collect();
+        records.sort_by_key(|r| r["source_line"].as_u64());
+        records
+    };
+    assert_eq!(of(plain).len(), 60);
+    assert_eq!(
+        of(plain),
+        of(zipped),
+        "gzip is told from the content, not the name"
+    );
+}

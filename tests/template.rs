@@ -1820,3 +1820,44 @@ fn the_detection_table_is_on_demand_with_ttl_and_the_function_may_touch_only_it(
         assert_eq!(actions, expected, "{name}");
     }
 }
+
+#[test]
+fn an_optional_log_group_subscription_invokes_the_function_and_keeps_its_failures() {
+    let plain = Stack::new(&[]);
+    assert!(plain.resource("LogGroupSubscription").is_none());
+    assert!(plain.resource("LogGroupInvokePermission").is_none());
+
+    let group = "/aws/s3/server-access-logs";
+    let subscribed = Stack::new(&[("SubscribedLogGroupName", group)]);
+    let filter = subscribed.deployed("LogGroupSubscription");
+    assert_eq!(filter["Properties"]["LogGroupName"], group);
+    assert_eq!(filter["Properties"]["FilterPattern"], "", "every event");
+    assert_eq!(
+        filter["Properties"]["DestinationArn"],
+        "{BucketlogFunction.Arn}"
+    );
+    let permission = subscribed.deployed("LogGroupInvokePermission");
+    assert_eq!(permission["Properties"]["Principal"], "logs.amazonaws.com");
+    assert_eq!(permission["Properties"]["SourceAccount"], ACCOUNT);
+    assert_eq!(
+        permission["Properties"]["SourceArn"],
+        json!(format!(
+            "arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{group}:*"
+        ))
+    );
+    // Subscriptions invoke asynchronously: even with the S3 queue, a batch that still
+    // fails after Lambda's retries goes to the dead-letter queue, and the role may send it.
+    let config = subscribed.deployed("AsyncInvokeConfig");
+    assert_eq!(
+        config["Properties"]["DestinationConfig"]["OnFailure"]["Destination"],
+        "{DeadLetterQueue.Arn}"
+    );
+    let role = subscribed.deployed("FunctionRole").to_string();
+    assert!(role.contains("SendFailedEvents"), "{role}");
+    // The function writes batches to the log bucket: OUTPUT_BUCKET is always set.
+    let function = subscribed.deployed("BucketlogFunction");
+    assert_eq!(
+        function["Properties"]["Environment"]["Variables"]["OUTPUT_BUCKET"],
+        LOG_BUCKET
+    );
+}

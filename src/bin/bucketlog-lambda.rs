@@ -19,6 +19,7 @@ impl From<Failure> for Diagnostic {
         let error_type = match &failure.0 {
             HandlerError::Event(_) => "UnrecognisedEvent",
             HandlerError::Objects { .. } => "LogObjectFailed",
+            HandlerError::NoOutputBucket { .. } => "OutputBucketRequired",
         };
         Diagnostic {
             error_type: error_type.into(),

@@ -158,6 +158,10 @@ fn generate(
     Ok(())
 }
 
+/// Where a local replay writes CloudWatch Logs batches when `OUTPUT_BUCKET` is not set:
+/// a folder of this name under `--out`.
+const LOCAL_BATCH_BUCKET: &str = "cloudwatch-logs";
+
 fn replay(
     events: Vec<PathBuf>,
     store: PathBuf,
@@ -193,7 +197,8 @@ fn replay(
             let state = LocalDetectionState::under(&out).context("cannot open the detection state")?;
             let pipeline = Pipeline::new(LocalStore::layered(&out, &store), config)
                 .with_metrics(Box::new(sink))
-                .with_detection_state(Box::new(state));
+                .with_detection_state(Box::new(state))
+                .with_batch_output_bucket(LOCAL_BATCH_BUCKET);
             replay_events(&pipeline, &events).await?;
             eprintln!(
                 "bucketlog: outputs written under {}/ (one folder per bucket; delete it to replay from scratch); metrics appended to {}",

@@ -22,6 +22,7 @@
 //! Where things are:
 //! - [`Pipeline::process`] (here): an announced object becomes records, outputs, a marker
 //!   and side effects, in that order;
+//! - `source`: what a unit of work is (a log object, a CloudWatch Logs batch), opened;
 //! - `stream`: bytes → decoder → curator → output chunks, counting for metrics and alerts;
 //! - `uploads`: multipart uploads completed only at the end;
 //! - `naming`: output keys, derived from the log object alone;
@@ -35,6 +36,7 @@ mod detection;
 mod effects;
 pub mod ledger;
 mod naming;
+mod source;
 mod stream;
 mod supersede;
 mod uploads;
@@ -46,6 +48,7 @@ use serde_json::Value;
 use tracing::{info, warn};
 
 use crate::config::Config;
+use crate::cwl::LogsMessage;
 use crate::event::{CreatedObject, EventError, Invocation, Notice, ObjectRef, parse_invocation};
 use crate::input::DecodeError;
 use crate::ports::{
@@ -56,6 +59,7 @@ use crate::ports::{
 use effects::SideEffects;
 use ledger::Attempt;
 pub use ledger::{MarkerStatus, Step};
+pub use source::RecordSource;
 use uploads::Uploads;
 
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +121,17 @@ pub enum HandlerError {
     /// The payload is not an event this function understands.
     #[error(transparent)]
     Event(#[from] EventError),
+    /// A CloudWatch Logs batch arrived but `OUTPUT_BUCKET` is not set: such a batch
+    /// has no log bucket to write next to.
+    #[error(
+        "a CloudWatch Logs batch from {log_group} / {log_stream} has no log bucket to write to: set OUTPUT_BUCKET"
+    )]
+    NoOutputBucket {
+        /// The batch's log group.
+        log_group: String,
+        /// The batch's log stream.
+        log_stream: String,
+    },
     /// At least one object failed (direct, SNS and EventBridge invocations).
     #[error("{failed} of {total} log objects failed; first: {first}")]
     Objects {
@@ -219,6 +234,7 @@ pub struct Pipeline<S> {
     notifier: Option<Box<dyn AlertNotifier>>,
     detection: Option<Box<dyn DetectionState>>,
     clock: fn() -> i64,
+    batch_output_bucket: Option<String>,
 }
 
 impl<S: ObjectStore> Pipeline<S> {
@@ -232,6 +248,7 @@ impl<S: ObjectStore> Pipeline<S> {
             notifier: None,
             detection: None,
             clock: system_now,
+            batch_output_bucket: None,
         }
     }
 
@@ -259,6 +276,14 @@ impl<S: ObjectStore> Pipeline<S> {
     /// and leases. Tests pass a fixed clock.
     pub fn with_clock(mut self, clock: fn() -> i64) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Writes CloudWatch Logs batches to `bucket` when `OUTPUT_BUCKET` is not set. Only
+    /// the command line's local replay uses this (its folder store has no account to
+    /// misplace outputs in); the function itself requires `OUTPUT_BUCKET` for batches.
+    pub fn with_batch_output_bucket(mut self, bucket: impl Into<String>) -> Self {
+        self.batch_output_bucket = Some(bucket.into());
         self
     }
 
@@ -293,6 +318,7 @@ impl<S: ObjectStore> Pipeline<S> {
                 let objects = serde_json::to_value(&outcomes).unwrap_or_default();
                 Ok(serde_json::json!({ "objects": objects }))
             }
+            Invocation::Logs(message) => self.handle_logs(message, context).await,
             Invocation::Sqs(items) => {
                 let mut failed_ids = Vec::new();
                 let mut outcomes = Vec::new();
@@ -324,6 +350,41 @@ impl<S: ObjectStore> Pipeline<S> {
         }
     }
 
+    /// A CloudWatch Logs subscription batch: a control message is ignored; a data
+    /// message is one source, written to `OUTPUT_BUCKET`.
+    async fn handle_logs(
+        &self,
+        message: LogsMessage,
+        context: &InvocationContext,
+    ) -> Result<Value, HandlerError> {
+        let LogsMessage::Data(batch) = message else {
+            info!("CloudWatch Logs control message ignored");
+            return Ok(serde_json::json!({ "objects": [], "ignored": "CONTROL_MESSAGE" }));
+        };
+        let configured = self.config.output_bucket.as_deref();
+        let Some(output_bucket) = configured.or(self.batch_output_bucket.as_deref()) else {
+            return Err(HandlerError::NoOutputBucket {
+                log_group: batch.log_group,
+                log_stream: batch.log_stream,
+            });
+        };
+        let source = RecordSource::Batch {
+            batch: &batch,
+            output_bucket,
+        };
+        match self.process_source(source, context).await {
+            Ok(outcome) => {
+                let objects = serde_json::to_value([outcome]).unwrap_or_default();
+                Ok(serde_json::json!({ "objects": objects }))
+            }
+            Err(first) => Err(HandlerError::Objects {
+                failed: 1,
+                total: 1,
+                first,
+            }),
+        }
+    }
+
     /// Processes every notice, returning the outcomes and the first failure with the
     /// number of failures.
     async fn handle_notices(
@@ -350,34 +411,31 @@ impl<S: ObjectStore> Pipeline<S> {
         (outcomes, first_failure.map(|e| (e, failed)))
     }
 
-    /// Processes one announced log object: skip what is not a raw log, stream it into the
-    /// outputs, find its alerts, create the marker, then run each side effect once.
+    /// Processes one announced log object (see [`Pipeline::process_source`]).
     pub async fn process(
         &self,
         created: &CreatedObject,
         context: &InvocationContext,
     ) -> Result<ObjectOutcome, ProcessError> {
+        self.process_source(RecordSource::Object(created), context)
+            .await
+    }
+
+    /// Processes one source: open it (skipping what is not a raw log), stream it into
+    /// the outputs, find its alerts, create the marker, then run each side effect once.
+    pub async fn process_source(
+        &self,
+        source: RecordSource<'_>,
+        context: &InvocationContext,
+    ) -> Result<ObjectOutcome, ProcessError> {
         let started = Instant::now();
-        let object = &created.object;
-        let location = object.to_string();
-        if let Some(skipped) = self.skip(object) {
-            return Ok(skipped);
-        }
-        let Some(body) = self.store.open(object).await? else {
-            warn!(object = %location, "log object is gone (NoSuchKey): skipped");
-            return Ok(ObjectOutcome::Missing { object: location });
+        let opened = match self.open_source(source).await? {
+            Ok(opened) => opened,
+            Err(outcome) => return Ok(outcome),
         };
-        let etag = body
-            .etag
-            .clone()
-            .or_else(|| created.etag.clone())
-            .unwrap_or_else(|| "no-etag".into());
-        let output_bucket = self
-            .config
-            .output_bucket
-            .clone()
-            .unwrap_or_else(|| object.bucket.clone());
-        let marker = self.marker_ref(&output_bucket, object, &etag);
+        let (object, etag, output_bucket) = (&opened.object, &opened.etag, &opened.output_bucket);
+        let location = object.to_string();
+        let marker = self.marker_ref(output_bucket, object, etag);
         let now = (self.clock)();
         let attempt = Attempt::new(context, now, self.config.lease_seconds);
         let duplicate = || ObjectOutcome::Duplicate {
@@ -393,7 +451,7 @@ impl<S: ObjectStore> Pipeline<S> {
             output_bucket.clone(),
             self.config.output_compression.content_type(),
         );
-        let streamed = match self.stream_into(object, body, &mut uploads).await {
+        let streamed = match self.stream_into(object, opened.body, &mut uploads).await {
             Ok(streamed) => streamed,
             Err(e) => {
                 uploads.abort_all().await;
@@ -402,7 +460,7 @@ impl<S: ObjectStore> Pipeline<S> {
         };
         let (stats, bytes) = (streamed.stats, streamed.bytes);
         let mut effects = self
-            .prepare_effects(object, &output_bucket, streamed, &etag, now)
+            .prepare_effects(object, output_bucket, streamed, etag, now)
             .await?;
 
         let mut report = ObjectReport {
@@ -442,28 +500,6 @@ impl<S: ObjectStore> Pipeline<S> {
             "log object processed"
         );
         Ok(ObjectOutcome::Processed(report))
-    }
-
-    /// `Some` when the object is not a raw log this function should read: its own output,
-    /// or anything outside `RAW_PREFIX`.
-    fn skip(&self, object: &ObjectRef) -> Option<ObjectOutcome> {
-        let config = &self.config;
-        let location = object.to_string();
-        if config.is_own_output(&object.key) {
-            info!(object = %location, "skipped: the function's own output");
-            return Some(ObjectOutcome::Skipped {
-                object: location,
-                reason: "under an output prefix".into(),
-            });
-        }
-        if !object.key.starts_with(&config.raw_prefix) {
-            info!(object = %location, raw_prefix = %config.raw_prefix, "skipped: outside RAW_PREFIX");
-            return Some(ObjectOutcome::Skipped {
-                object: location,
-                reason: format!("not under RAW_PREFIX {:?}", config.raw_prefix),
-            });
-        }
-        None
     }
 
     /// Streams the object into its outputs and completes the uploads; the caller aborts

@@ -2,6 +2,7 @@
 //! `support::pipeline`, `support::delivery`, `support::inbox`.
 #![allow(dead_code)]
 
+pub mod cwl;
 pub mod delivery;
 pub mod dynamodb;
 pub mod fault_proxy;

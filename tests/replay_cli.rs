@@ -1,0 +1,176 @@
+//! `bucketlog replay` on the sample events of AWS's structured delivery, as a user runs it:
+//! locally on the shipped folders, and through the real SDK against moto's S3. Each run
+//! prints every response; a second run finds every unit of work already done.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+use support::{moto, s3};
+
+fn repo(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+const EVENTS: [&str; 3] = [
+    "events/cloudwatch-logs-subscription.json",
+    "events/cloudwatch-logs-control.json",
+    "events/s3-put-json-records.json",
+];
+
+/// Runs `bucketlog replay` on [`EVENTS`] with `args` and `envs`; returns its stdout.
+fn replay(args: &[&str], envs: &[(&str, &str)]) -> String {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_bucketlog"));
+    command
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("replay")
+        .args(EVENTS.iter().map(|e| repo(e)))
+        .args(args)
+        .env_remove("OUTPUT_BUCKET")
+        .envs(envs.iter().copied())
+        .env("METRICS_MODE", "off");
+    let output = command.output().expect("run bucketlog replay");
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// The outcome of every unit of work in the printed responses, in order.
+fn outcomes(stdout: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for block in stdout.split("== ").skip(1) {
+        let json = &block[block.find('{').expect("a response")..];
+        let response: Value = serde_json::from_str(json.trim()).expect("JSON response");
+        for object in response["objects"].as_array().expect("objects") {
+            found.push(format!(
+                "{} {}",
+                object["outcome"].as_str().unwrap_or_default(),
+                object["records"].as_u64().unwrap_or(0)
+            ));
+        }
+    }
+    found
+}
+
+fn ndjson_under(dir: &Path) -> Vec<Value> {
+    let mut records = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                records.extend(s3::ndjson(&std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    records
+}
+
+#[test]
+fn local_replay_curates_batches_and_json_objects_once() {
+    let out = std::env::temp_dir().join(format!("bucketlog-replay-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let out_arg = out.to_string_lossy().to_string();
+    let metrics = out.join("metrics.ndjson").to_string_lossy().to_string();
+    let args = [
+        "--store",
+        "events/store",
+        "--out",
+        &out_arg,
+        "--metrics",
+        &metrics,
+    ];
+    let first = replay(&args, &[]);
+    assert_eq!(outcomes(&first), ["processed 5", "processed 3"], "{first}");
+    assert!(first.contains("CONTROL_MESSAGE"), "{first}");
+    // The batch goes to a `cloudwatch-logs` folder (no OUTPUT_BUCKET locally), the log
+    // object's outputs next to it.
+    let batch = ndjson_under(&out.join("cloudwatch-logs/curated"));
+    assert_eq!(batch.len(), 5);
+    assert!(batch.iter().all(|r| r["bucket"] == "bucketlog-demo-assets"));
+    let keys: Vec<&str> = batch
+        .iter()
+        .filter_map(|r| r["key_decoded"].as_str())
+        .collect();
+    assert!(keys.contains(&"uploads/caf\u{e9} menu.png"), "{keys:?}");
+    let objects = ndjson_under(&out.join("bucketlog-sample-logs/curated"));
+    let from_json: Vec<&Value> = objects
+        .iter()
+        .filter(|r| {
+            r["source_object"]
+                .as_str()
+                .is_some_and(|s| s.contains("/raw/json/"))
+        })
+        .collect();
+    assert_eq!(from_json.len(), 3);
+    assert_eq!(
+        from_json.iter().filter(|r| r["http_status"] == 403).count(),
+        2
+    );
+
+    let second = replay(&args, &[]);
+    assert_eq!(
+        outcomes(&second),
+        ["duplicate 0", "duplicate 0"],
+        "{second}"
+    );
+    assert_eq!(ndjson_under(&out.join("cloudwatch-logs/curated")).len(), 5);
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[tokio::test]
+async fn replay_over_moto_writes_batches_to_output_bucket() {
+    let server = moto::shared();
+    let client = s3::client(&server.endpoint).await;
+    let bucket = moto::unique_bucket("replay-cwl");
+    s3::create_bucket(&client, &bucket).await;
+    // The S3 event names its own bucket; give it the object it announces.
+    let log = std::fs::read(repo(
+        "events/store/bucketlog-sample-logs/raw/json/2026-11-20-18-05-00-JS0N000000000001",
+    ))
+    .unwrap();
+    s3::create_bucket(&client, "bucketlog-sample-logs").await;
+    s3::put(
+        &client,
+        "bucketlog-sample-logs",
+        "raw/json/2026-11-20-18-05-00-JS0N000000000001",
+        log,
+    )
+    .await;
+    let envs = [
+        ("AWS_ENDPOINT_URL", server.endpoint.as_str()),
+        ("S3_FORCE_PATH_STYLE", "true"),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_REGION", "us-east-1"),
+        ("OUTPUT_BUCKET", bucket.as_str()),
+    ];
+    let run = || replay(&[], &envs);
+    let first = run();
+    assert_eq!(outcomes(&first), ["processed 5", "processed 3"], "{first}");
+    let curated = s3::list(&client, &bucket, "curated/").await;
+    let mut records = 0;
+    for (key, _) in &curated {
+        records += s3::ndjson(&s3::get(&client, &bucket, key).await).len();
+    }
+    assert_eq!(
+        records, 8,
+        "the batch and the JSON log object, both in OUTPUT_BUCKET"
+    );
+    let stored = s3::list(&client, &bucket, "").await;
+    let second = run();
+    assert_eq!(
+        outcomes(&second),
+        ["duplicate 0", "duplicate 0"],
+        "{second}"
+    );
+    assert_eq!(s3::list(&client, &bucket, "").await, stored);
+}
