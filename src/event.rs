@@ -1,6 +1,6 @@
 //! Lambda event envelopes → the log objects to process. Pure: JSON in, notices out.
 //!
-//! Accepted: CloudWatch Logs subscription batches ([`crate::cwl`]); S3 notifications invoking the function directly; the same wrapped in SQS
+//! Accepted: S3 Batch Operations jobs ([`crate::batch_ops`]); CloudWatch Logs subscription batches ([`crate::cwl`]); S3 notifications invoking the function directly; the same wrapped in SQS
 //! (failures reported per message), in SNS, and in SNS inside SQS; EventBridge
 //! "Object Created" events. `s3:TestEvent` and non-create events become
 //! [`Notice::Ignored`] with a reason. Keys in S3 notifications are form-URL-encoded
@@ -70,6 +70,8 @@ pub enum Invocation {
     Sqs(Vec<SqsItem>),
     /// A CloudWatch Logs subscription batch (see [`crate::cwl`]).
     Logs(crate::cwl::LogsMessage),
+    /// An S3 Batch Operations job's tasks (see [`crate::batch_ops`]).
+    BatchOperations(crate::batch_ops::BatchJob),
 }
 
 /// An event that cannot be understood.
@@ -98,6 +100,9 @@ pub enum EventError {
 
 /// Reads an invocation payload.
 pub fn parse_invocation(payload: &Value) -> Result<Invocation, EventError> {
+    if crate::batch_ops::is_batch_job(payload) {
+        return crate::batch_ops::parse_batch_job(payload).map(Invocation::BatchOperations);
+    }
     if crate::cwl::is_logs_envelope(payload) {
         return crate::cwl::decode_logs_envelope(payload).map(Invocation::Logs);
     }

@@ -14,6 +14,8 @@
 //! - [`keys`]: the object's real key from the log's key field, which S3 encodes twice for
 //!   most operations and once for multi-object deletes and lifecycle actions.
 //! - [`endpoint`]: the AWS Region of the endpoint named in the host header.
+//! - [`cwl`], [`batch_ops`]: CloudWatch Logs subscription batches and S3 Batch Operations
+//!   jobs, the envelopes beside S3 events.
 //! - [`json_record`]: AWS's structured (JSON) delivery read onto the same record.
 //! - [`curate`]: every line becomes exactly one curated or rejected record.
 //! - [`generate`]: deterministic synthetic logs for tests and benchmarks.
@@ -47,6 +49,7 @@
 pub mod access_log;
 pub mod adapters;
 pub mod alerts;
+pub mod batch_ops;
 pub mod config;
 pub mod curate;
 pub mod cwl;

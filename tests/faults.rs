@@ -198,6 +198,7 @@ async fn steps_pending_under_a_live_lease_fail_the_retry_until_the_lease_ends() 
             let context = InvocationContext {
                 request_id: Some("first".into()),
                 deadline_ms: Some(deadline_ms),
+                ..Default::default()
             };
             first.handle_in(&event, &context).await
         })

@@ -1861,3 +1861,46 @@ fn an_optional_log_group_subscription_invokes_the_function_and_keeps_its_failure
         LOG_BUCKET
     );
 }
+
+#[test]
+fn an_optional_batch_operations_role_may_invoke_the_function_and_nothing_more() {
+    assert!(Stack::new(&[]).resource("BatchOperationsRole").is_none());
+    let stack = Stack::new(&[("CreateBatchOperationsRole", "true")]);
+    let role = stack.deployed("BatchOperationsRole");
+    let trust = &role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0];
+    assert_eq!(
+        trust["Principal"]["Service"],
+        "batchoperations.s3.amazonaws.com"
+    );
+    assert_eq!(
+        trust["Condition"]["StringEquals"]["aws:SourceAccount"],
+        ACCOUNT
+    );
+    let statements = role["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let invoke = &statements[0];
+    assert_eq!(invoke["Action"], "lambda:InvokeFunction");
+    assert_eq!(invoke["Resource"], "{BucketlogFunction.Arn}");
+    let reports = &statements[1];
+    assert_eq!(
+        reports["Resource"],
+        json!(format!("arn:aws:s3:::{LOG_BUCKET}/batch-operations/*"))
+    );
+    // Nothing in the role can write raw logs, outputs or state.
+    for statement in &statements {
+        let resource = scalar(&statement["Resource"]);
+        assert!(
+            !resource.contains("/raw/")
+                && !resource.contains("/curated/")
+                && !resource.contains("/state/"),
+            "{statement}"
+        );
+    }
+    let outputs = stack.eval(&stack.template["Outputs"]).unwrap();
+    assert_eq!(
+        outputs["BatchOperationsRoleArn"]["Value"],
+        "{BatchOperationsRole.Arn}"
+    );
+}

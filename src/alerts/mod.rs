@@ -204,6 +204,12 @@ pub struct AlertSettings {
     /// Hours of event time, from the first record a bucket's baseline saw, during which
     /// new requesters and addresses are learned without alerting (`ALERT_LEARNING_HOURS`).
     pub learning_hours: i64,
+    /// In a backfill (S3 Batch Operations, `bucketlog backfill`), alerts whose window
+    /// ended more than this many hours before now are recorded (alert document, WARN
+    /// line, metric) and update the detection state and baseline, but are not sent to the
+    /// topic, so that replaying a year of logs pages no one
+    /// (`ALERT_BACKFILL_MAX_AGE_HOURS`). Live events always notify, however late.
+    pub backfill_max_age_hours: i64,
     /// Most requesters, and separately addresses, a baseline keeps per bucket
     /// (`ALERT_BASELINE_MAX_ENTRIES`); the least recently seen are evicted.
     pub baseline_max_entries: usize,
@@ -227,6 +233,7 @@ impl Default for AlertSettings {
             subject_403_share: 0.5,
             subject_403_window_minutes: 6,
             learning_hours: 168,
+            backfill_max_age_hours: 24,
             baseline_max_entries: 5000,
             allow_requesters: Vec::new(),
             allow_cidrs: Vec::new(),
@@ -335,6 +342,13 @@ impl AlertSettings {
         )?;
         number(
             &get,
+            "ALERT_BACKFILL_MAX_AGE_HOURS",
+            &mut s.backfill_max_age_hours,
+            |v: &i64| (0..=24 * 366).contains(v),
+            "hours, from 0 to 8784",
+        )?;
+        number(
+            &get,
             "ALERT_BASELINE_MAX_ENTRIES",
             &mut s.baseline_max_entries,
             |v: &usize| (1..=100_000).contains(v),
@@ -361,6 +375,12 @@ impl AlertSettings {
             .map(|p| Pattern::new(p))
             .collect();
         Ok(s)
+    }
+
+    /// In a backfill at `now`, the time before which an alert's window must not have
+    /// ended for it to be sent (see [`AlertSettings::backfill_max_age_hours`]).
+    pub fn backfill_notify_cutoff(&self, now: i64) -> i64 {
+        now - self.backfill_max_age_hours * 3600
     }
 
     /// True unless `ALERT_DISABLE` lists the type.

@@ -45,6 +45,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         let context = InvocationContext {
             request_id: Some(event.context.request_id.clone()),
             deadline_ms: Some(event.context.deadline),
+            backfill: false,
         };
         async move {
             pipeline

@@ -11,6 +11,7 @@ use bucketlog::adapters::aws_pipeline;
 use bucketlog::adapters::emf::EmfMetrics;
 use bucketlog::adapters::local::LocalStore;
 use bucketlog::adapters::local_state::LocalDetectionState;
+use bucketlog::batch_ops::BackfillRange;
 use bucketlog::config::Config;
 use bucketlog::curate::{Curator, WriterSink};
 use bucketlog::generate::{GenerateOptions, Shape, write_shaped_log};
@@ -19,6 +20,10 @@ use bucketlog::logging::init_text_logging;
 use bucketlog::pipeline::Pipeline;
 use bucketlog::ports::ObjectStore;
 use clap::{Parser, Subcommand};
+
+#[path = "bucketlog/backfill.rs"]
+mod backfill;
+use backfill::{BackfillPlan, backfill};
 
 #[derive(Parser)]
 #[command(
@@ -60,6 +65,44 @@ enum Command {
         #[arg(long)]
         s3: bool,
         /// Local replays append their metrics here, in CloudWatch Embedded Metric Format.
+        #[arg(long, default_value = "out/metrics.emf.ndjson")]
+        metrics: PathBuf,
+    },
+    /// Run existing log objects through the handler as a backfill (old alerts are
+    /// recorded, not sent), or write the S3 Batch Operations manifest that does it.
+    /// Resumable: objects already processed are skipped by their markers.
+    Backfill {
+        /// The bucket holding the log objects (a folder under --store locally).
+        #[arg(long)]
+        bucket: String,
+        /// Only keys under this prefix.
+        #[arg(long, default_value = "raw/")]
+        prefix: String,
+        /// The first delivery day (YYYY-MM-DD, the date in the log object's name).
+        #[arg(long)]
+        since: Option<String>,
+        /// The last delivery day, inclusive.
+        #[arg(long)]
+        until: Option<String>,
+        /// Write a Batch Operations CSV manifest here instead of processing anything.
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+        /// Objects processed at once.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        /// Stop after this many objects (a later run goes on from there).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Use S3 (or the endpoint in AWS_ENDPOINT_URL) instead of local folders.
+        #[arg(long)]
+        s3: bool,
+        /// Folder holding the log objects, one sub-folder per bucket.
+        #[arg(long, default_value = "events/store")]
+        store: PathBuf,
+        /// Folder where outputs and state go, one sub-folder per bucket.
+        #[arg(long, default_value = "out/store")]
+        out: PathBuf,
+        /// Local backfills append their metrics here, in CloudWatch Embedded Metric Format.
         #[arg(long, default_value = "out/metrics.emf.ndjson")]
         metrics: PathBuf,
     },
@@ -114,6 +157,40 @@ fn run(cli: Cli) -> Result<()> {
             s3,
             metrics,
         } => replay(events, store, out, s3, metrics),
+        Command::Backfill {
+            bucket,
+            prefix,
+            since,
+            until,
+            manifest,
+            concurrency,
+            limit,
+            s3,
+            store,
+            out,
+            metrics,
+        } => {
+            let plan = BackfillPlan {
+                bucket,
+                range: BackfillRange {
+                    prefix,
+                    since,
+                    until,
+                },
+                manifest,
+                concurrency: concurrency.max(1),
+                limit,
+            };
+            backfill(
+                plan,
+                Folders {
+                    store,
+                    out,
+                    metrics,
+                },
+                s3,
+            )
+        }
         Command::Gen {
             lines,
             seed,
@@ -182,24 +259,14 @@ fn replay(
             replay_events(&pipeline, &events).await?;
             eprintln!("bucketlog: outputs written through the S3 API");
         } else {
-            if let Some(dir) = metrics.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("cannot create {}", dir.display()))?;
-            }
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&metrics)
-                .with_context(|| format!("cannot open {}", metrics.display()))?;
-            let sink = EmfMetrics::to_writer(config.metrics_namespace.clone(), Box::new(file));
-            // Counts, alert episodes and first sightings persist under --out, so successive
-            // replays see each other's, as the function's invocations share its table.
-            let state = LocalDetectionState::under(&out).context("cannot open the detection state")?;
-            let pipeline = Pipeline::new(LocalStore::layered(&out, &store), config)
-                .with_metrics(Box::new(sink))
-                .with_detection_state(Box::new(state))
-                .with_batch_output_bucket(LOCAL_BATCH_BUCKET);
+            let folders = Folders {
+                store,
+                out,
+                metrics,
+            };
+            let pipeline = local_pipeline(config, &folders)?;
             replay_events(&pipeline, &events).await?;
+            let Folders { out, metrics, .. } = folders;
             eprintln!(
                 "bucketlog: outputs written under {}/ (one folder per bucket; delete it to replay from scratch); metrics appended to {}",
                 out.display(),
@@ -208,6 +275,42 @@ fn replay(
         }
         Ok(())
     })
+}
+
+/// The local folders a replay or backfill reads and writes.
+struct Folders {
+    /// Log objects, one sub-folder per bucket.
+    store: PathBuf,
+    /// Outputs and state, one sub-folder per bucket.
+    out: PathBuf,
+    /// Where EMF metrics are appended.
+    metrics: PathBuf,
+}
+
+/// The handler over local folders: log objects read from `store`, outputs and detection
+/// state under `out`, metrics appended to `metrics` in EMF.
+fn local_pipeline(config: Config, folders: &Folders) -> Result<Pipeline<LocalStore>> {
+    let Folders {
+        store,
+        out,
+        metrics,
+    } = folders;
+    if let Some(dir) = metrics.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(metrics)
+        .with_context(|| format!("cannot open {}", metrics.display()))?;
+    let sink = EmfMetrics::to_writer(config.metrics_namespace.clone(), Box::new(file));
+    // Counts, alert episodes and first sightings persist under --out, so successive
+    // runs see each other's, as the function's invocations share its table.
+    let state = LocalDetectionState::under(out).context("cannot open the detection state")?;
+    Ok(Pipeline::new(LocalStore::layered(out, store), config)
+        .with_metrics(Box::new(sink))
+        .with_detection_state(Box::new(state))
+        .with_batch_output_bucket(LOCAL_BATCH_BUCKET))
 }
 
 async fn replay_events<S: ObjectStore>(pipeline: &Pipeline<S>, events: &[PathBuf]) -> Result<()> {

@@ -61,17 +61,18 @@ impl<S: ObjectStore> Pipeline<S> {
         input: &SharedInput,
         own: &[Alert],
         output_bucket: &str,
+        cutoff: Option<i64>,
     ) -> Result<(), ProcessError> {
         let now = (self.clock)();
         let to_send = self.shared_alerts(state, object, input, now).await?;
         if to_send.is_empty() {
-            return self.notify(object, own).await;
+            return self.notify(object, own, cutoff).await;
         }
         let mut all = own.to_vec();
         all.extend(to_send.iter().map(|t| t.alert.clone()));
         self.write_alert_document(object, output_bucket, &all)
             .await?;
-        self.notify(object, &all).await?;
+        self.notify(object, &all, cutoff).await?;
         let datums = alert_datums(
             to_send.iter().map(|t| {
                 (

@@ -27,6 +27,8 @@ pub(super) struct SideEffects {
     pub(super) output_bucket: String,
     /// What the shared detection steps need, when there is a shared state.
     pub(super) shared: Option<SharedInput>,
+    /// In a backfill: alerts whose window ended before this are recorded, not sent.
+    pub(super) notify_cutoff: Option<i64>,
 }
 
 impl<S: ObjectStore> Pipeline<S> {
@@ -85,6 +87,7 @@ impl<S: ObjectStore> Pipeline<S> {
             baselines,
             output_bucket: output_bucket.to_string(),
             shared,
+            notify_cutoff: None,
         })
     }
 
@@ -166,10 +169,14 @@ impl<S: ObjectStore> Pipeline<S> {
                     input,
                     &effects.alerts,
                     &effects.output_bucket,
+                    effects.notify_cutoff,
                 )
                 .await
             }
-            (Step::Notify, _, _) => self.notify(object, &effects.alerts).await,
+            (Step::Notify, _, _) => {
+                self.notify(object, &effects.alerts, effects.notify_cutoff)
+                    .await
+            }
             (Step::Metrics, _, _) => effects
                 .metrics
                 .for_each(|batch| async move { self.metrics.publish(&batch).await })
@@ -193,12 +200,22 @@ impl<S: ObjectStore> Pipeline<S> {
     }
 
     /// Logs each alert as a WARN line and sends them to the topic, if there is one.
+    /// In a backfill, `cutoff` is the time before which an alert's window must not have
+    /// ended for it to be sent; older ones are only logged.
     pub(super) async fn notify(
         &self,
         object: &ObjectRef,
         alerts: &[Alert],
+        cutoff: Option<i64>,
     ) -> Result<(), ProcessError> {
+        let mut current = Vec::with_capacity(alerts.len());
         for alert in alerts {
+            let window_end =
+                crate::json_record::parse_iso8601(&alert.window_end).map(|t| t.unix_seconds());
+            let notified = match (cutoff, window_end) {
+                (Some(cutoff), Some(end)) => end >= cutoff,
+                _ => true,
+            };
             warn!(
                 alert_id = %alert.alert_id,
                 alert_type = alert.alert_type.as_str(),
@@ -208,13 +225,19 @@ impl<S: ObjectStore> Pipeline<S> {
                 window_start = %alert.window_start,
                 window_end = %alert.window_end,
                 source_object = %alert.source_object,
-                "alert: {}", alert.summary
+                notified,
+                "alert: {}{}",
+                alert.summary,
+                if notified { "" } else { " (backfill, older than ALERT_BACKFILL_MAX_AGE_HOURS: recorded, not sent)" }
             );
+            if notified {
+                current.push(alert.clone());
+            }
         }
         match &self.notifier {
-            Some(notifier) if !alerts.is_empty() => {
+            Some(notifier) if !current.is_empty() => {
                 notifier
-                    .notify(alerts)
+                    .notify(&current)
                     .await
                     .map_err(|source| ProcessError::Publish {
                         object: object.clone(),

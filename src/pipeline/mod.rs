@@ -22,6 +22,7 @@
 //! Where things are:
 //! - [`Pipeline::process`] (here): an announced object becomes records, outputs, a marker
 //!   and side effects, in that order;
+//! - `backfill`: S3 Batch Operations tasks and `bucketlog backfill`, old alerts kept quiet;
 //! - `source`: what a unit of work is (a log object, a CloudWatch Logs batch), opened;
 //! - `stream`: bytes → decoder → curator → output chunks, counting for metrics and alerts;
 //! - `uploads`: multipart uploads completed only at the end;
@@ -31,6 +32,7 @@
 //! - `baselines`: the requester baseline read and conditional merge;
 //! - `supersede`: removing what an earlier version of the object left behind.
 
+mod backfill;
 mod baselines;
 mod detection;
 mod effects;
@@ -56,6 +58,7 @@ use crate::ports::{
     StoreError,
 };
 
+pub use backfill::failure_code;
 use effects::SideEffects;
 use ledger::Attempt;
 pub use ledger::{MarkerStatus, Step};
@@ -224,6 +227,9 @@ pub struct InvocationContext {
     pub request_id: Option<String>,
     /// When Lambda stops the invocation, in milliseconds since the Unix epoch.
     pub deadline_ms: Option<u64>,
+    /// A backfill (S3 Batch Operations, `bucketlog backfill`): old alerts are recorded,
+    /// not sent (see `ALERT_BACKFILL_MAX_AGE_HOURS`).
+    pub backfill: bool,
 }
 
 /// The handler's logic, generic over the object store.
@@ -287,6 +293,11 @@ impl<S: ObjectStore> Pipeline<S> {
         self
     }
 
+    /// The object store, for listing what a backfill covers.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
     /// The configuration in use.
     pub fn config(&self) -> &Config {
         &self.config
@@ -319,6 +330,7 @@ impl<S: ObjectStore> Pipeline<S> {
                 Ok(serde_json::json!({ "objects": objects }))
             }
             Invocation::Logs(message) => self.handle_logs(message, context).await,
+            Invocation::BatchOperations(job) => Ok(self.handle_batch_job(&job, context).await),
             Invocation::Sqs(items) => {
                 let mut failed_ids = Vec::new();
                 let mut outcomes = Vec::new();
@@ -462,6 +474,9 @@ impl<S: ObjectStore> Pipeline<S> {
         let mut effects = self
             .prepare_effects(object, output_bucket, streamed, etag, now)
             .await?;
+        effects.notify_cutoff = context
+            .backfill
+            .then(|| self.config.alerts.backfill_notify_cutoff(now));
 
         let mut report = ObjectReport {
             object: location.clone(),
