@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use bucketlog::access_log::LogTime;
@@ -276,22 +276,6 @@ fn backfill(args: &[&str], envs: &[(&str, &str)]) -> (bool, String) {
     (output.status.success(), text)
 }
 
-fn count_ndjson(dir: &Path) -> usize {
-    let mut n = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                n += s3::ndjson(&std::fs::read(&path).unwrap()).len();
-            }
-        }
-    }
-    n
-}
-
 #[test]
 fn bucketlog_backfill_over_a_folder_stops_halfway_and_resumes_processing_each_object_once() {
     let root = std::env::temp_dir().join(format!("bucketlog-backfill-{}", std::process::id()));
@@ -339,7 +323,7 @@ fn bucketlog_backfill_over_a_folder_stops_halfway_and_resumes_processing_each_ob
     let (ok, text) = backfill(&[&common[..], &["--limit", "1"]].concat(), &[]);
     assert!(ok, "{text}");
     assert!(text.contains("1/1 objects: 1 processed"), "{text}");
-    assert_eq!(count_ndjson(&out.join("logs/curated")), 10);
+    assert_eq!(s3::ndjson_under(&out.join("logs/curated")).len(), 10);
 
     let (ok, text) = backfill(&[&common[..], &["--concurrency", "3"]].concat(), &[]);
     assert!(ok, "{text}");
@@ -348,7 +332,7 @@ fn bucketlog_backfill_over_a_folder_stops_halfway_and_resumes_processing_each_ob
         "{text}"
     );
     assert_eq!(
-        count_ndjson(&out.join("logs/curated")),
+        s3::ndjson_under(&out.join("logs/curated")).len(),
         40,
         "each object once"
     );

@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::Value;
@@ -58,22 +58,6 @@ fn outcomes(stdout: &str) -> Vec<String> {
     found
 }
 
-fn ndjson_under(dir: &Path) -> Vec<Value> {
-    let mut records = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                records.extend(s3::ndjson(&std::fs::read(&path).unwrap()));
-            }
-        }
-    }
-    records
-}
-
 #[test]
 fn local_replay_curates_batches_and_json_objects_once() {
     let out = std::env::temp_dir().join(format!("bucketlog-replay-cli-{}", std::process::id()));
@@ -93,7 +77,7 @@ fn local_replay_curates_batches_and_json_objects_once() {
     assert!(first.contains("CONTROL_MESSAGE"), "{first}");
     // The batch goes to a `cloudwatch-logs` folder (no OUTPUT_BUCKET locally), the log
     // object's outputs next to it.
-    let batch = ndjson_under(&out.join("cloudwatch-logs/curated"));
+    let batch = s3::ndjson_under(&out.join("cloudwatch-logs/curated"));
     assert_eq!(batch.len(), 5);
     assert!(batch.iter().all(|r| r["bucket"] == "bucketlog-demo-assets"));
     let keys: Vec<&str> = batch
@@ -101,7 +85,7 @@ fn local_replay_curates_batches_and_json_objects_once() {
         .filter_map(|r| r["key_decoded"].as_str())
         .collect();
     assert!(keys.contains(&"uploads/caf\u{e9} menu.png"), "{keys:?}");
-    let objects = ndjson_under(&out.join("bucketlog-sample-logs/curated"));
+    let objects = s3::ndjson_under(&out.join("bucketlog-sample-logs/curated"));
     let from_json: Vec<&Value> = objects
         .iter()
         .filter(|r| {
@@ -122,7 +106,10 @@ fn local_replay_curates_batches_and_json_objects_once() {
         ["duplicate 0", "duplicate 0"],
         "{second}"
     );
-    assert_eq!(ndjson_under(&out.join("cloudwatch-logs/curated")).len(), 5);
+    assert_eq!(
+        s3::ndjson_under(&out.join("cloudwatch-logs/curated")).len(),
+        5
+    );
     let _ = std::fs::remove_dir_all(&out);
 }
 

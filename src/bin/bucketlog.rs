@@ -239,13 +239,9 @@ fn generate(
 /// a folder of this name under `--out`.
 const LOCAL_BATCH_BUCKET: &str = "cloudwatch-logs";
 
-fn replay(
-    events: Vec<PathBuf>,
-    store: PathBuf,
-    out: PathBuf,
-    s3: bool,
-    metrics: PathBuf,
-) -> Result<()> {
+/// What `replay` and `backfill` start with: the configuration from the environment,
+/// text logging, an async runtime, and whether to use S3 (`--s3`, or `AWS_ENDPOINT_URL`).
+fn handler_setup(s3: bool) -> Result<(Config, tokio::runtime::Runtime, bool)> {
     let config = Config::from_lookup(|name| std::env::var(name).ok())?;
     init_text_logging(&config.log_level);
     let use_s3 = s3 || std::env::var_os("AWS_ENDPOINT_URL").is_some();
@@ -253,6 +249,17 @@ fn replay(
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    Ok((config, runtime, use_s3))
+}
+
+fn replay(
+    events: Vec<PathBuf>,
+    store: PathBuf,
+    out: PathBuf,
+    s3: bool,
+    metrics: PathBuf,
+) -> Result<()> {
+    let (config, runtime, use_s3) = handler_setup(s3)?;
     runtime.block_on(async {
         if use_s3 {
             let pipeline = aws_pipeline(config).await;

@@ -197,3 +197,20 @@ pub fn eventbridge_event(bucket: &str, key: &str) -> Value {
            "detail": {"version": "0", "bucket": {"name": bucket},
                       "object": {"key": key, "size": 1, "etag": "x"}, "reason": "PutObject"}})
 }
+
+/// Every NDJSON line of every file under a local folder (outputs of a local run).
+pub fn ndjson_under(dir: &std::path::Path) -> Vec<Value> {
+    let mut records = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                records.extend(ndjson(&std::fs::read(&path).expect("read output")));
+            }
+        }
+    }
+    records
+}

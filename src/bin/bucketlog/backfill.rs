@@ -10,14 +10,12 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use bucketlog::adapters::aws_pipeline;
 use bucketlog::batch_ops::{BackfillRange, manifest_line};
-use bucketlog::config::Config;
 use bucketlog::event::ObjectRef;
-use bucketlog::logging::init_text_logging;
 use bucketlog::pipeline::{InvocationContext, ObjectOutcome, Pipeline};
 use bucketlog::ports::ObjectStore;
 use futures::StreamExt;
 
-use super::{Folders, local_pipeline};
+use super::{Folders, handler_setup, local_pipeline};
 
 /// What one `bucketlog backfill` does.
 pub struct BackfillPlan {
@@ -51,13 +49,7 @@ impl Tally {
 
 /// Runs `bucketlog backfill`.
 pub fn backfill(plan: BackfillPlan, folders: Folders, s3: bool) -> Result<()> {
-    let config = Config::from_lookup(|name| std::env::var(name).ok())?;
-    init_text_logging(&config.log_level);
-    let use_s3 = s3 || std::env::var_os("AWS_ENDPOINT_URL").is_some();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let (config, runtime, use_s3) = handler_setup(s3)?;
     runtime.block_on(async {
         if use_s3 {
             let pipeline = aws_pipeline(config).await;
