@@ -178,10 +178,6 @@ impl<S: CurationSink> LineHandler for Curator<S> {
             self.stats.blank += 1;
             return;
         }
-        let lineage = Lineage {
-            source_object: self.source_object.as_deref(),
-            source_line: line.number,
-        };
         self.json.clear();
         let reason = if line.truncated {
             RejectReason::LineTooLong {
@@ -200,12 +196,25 @@ impl<S: CurationSink> LineHandler for Curator<S> {
                     Err(_) => (String::from_utf8_lossy(line.bytes), true),
                 },
             };
+            // A line starting with `{` is a JSON record (AWS's structured delivery). If it
+            // is not one JSON object it may still be a text record whose first field starts
+            // with `{` (a provider's owner ID): the text parser decides, and if it refuses
+            // too, the JSON reason is the one reported.
+            let mut not_json = None;
             if looks_like_json(line.bytes) {
-                if let Err(reason) = self.json_line(&text, line.number, lossy) {
-                    self.reject(reason.into(), line);
+                match self.json_line(&text, line.number, lossy) {
+                    Ok(()) => return,
+                    Err(reason @ JsonReject::NotAnObject { .. }) => not_json = Some(reason),
+                    Err(reason) => {
+                        self.reject(reason.into(), line);
+                        return;
+                    }
                 }
-                return;
             }
+            let lineage = Lineage {
+                source_object: self.source_object.as_deref(),
+                source_line: line.number,
+            };
             // The space bitmap is of the raw bytes: it fits the text only if nothing was
             // replaced.
             let spaces = (!lossy).then_some(&self.spaces[..]);
@@ -228,7 +237,7 @@ impl<S: CurationSink> LineHandler for Curator<S> {
                     rendered.curated(&enriched, clean);
                     return;
                 }
-                Err(e) => RejectReason::Parse(e),
+                Err(e) => not_json.map_or(RejectReason::Parse(e), RejectReason::Json),
             }
         };
         self.reject(reason, line);
@@ -517,6 +526,16 @@ mod tests {
             .filter(|l| !l.is_empty())
             .map(|l| serde_json::from_slice(l).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn a_text_line_whose_first_field_starts_with_a_brace_is_still_a_text_record() {
+        let text: &[u8] = br#"{owner} my-bucket [06/Feb/2019:00:00:38 +0000] 192.0.2.3 - 3E57 REST.GET.OBJECT k "GET /my-bucket/k HTTP/1.1" 200 - 10 10 7 5 "-" "curl/8.0" -"#;
+        let broken: &[u8] = b"{not json, not a record";
+        let (stats, sink) = curate(&[text, broken]);
+        assert_eq!((stats.records, stats.rejected), (1, 1));
+        assert_eq!(ndjson(&sink.curated)[0]["bucket_owner"], "{owner}");
+        assert_eq!(ndjson(&sink.rejected)[0]["error_kind"], "invalid_json");
     }
 
     #[test]

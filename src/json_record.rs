@@ -24,8 +24,9 @@
 //! whatever AWS adds later) is kept in `extra_json_fields`, by name: a string as itself,
 //! anything else as its JSON text. A known field whose value has the wrong type is `null`
 //! and its JSON text goes to `unparsed_fields`, so the record is kept and nothing is lost.
-//! A line that starts with `{` but is not a JSON object, or has no readable
-//! `request_time`, is rejected with the reason.
+//! A line that starts with `{` but has no readable `request_time` is rejected with the
+//! reason. One that is not a JSON object at all is handed to the text parser (a provider's
+//! owner ID may start with `{`), and rejected as `invalid_json` only if that refuses it too.
 
 use serde_json::{Map, Value};
 
