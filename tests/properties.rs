@@ -774,8 +774,26 @@ fn check_line_json(bytes: &[u8]) -> Result<(), TestCaseError> {
     let text = String::from_utf8_lossy(bytes);
     let lossy = std::str::from_utf8(bytes).is_err();
     let blank = is_blank(bytes);
+    // A line starting with `{` that is no text record is read as a JSON record (AWS's
+    // structured delivery, tested field by field in golden.rs): it is still exactly one
+    // record or one reject, and a reject keeps the line and a JSON reason.
+    let json_like = bytes.iter().find(|b| !matches!(b, b' ' | b'\t')) == Some(&b'{');
     match parse_line(&text) {
         _ if blank => prop_assert_eq!(stats.blank, 1),
+        Err(_) if json_like => {
+            prop_assert_eq!(stats.records + stats.rejected, 1);
+            if stats.rejected == 1 {
+                let rejected = ndjson(&sink.rejected)?;
+                let r = &rejected[0];
+                prop_assert_eq!(&r["raw"], &Value::from(text.as_ref()));
+                let kind = r["error_kind"].as_str().unwrap_or_default();
+                prop_assert!(
+                    ["invalid_json", "missing_field", "invalid_time"].contains(&kind),
+                    "{}",
+                    kind
+                );
+            }
+        }
         Ok(record) => {
             prop_assert_eq!(stats.records, 1);
             prop_assert!(sink.rejected.is_empty());
