@@ -1,7 +1,9 @@
 //! Lambda event envelopes → the log objects to process. Pure: JSON in, notices out.
 //!
-//! Accepted: S3 Batch Operations jobs ([`crate::batch_ops`]); CloudWatch Logs subscription batches ([`crate::cwl`]); S3 notifications invoking the function directly; the same wrapped in SQS
-//! (failures reported per message), in SNS, and in SNS inside SQS; EventBridge
+//! Accepted: S3 Batch Operations jobs ([`crate::batch_ops`]); CloudWatch Logs
+//! subscription batches ([`crate::cwl`]); S3 notifications invoking the function
+//! directly; the same wrapped in SQS (failures reported per message), in SNS, and in SNS
+//! inside SQS; EventBridge
 //! "Object Created" events. `s3:TestEvent` and non-create events become
 //! [`Notice::Ignored`] with a reason. Keys in S3 notifications are form-URL-encoded
 //! (`+` is a space) and are decoded here; EventBridge delivers keys as they are.
