@@ -360,13 +360,7 @@ pub fn parse_iso8601(text: &str) -> Option<LogTime> {
         }
         _ => return None,
     };
-    // The access-log form has the same fields; its parser checks the calendar.
-    let months = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let name = months.get(month.checked_sub(1)? as usize)?;
-    let as_logged = format!("{day:02}/{name}/{year:04}:{hour:02}:{minute:02}:{second:02} +0000");
-    let utc = LogTime::parse_access_log(&as_logged)?;
+    let utc = LogTime::from_utc(i64::from(year), month, day, hour, minute, second)?;
     Some(LogTime::from_unix_seconds(utc.unix_seconds() - offset))
 }
 

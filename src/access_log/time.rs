@@ -50,6 +50,26 @@ impl LogTime {
         Self { unix_seconds }
     }
 
+    /// The time of a calendar date and clock time read as UTC; `None` when a field is out
+    /// of range. A second of 60 (a logged leap second) rolls into the next minute.
+    pub fn from_utc(
+        year: i64,
+        month: u32,
+        day: u32,
+        hour: u32,
+        minute: u32,
+        second: u32,
+    ) -> Option<Self> {
+        let calendar = (1..=12).contains(&month) && day >= 1 && day <= days_in_month(year, month);
+        if !calendar || hour > 23 || minute > 59 || second > 60 {
+            return None;
+        }
+        Some(Self::from_unix_seconds(
+            days_from_civil(year, month, day) * 86_400
+                + i64::from(hour * 3600 + minute * 60 + second),
+        ))
+    }
+
     /// Seconds since the Unix epoch, UTC.
     pub fn unix_seconds(self) -> i64 {
         self.unix_seconds
@@ -94,14 +114,10 @@ impl LogTime {
         };
         let off_h = digits(&b[22..24])?;
         let off_m = digits(&b[24..26])?;
-        if day == 0 || day > days_in_month(year, month) || hour > 23 || minute > 59 || second > 60 {
-            return None;
-        }
         if off_h > 23 || off_m > 59 {
             return None;
         }
-        let local = days_from_civil(year, month, day) * 86_400
-            + i64::from(hour * 3600 + minute * 60 + second);
+        let local = Self::from_utc(year, month, day, hour, minute, second)?.unix_seconds;
         let offset = sign * i64::from(off_h * 3600 + off_m * 60);
         let time = Self {
             unix_seconds: local - offset,
