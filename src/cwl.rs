@@ -21,6 +21,7 @@ use serde_json::Value;
 
 use crate::access_log::LogTime;
 use crate::event::{EventError, ObjectRef};
+use crate::logkey::Fnv1a;
 
 /// The most a batch may decompress to. CloudWatch Logs sends at most about 1 MB of events
 /// per invocation; anything far larger is not a subscription batch and is refused rather
@@ -145,20 +146,14 @@ impl LogBatch {
     /// has the same one, a different batch under the same name (which CloudWatch Logs
     /// does not send) a different one.
     pub fn content_tag(&self) -> String {
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        let mut feed = |bytes: &[u8]| {
-            for byte in bytes {
-                hash ^= u64::from(*byte);
-                hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-            }
-        };
+        let mut hash = Fnv1a::default();
         for event in &self.log_events {
-            feed(event.id.as_bytes());
-            feed(&[0]);
-            feed(event.message.as_bytes());
-            feed(&[0]);
+            hash.write(event.id.as_bytes());
+            hash.write(&[0]);
+            hash.write(event.message.as_bytes());
+            hash.write(&[0]);
         }
-        format!("cwl-{hash:016x}-{}", self.log_events.len())
+        format!("cwl-{:016x}-{}", hash.finish(), self.log_events.len())
     }
 }
 

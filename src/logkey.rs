@@ -80,12 +80,35 @@ pub const MAX_KEY_BYTES: usize = 1024;
 /// the same hash on every machine and every release, so names built with it stay
 /// deterministic and a retry overwrites.
 pub fn short_hash(text: &str) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in text.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    let mut hash = Fnv1a::default();
+    hash.write(text.as_bytes());
+    format!("{:012x}", hash.finish() >> 16)
+}
+
+/// 64-bit FNV-1a, fed piece by piece: a hash that is the same on every machine and every
+/// release (unlike `std`'s), for names and versions that must stay deterministic.
+#[derive(Debug, Clone, Copy)]
+pub struct Fnv1a(u64);
+
+impl Default for Fnv1a {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
     }
-    format!("{:012x}", hash >> 16)
+}
+
+impl Fnv1a {
+    /// Feeds `bytes`.
+    pub fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 ^= u64::from(*byte);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    /// The hash of everything fed so far.
+    pub fn finish(self) -> u64 {
+        self.0
+    }
 }
 
 /// The file name a log object's outputs share: its own file name, a dot and a hash of its
