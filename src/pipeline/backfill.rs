@@ -12,20 +12,17 @@ use crate::event::{CreatedObject, ObjectRef};
 use crate::ports::{ObjectStore, StoreErrorKind};
 
 impl<S: ObjectStore> Pipeline<S> {
-    /// Answers a Batch Operations invocation: every task is processed as a backfill and
-    /// answered on its own, so one failure never hides another task's result.
+    /// Answers a Batch Operations invocation: every task is processed as a backfill
+    /// ([`Pipeline::backfill_object`]) and answered on its own, so one failure never hides
+    /// another task's result.
     pub(super) async fn handle_batch_job(
         &self,
         job: &BatchJob,
         context: &InvocationContext,
     ) -> Value {
-        let context = InvocationContext {
-            backfill: true,
-            ..context.clone()
-        };
         let mut results = Vec::with_capacity(job.tasks.len());
         for task in &job.tasks {
-            results.push(self.run_task(task, &context).await);
+            results.push(self.run_task(task, context).await);
         }
         job.response(&results)
     }
