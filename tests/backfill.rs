@@ -11,7 +11,7 @@ use bucketlog::access_log::LogTime;
 use bucketlog::adapters::s3::S3Store;
 use bucketlog::config::Config;
 use bucketlog::pipeline::{Pipeline, system_now};
-use serde_json::{Value, json};
+use serde_json::json;
 use support::inbox::{self, AlertInbox};
 use support::{moto, s3};
 
@@ -94,20 +94,6 @@ impl World {
     }
 }
 
-fn task_codes(response: &Value) -> Vec<(String, String)> {
-    response["results"]
-        .as_array()
-        .expect("results")
-        .iter()
-        .map(|r| {
-            (
-                r["resultCode"].as_str().unwrap_or_default().to_string(),
-                r["resultString"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn batch_operations_jobs_of_both_schemas_are_answered_task_by_task() {
     let w = World::new("batchops").await;
@@ -136,7 +122,7 @@ async fn batch_operations_jobs_of_both_schemas_are_answered_task_by_task() {
     assert_eq!(response["treatMissingKeysAs"], "PermanentFailure");
     assert_eq!(response["results"][0]["taskId"], "t-1");
     assert_eq!(
-        task_codes(&response),
+        support::pipeline::task_results(&response),
         [(
             "Succeeded".to_string(),
             "processed: 30 records, 0 rejected, 0 alerts".to_string()
@@ -159,7 +145,7 @@ async fn batch_operations_jobs_of_both_schemas_are_answered_task_by_task() {
     });
     let response = pipeline.handle(&v2).await.unwrap();
     assert_eq!(response["invocationSchemaVersion"], "2.0");
-    let codes = task_codes(&response);
+    let codes = support::pipeline::task_results(&response);
     let ids: Vec<&str> = response["results"]
         .as_array()
         .unwrap()

@@ -180,17 +180,7 @@ fn local_replay_answers_a_batch_operations_job_task_by_task_and_again_idempotent
         let response: Value = serde_json::from_str(json.trim()).expect("JSON response");
         assert_eq!(response["invocationSchemaVersion"], "2.0");
         assert_eq!(response["treatMissingKeysAs"], "PermanentFailure");
-        response["results"]
-            .as_array()
-            .expect("results")
-            .iter()
-            .map(|r| {
-                (
-                    r["resultCode"].as_str().unwrap_or_default().to_string(),
-                    r["resultString"].as_str().unwrap_or_default().to_string(),
-                )
-            })
-            .collect()
+        support::pipeline::task_results(&response)
     };
     let first = results(&replay_files(&job, &args, &[]));
     assert_eq!(

@@ -33,6 +33,21 @@ pub async fn fixture(prefix: &str, config: Config) -> Fixture {
     }
 }
 
+/// Each task's (`resultCode`, `resultString`) in a Batch Operations response, in order.
+pub fn task_results(response: &Value) -> Vec<(String, String)> {
+    response["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| {
+            (
+                r["resultCode"].as_str().unwrap_or_default().to_string(),
+                r["resultString"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
 /// The objects a handler response reports as processed.
 pub fn processed(response: &Value) -> Vec<&Value> {
     response["objects"]
