@@ -95,6 +95,8 @@ pub struct Config {
     pub alerts_prefix: String,
     /// Processed-object markers and other state.
     pub state_prefix: String,
+    /// The Parquet lake and its compaction (`LAKE_*`).
+    pub lake: LakeSettings,
     /// Output compression.
     pub output_compression: OutputCompression,
     /// Log level for the function's own logs (`info` by default).
@@ -134,6 +136,7 @@ impl Default for Config {
             rejected_prefix: "rejected/".into(),
             alerts_prefix: "alerts/".into(),
             state_prefix: "state/".into(),
+            lake: LakeSettings::default(),
             output_compression: OutputCompression::Gzip,
             log_level: "info".into(),
             metrics_namespace: "S3AccessLogs".into(),
@@ -325,6 +328,7 @@ impl Config {
             rejected_prefix: prefix("REJECTED_PREFIX", &defaults.rejected_prefix)?,
             alerts_prefix: prefix("ALERTS_PREFIX", &defaults.alerts_prefix)?,
             state_prefix: prefix("STATE_PREFIX", &defaults.state_prefix)?,
+            lake: lake_settings(&get)?,
             output_compression,
             log_level,
         };
@@ -333,12 +337,13 @@ impl Config {
     }
 
     /// The prefixes the function writes to, with their variable names.
-    pub fn output_prefixes(&self) -> [(&'static str, &str); 4] {
+    pub fn output_prefixes(&self) -> [(&'static str, &str); 5] {
         [
             ("CURATED_PREFIX", &self.curated_prefix),
             ("REJECTED_PREFIX", &self.rejected_prefix),
             ("ALERTS_PREFIX", &self.alerts_prefix),
             ("STATE_PREFIX", &self.state_prefix),
+            ("LAKE_PREFIX", &self.lake.prefix),
         ]
     }
 
@@ -367,6 +372,68 @@ impl Config {
             .iter()
             .any(|(_, prefix)| key.starts_with(prefix))
     }
+}
+
+/// Where the Parquet lake goes and when a partition is compacted (see [`crate::lake`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LakeSettings {
+    /// `LAKE_PREFIX` (default `lake/`): `{prefix}bucket=B/dt=D/hour=H/part-NNNNN.parquet`.
+    pub prefix: String,
+    /// `LAKE_SETTLE_MINUTES` (default 15): a dirty partition is compacted only once its
+    /// last curated write is this old, so one compaction covers a burst of deliveries.
+    pub settle_minutes: i64,
+    /// `LAKE_TAG_COMPACTED` (`true` or `false`, default `false`): tag each curated
+    /// object `bucketlog-compacted=true` once it is in the lake, for a lifecycle rule that
+    /// expires only compacted objects (the template's `CuratedExpireDays`). With it on, a
+    /// partition whose compacted sources have expired is never rebuilt without them.
+    pub tag_compacted: bool,
+}
+
+impl Default for LakeSettings {
+    fn default() -> Self {
+        Self {
+            prefix: "lake/".into(),
+            settle_minutes: 15,
+            tag_compacted: false,
+        }
+    }
+}
+
+/// Reads the `LAKE_*` variables.
+fn lake_settings(get: &impl Fn(&str) -> Option<String>) -> Result<LakeSettings, ConfigError> {
+    let defaults = LakeSettings::default();
+    let invalid = |variable: &'static str, value: String, reason: &str| ConfigError::Invalid {
+        variable,
+        value,
+        reason: reason.into(),
+    };
+    let prefix = match get("LAKE_PREFIX") {
+        Some(v) => normalise_prefix("LAKE_PREFIX", &v)?,
+        None => defaults.prefix,
+    };
+    let settle_minutes = match get("LAKE_SETTLE_MINUTES").filter(|v| !v.is_empty()) {
+        None => defaults.settle_minutes,
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if (0..=1440).contains(&n) => n,
+            _ => return Err(invalid("LAKE_SETTLE_MINUTES", v, "minutes, from 0 to 1440")),
+        },
+    };
+    let tag_compacted = match get("LAKE_TAG_COMPACTED").as_deref() {
+        None | Some("") | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(invalid(
+                "LAKE_TAG_COMPACTED",
+                other.into(),
+                "`true` or `false`",
+            ));
+        }
+    };
+    Ok(LakeSettings {
+        prefix,
+        settle_minutes,
+        tag_compacted,
+    })
 }
 
 /// Reads the `SDK_*_TIMEOUT_SECONDS` variables: seconds, fractions allowed, above 0 and

@@ -74,6 +74,9 @@ pub enum Invocation {
     Logs(crate::cwl::LogsMessage),
     /// An S3 Batch Operations job's tasks (see [`crate::batch_ops`]).
     BatchOperations(crate::batch_ops::BatchJob),
+    /// A scheduled event (an EventBridge rule's `Scheduled Event`, or EventBridge
+    /// Scheduler sending one): compact the lake's dirty partitions (see [`crate::lake`]).
+    Compact,
 }
 
 /// An event that cannot be understood.
@@ -102,6 +105,9 @@ pub enum EventError {
 
 /// Reads an invocation payload.
 pub fn parse_invocation(payload: &Value) -> Result<Invocation, EventError> {
+    if payload["detail-type"] == "Scheduled Event" {
+        return Ok(Invocation::Compact);
+    }
     if crate::batch_ops::is_batch_job(payload) {
         return crate::batch_ops::parse_batch_job(payload).map(Invocation::BatchOperations);
     }

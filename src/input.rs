@@ -117,8 +117,14 @@ pub struct DecodeSummary {
 impl<H: LineHandler> ObjectDecoder<H> {
     /// A decoder that hands every line to `handler`.
     pub fn new(handler: H) -> Self {
+        Self::with_max_line_len(handler, crate::lines::DEFAULT_MAX_LINE_LEN)
+    }
+
+    /// A decoder whose lines may be up to `max_line_len` bytes (longer ones are cut and
+    /// marked truncated): curated records, which can be longer than the log lines.
+    pub fn with_max_line_len(handler: H, max_line_len: usize) -> Self {
         let sink = LineSink {
-            framer: LineFramer::default(),
+            framer: LineFramer::new(max_line_len),
             handler,
             decoded_bytes: 0,
         };

@@ -61,6 +61,7 @@ pub mod input;
 mod json;
 pub mod json_record;
 pub mod keys;
+pub mod lake;
 pub mod lines;
 pub mod logging;
 pub mod logkey;

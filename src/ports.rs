@@ -141,6 +141,19 @@ pub trait ObjectStore: Send + Sync {
     /// Deletes an object (no error when it is already gone).
     async fn delete(&self, object: &ObjectRef) -> Result<(), StoreError>;
 
+    /// Deletes an object only while its ETag is still `etag` (`If-Match`, a conditional
+    /// delete); `false` when it changed or is gone, and nothing was deleted. The lake's
+    /// dirty markers rely on it: a write during a compaction keeps its partition dirty.
+    async fn delete_if_match(&self, object: &ObjectRef, etag: &str) -> Result<bool, StoreError>;
+
+    /// Copies `from` over `to` inside the store (CopyObject): `to` is replaced whole, so
+    /// a reader sees the old object or the new one, never a mix.
+    async fn copy(&self, from: &ObjectRef, to: &ObjectRef) -> Result<(), StoreError>;
+
+    /// Sets one tag on an object (PutObjectTagging), replacing its tag set, so a
+    /// lifecycle rule can tell the objects the lake already holds.
+    async fn tag(&self, object: &ObjectRef, key: &str, value: &str) -> Result<(), StoreError>;
+
     /// Starts a multipart upload and returns its ID.
     async fn start_upload(
         &self,

@@ -438,6 +438,15 @@ impl ObjectStore for RacingStore {
     async fn delete(&self, object: &ObjectRef) -> Result<(), StoreError> {
         self.inner.delete(object).await
     }
+    async fn delete_if_match(&self, object: &ObjectRef, etag: &str) -> Result<bool, StoreError> {
+        self.inner.delete_if_match(object, etag).await
+    }
+    async fn copy(&self, from: &ObjectRef, to: &ObjectRef) -> Result<(), StoreError> {
+        self.inner.copy(from, to).await
+    }
+    async fn tag(&self, object: &ObjectRef, key: &str, value: &str) -> Result<(), StoreError> {
+        self.inner.tag(object, key, value).await
+    }
     async fn start_upload(
         &self,
         object: &ObjectRef,

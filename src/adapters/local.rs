@@ -189,6 +189,41 @@ fn keys_under(bucket_root: &Path, start: PathBuf, prefix: &str) -> std::io::Resu
     Ok(keys)
 }
 
+/// Opens a file in the system's temporary folder (`/tmp` on Lambda, `TMPDIR` elsewhere)
+/// for scratch space (output spills, the lake's sort runs), removed from the folder as
+/// soon as it is open, so nothing is left behind even when the process dies (on Unix).
+pub fn anonymous_temp_file(label: &str) -> std::io::Result<std::fs::File> {
+    let dir = std::env::temp_dir();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let mut attempt = 0;
+    loop {
+        let path = dir.join(format!(
+            "bucketlog-{label}-{}-{nanos}-{attempt}",
+            std::process::id()
+        ));
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(file) => {
+                let _ = std::fs::remove_file(&path);
+                return Ok(file);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 16 => attempt += 1,
+            Err(e) => {
+                return Err(std::io::Error::new(
+                    e.kind(),
+                    format!("cannot create a temporary file in {}: {e}", dir.display()),
+                ));
+            }
+        }
+    }
+}
+
 fn io_error(operation: &'static str, object: &ObjectRef, e: std::io::Error) -> StoreError {
     let kind = match e.kind() {
         std::io::ErrorKind::NotFound => StoreErrorKind::NotFound,
@@ -302,6 +337,54 @@ impl ObjectStore for LocalStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io_error("DeleteObject", object, e)),
         }
+    }
+
+    async fn delete_if_match(&self, object: &ObjectRef, etag: &str) -> Result<bool, StoreError> {
+        let _guard = self.write_lock.lock().await;
+        let path = self
+            .write_root
+            .join(Self::relative(object, "DeleteObject")?);
+        if Self::etag_of(&path).await.as_deref() != Some(etag) {
+            return Ok(false);
+        }
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io_error("DeleteObject", object, e)),
+        }
+    }
+
+    async fn copy(&self, from: &ObjectRef, to: &ObjectRef) -> Result<(), StoreError> {
+        const OP: &str = "CopyObject";
+        let Some(source) = self.find(from, OP).await? else {
+            return Err(error(
+                OP,
+                from,
+                StoreErrorKind::NotFound,
+                "no such key".into(),
+            ));
+        };
+        let path = self.write_root.join(Self::relative(to, OP)?);
+        let parent = path.parent().unwrap_or(&self.write_root).to_path_buf();
+        tokio::fs::create_dir_all(&parent)
+            .await
+            .map_err(|e| io_error(OP, to, e))?;
+        let temp = parent.join(format!(
+            ".bucketlog-tmp-{}-{}",
+            std::process::id(),
+            self.next_upload.fetch_add(1, Ordering::Relaxed)
+        ));
+        tokio::fs::copy(&source, &temp)
+            .await
+            .map_err(|e| io_error(OP, from, e))?;
+        tokio::fs::rename(&temp, &path)
+            .await
+            .map_err(|e| io_error(OP, to, e))
+    }
+
+    /// A folder has no tags and no lifecycle: nothing to record.
+    async fn tag(&self, object: &ObjectRef, _key: &str, _value: &str) -> Result<(), StoreError> {
+        Self::relative(object, "PutObjectTagging").map(|_| ())
     }
 
     async fn start_upload(

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Tag, Tagging};
 use bytes::Bytes;
 
 use crate::event::ObjectRef;
@@ -49,6 +49,19 @@ fn unquote(etag: &str) -> String {
 }
 
 /// Translates an SDK error into a [`StoreError`] naming the operation and object.
+/// CopyObject's `x-amz-copy-source`: the bucket and the key, URL-encoded except `/`.
+fn copy_source(from: &ObjectRef) -> String {
+    let mut out = format!("{}/", from.bucket);
+    for b in from.key.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 fn store_error<E>(operation: &'static str, object: &ObjectRef, err: &SdkError<E>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
@@ -210,6 +223,64 @@ impl ObjectStore for S3Store {
             .await
             .map(|_| ())
             .map_err(|e| store_error("DeleteObject", object, &e))
+    }
+
+    async fn delete_if_match(&self, object: &ObjectRef, etag: &str) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .delete_object()
+            .bucket(&object.bucket)
+            .key(&object.key)
+            .if_match(format!("\"{etag}\""))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_precondition_failed(&e) => Ok(false),
+            Err(e) => match store_error("DeleteObject", object, &e) {
+                StoreError {
+                    kind: StoreErrorKind::NotFound,
+                    ..
+                } if e.code() != Some("NoSuchBucket") => Ok(false),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn copy(&self, from: &ObjectRef, to: &ObjectRef) -> Result<(), StoreError> {
+        self.client
+            .copy_object()
+            .bucket(&to.bucket)
+            .key(&to.key)
+            .copy_source(copy_source(from))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| store_error("CopyObject", from, &e))
+    }
+
+    async fn tag(&self, object: &ObjectRef, key: &str, value: &str) -> Result<(), StoreError> {
+        let invalid = |e: aws_sdk_s3::error::BuildError| StoreError {
+            operation: "PutObjectTagging",
+            object: object.clone(),
+            kind: StoreErrorKind::Other,
+            message: e.to_string(),
+        };
+        let tag = Tag::builder()
+            .key(key)
+            .value(value)
+            .build()
+            .map_err(invalid)?;
+        let tagging = Tagging::builder().tag_set(tag).build().map_err(invalid)?;
+        self.client
+            .put_object_tagging()
+            .bucket(&object.bucket)
+            .key(&object.key)
+            .tagging(tagging)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| store_error("PutObjectTagging", object, &e))
     }
 
     async fn start_upload(

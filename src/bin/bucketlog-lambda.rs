@@ -20,6 +20,8 @@ impl From<Failure> for Diagnostic {
             HandlerError::Event(_) => "UnrecognisedEvent",
             HandlerError::Objects { .. } => "LogObjectFailed",
             HandlerError::NoOutputBucket { .. } => "OutputBucketRequired",
+            HandlerError::NoLakeBucket => "OutputBucketRequired",
+            HandlerError::CompactionList(_) | HandlerError::Compaction { .. } => "CompactionFailed",
         };
         Diagnostic {
             error_type: error_type.into(),

@@ -24,6 +24,9 @@ use clap::{Parser, Subcommand};
 #[path = "bucketlog/backfill.rs"]
 mod backfill;
 use backfill::{BackfillPlan, backfill};
+#[path = "bucketlog/compact.rs"]
+mod compact;
+use compact::{CompactPlan, compact};
 
 #[derive(Parser)]
 #[command(
@@ -105,6 +108,26 @@ enum Command {
         /// Local backfills append their metrics here, in CloudWatch Embedded Metric Format.
         #[arg(long, default_value = "out/metrics.emf.ndjson")]
         metrics: PathBuf,
+    },
+    /// Compact the curated records of dirty partitions into the Parquet lake
+    /// (`LAKE_PREFIX`), as the scheduled function does: local replays' outputs under
+    /// --out, or S3 with --s3 (or AWS_ENDPOINT_URL).
+    Compact {
+        /// Folder of local replays' outputs, one sub-folder per bucket; every bucket
+        /// there is compacted unless --bucket names one.
+        #[arg(long, default_value = "out/store")]
+        out: PathBuf,
+        /// Only this bucket (with --s3, the bucket holding the curated records; default
+        /// OUTPUT_BUCKET).
+        #[arg(long)]
+        bucket: Option<String>,
+        /// Compact partitions last written at least this many minutes ago (default
+        /// LAKE_SETTLE_MINUTES, 15); 0 compacts every dirty partition now.
+        #[arg(long)]
+        settle_minutes: Option<i64>,
+        /// Use S3 (or the endpoint in AWS_ENDPOINT_URL) instead of local folders.
+        #[arg(long)]
+        s3: bool,
     },
     /// Write a deterministic synthetic access log.
     Gen {
@@ -191,6 +214,17 @@ fn run(cli: Cli) -> Result<()> {
                 s3,
             )
         }
+        Command::Compact {
+            out,
+            bucket,
+            settle_minutes,
+            s3,
+        } => compact(CompactPlan {
+            out,
+            bucket,
+            settle_minutes,
+            s3,
+        }),
         Command::Gen {
             lines,
             seed,

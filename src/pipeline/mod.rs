@@ -34,6 +34,7 @@
 
 mod backfill;
 mod baselines;
+mod compaction;
 mod detection;
 mod effects;
 pub mod ledger;
@@ -134,6 +135,21 @@ pub enum HandlerError {
         log_group: String,
         /// The batch's log stream.
         log_stream: String,
+    },
+    /// A scheduled compaction needs `OUTPUT_BUCKET`: the bucket whose curated records
+    /// become the lake.
+    #[error("a scheduled compaction has no bucket to compact: set OUTPUT_BUCKET")]
+    NoLakeBucket,
+    /// Listing the dirty partitions failed.
+    #[error("compaction could not list its dirty partitions: {0}")]
+    CompactionList(StoreError),
+    /// Some partitions could not be compacted (they stay dirty for the next run).
+    #[error("{failed} lake partitions failed to compact; first: {first}")]
+    Compaction {
+        /// How many failed.
+        failed: usize,
+        /// The first partition and its error.
+        first: String,
     },
     /// At least one object failed (direct, SNS and EventBridge invocations).
     #[error("{failed} of {total} log objects failed; first: {first}")]
@@ -331,6 +347,7 @@ impl<S: ObjectStore> Pipeline<S> {
             }
             Invocation::Logs(message) => self.handle_logs(message, context).await,
             Invocation::BatchOperations(job) => Ok(self.handle_batch_job(&job, context).await),
+            Invocation::Compact => self.handle_compaction(context).await,
             Invocation::Sqs(items) => {
                 let mut failed_ids = Vec::new();
                 let mut outcomes = Vec::new();
@@ -470,6 +487,8 @@ impl<S: ObjectStore> Pipeline<S> {
                 return Err(e);
             }
         };
+        let written: Vec<&str> = uploads.written.iter().map(|o| o.object.as_str()).collect();
+        crate::lake::mark_dirty(&self.store, &self.config, &location, &written, now).await?;
         let (stats, bytes) = (streamed.stats, streamed.bytes);
         let mut effects = self
             .prepare_effects(object, output_bucket, streamed, etag, now)

@@ -118,37 +118,8 @@ impl<S: ObjectStore> Pipeline<S> {
     }
 }
 
-/// Opens the spill for output buffers over the budget: a file in the system's temporary
-/// folder (`/tmp` on Lambda, `TMPDIR` elsewhere), removed from the folder as soon as it is
-/// open, so nothing is left behind even when the process dies (on Unix).
+/// Opens the spill for output buffers over the budget: an anonymous temporary file
+/// (see [`crate::adapters::local::anonymous_temp_file`]).
 fn temp_spill() -> io::Result<Box<dyn Spill>> {
-    let dir = std::env::temp_dir();
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let mut attempt = 0;
-    loop {
-        let path = dir.join(format!(
-            "bucketlog-spill-{}-{nanos}-{attempt}",
-            std::process::id()
-        ));
-        match std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-        {
-            Ok(file) => {
-                let _ = std::fs::remove_file(&path);
-                return Ok(Box::new(file));
-            }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 16 => attempt += 1,
-            Err(e) => {
-                return Err(io::Error::new(
-                    e.kind(),
-                    format!("cannot create a spill file in {}: {e}", dir.display()),
-                ));
-            }
-        }
-    }
+    crate::adapters::local::anonymous_temp_file("spill").map(|f| Box::new(f) as Box<dyn Spill>)
 }

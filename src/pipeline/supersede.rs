@@ -74,7 +74,7 @@ impl<S: ObjectStore> Pipeline<S> {
             if found.object != report.object {
                 continue;
             }
-            let mut deleted = 0;
+            let mut removed = Vec::new();
             for output in found.outputs {
                 if keep.contains(output.object.as_str()) {
                     continue;
@@ -84,8 +84,19 @@ impl<S: ObjectStore> Pipeline<S> {
                     continue;
                 };
                 self.store.delete(&stale).await?;
-                deleted += 1;
+                removed.push(output.object);
             }
+            // Before the marker goes: a retry after a failure here finds it and marks again.
+            let locations: Vec<&str> = removed.iter().map(String::as_str).collect();
+            crate::lake::mark_dirty(
+                &self.store,
+                &self.config,
+                &report.object,
+                &locations,
+                (self.clock)(),
+            )
+            .await?;
+            let deleted = removed.len();
             self.store.delete(&earlier).await?;
             info!(object = %object, earlier = %earlier, deleted, "outputs of an earlier version removed");
         }
