@@ -7,6 +7,7 @@ pub mod delivery;
 pub mod dynamodb;
 pub mod fault_proxy;
 pub mod inbox;
+pub mod lake;
 pub mod moto;
 pub mod pipeline;
 pub mod s3;
