@@ -565,12 +565,28 @@ fn iam_reads_only_raw_and_state_and_writes_only_the_output_prefixes() {
             outputs.iter().cloned().collect(),
             "{name}: AbortMultipartUpload"
         );
+        // Superseding an earlier version of a log object deletes its curated and rejected
+        // outputs and its processed marker (src/pipeline/supersede.rs): nothing more.
+        let processed = format!(
+            "arn:aws:s3:::{LOG_BUCKET}/{}processed/*",
+            stack.param("StatePrefix")
+        );
+        assert_eq!(
+            on("s3:DeleteObject"),
+            set(&[
+                &stack.object_arn("CuratedPrefix"),
+                &stack.object_arn("RejectedPrefix"),
+                &processed
+            ]),
+            "{name}: DeleteObject"
+        );
         for action in granted.keys().filter(|a| a.starts_with("s3:")) {
             assert!(
                 [
                     "s3:GetObject",
                     "s3:PutObject",
                     "s3:AbortMultipartUpload",
+                    "s3:DeleteObject",
                     "s3:ListBucket"
                 ]
                 .contains(&action.as_str()),
