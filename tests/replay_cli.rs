@@ -36,7 +36,12 @@ fn replay_files(events: &[&str], args: &[&str], envs: &[(&str, &str)]) -> String
         .env_remove("OUTPUT_BUCKET")
         .envs(envs.iter().copied())
         .env("METRICS_MODE", "off");
-    let output = command.output().expect("run bucketlog replay");
+    succeeded(&mut command)
+}
+
+/// Runs `command`, which must succeed; returns its stdout.
+fn succeeded(command: &mut Command) -> String {
+    let output = command.output().expect("run bucketlog");
     let stdout = String::from_utf8_lossy(&output.stdout).to_string();
     assert!(
         output.status.success(),
@@ -221,21 +226,14 @@ fn local_replay_answers_a_batch_operations_job_task_by_task_and_again_idempotent
 
 /// Runs `bucketlog compact` with `args`; returns its stdout.
 fn compact(args: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_bucketlog"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .arg("compact")
-        .args(args)
-        .env_remove("OUTPUT_BUCKET")
-        .env_remove("AWS_ENDPOINT_URL")
-        .output()
-        .expect("run bucketlog compact");
-    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
+    succeeded(
+        Command::new(env!("CARGO_BIN_EXE_bucketlog"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .arg("compact")
+            .args(args)
+            .env_remove("OUTPUT_BUCKET")
+            .env_remove("AWS_ENDPOINT_URL"),
+    )
 }
 
 /// The README's second local command: after a replay of every sample event,

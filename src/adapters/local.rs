@@ -105,12 +105,13 @@ impl LocalStore {
         Some(format!("{:x}-{:x}", meta.len(), modified.as_nanos()))
     }
 
-    async fn write_atomically(
+    /// The file for `object` and a temporary name beside it (its folder created), to
+    /// write and then rename over it, so a reader never sees a partial file.
+    async fn write_paths(
         &self,
         object: &ObjectRef,
         operation: &'static str,
-        body: &[u8],
-    ) -> Result<PathBuf, StoreError> {
+    ) -> Result<(PathBuf, PathBuf), StoreError> {
         let path = self.write_root.join(Self::relative(object, operation)?);
         let parent = path.parent().unwrap_or(&self.write_root).to_path_buf();
         tokio::fs::create_dir_all(&parent)
@@ -121,6 +122,16 @@ impl LocalStore {
             std::process::id(),
             self.next_upload.fetch_add(1, Ordering::Relaxed)
         ));
+        Ok((path, temp))
+    }
+
+    async fn write_atomically(
+        &self,
+        object: &ObjectRef,
+        operation: &'static str,
+        body: &[u8],
+    ) -> Result<PathBuf, StoreError> {
+        let (path, temp) = self.write_paths(object, operation).await?;
         tokio::fs::write(&temp, body)
             .await
             .map_err(|e| io_error(operation, object, e))?;
@@ -364,16 +375,7 @@ impl ObjectStore for LocalStore {
                 "no such key".into(),
             ));
         };
-        let path = self.write_root.join(Self::relative(to, OP)?);
-        let parent = path.parent().unwrap_or(&self.write_root).to_path_buf();
-        tokio::fs::create_dir_all(&parent)
-            .await
-            .map_err(|e| io_error(OP, to, e))?;
-        let temp = parent.join(format!(
-            ".bucketlog-tmp-{}-{}",
-            std::process::id(),
-            self.next_upload.fetch_add(1, Ordering::Relaxed)
-        ));
+        let (path, temp) = self.write_paths(to, OP).await?;
         tokio::fs::copy(&source, &temp)
             .await
             .map_err(|e| io_error(OP, from, e))?;
