@@ -34,7 +34,7 @@ fn line(bucket: &str, (h, m, s): (u32, u32, u32), n: u64, user_agent: &str) -> S
     format!(
         r#"79a59df900b949e55d96a1e698fbacedfd6e09d98eacf8f8d5218e7cd47ef2be {bucket} [20/Nov/2026:{h:02}:{m:02}:{s:02} +0000] 192.0.2.{ip} - REQ{n:08} REST.GET.OBJECT data/f{n}.csv "GET /data/f{n}.csv HTTP/1.1" {status} - {n} 2048 12 4 "-" "{user_agent}" - hostid SigV4 ECDHE-RSA-AES128-GCM-SHA256 AuthHeader {bucket}.s3.us-east-1.amazonaws.com TLSv1.3 - -"#,
         ip = n % 200,
-        status = if n % 7 == 0 { 403 } else { 200 },
+        status = if n.is_multiple_of(7) { 403 } else { 200 },
     )
 }
 
