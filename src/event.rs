@@ -439,6 +439,18 @@ mod tests {
     }
 
     #[test]
+    fn scheduled_events_from_a_rule_or_the_scheduler_compact_the_lake() {
+        let rule = json!({"version": "0", "id": "e", "detail-type": "Scheduled Event", "source": "aws.events", "account": "123456789012", "time": "2026-11-20T15:00:00Z", "region": "us-east-1", "resources": ["arn:aws:events:us-east-1:123456789012:rule/r"], "detail": {}});
+        let scheduler =
+            json!({"detail-type": "Scheduled Event", "source": "aws.scheduler", "detail": {}});
+        for event in [rule, scheduler] {
+            assert_eq!(parse_invocation(&event), Ok(Invocation::Compact), "{event}");
+        }
+        let other = json!({"detail-type": "Object Created", "source": "aws.s3", "detail": {}});
+        assert_ne!(parse_invocation(&other), Ok(Invocation::Compact));
+    }
+
+    #[test]
     fn eventbridge_deletion_is_ignored() {
         let event = json!({"detail-type": "Object Deleted", "source": "aws.s3", "detail": {}});
         let Invocation::Direct(notices) = parse_invocation(&event).unwrap() else {

@@ -178,5 +178,18 @@ async fn lambda_binary_processes_an_event_through_the_runtime_emulator() {
         !ok && text.contains("OutputBucketRequired") && text.contains("OUTPUT_BUCKET"),
         "{text}"
     );
+    // A scheduled event is a lake compaction, which needs OUTPUT_BUCKET too.
+    let scheduled = serde_json::json!({
+        "version": "0", "id": "c0ffee00-0000-0000-0000-000000000000",
+        "detail-type": "Scheduled Event", "source": "aws.events",
+        "account": "123456789012", "time": "2026-11-20T15:00:00Z", "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/bucketlog-compact"],
+        "detail": {}
+    });
+    let (ok, text) = invoke(&cargo_lambda, port, &scheduled);
+    assert!(
+        !ok && text.contains("OutputBucketRequired") && text.contains("scheduled compaction"),
+        "{text}"
+    );
     assert_eq!(list(&s3, &bucket, "state/processed/").await.len(), 1);
 }
