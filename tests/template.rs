@@ -263,7 +263,12 @@ impl Stack {
 
     /// The function's environment, as the function would read it.
     fn function_env(&self) -> BTreeMap<String, String> {
-        self.deployed("BucketlogFunction")["Properties"]["Environment"]["Variables"]
+        self.env_of("BucketlogFunction")
+    }
+
+    /// One function's environment (`BucketlogFunction`, `CompactionFunction`).
+    fn env_of(&self, function: &str) -> BTreeMap<String, String> {
+        self.deployed(function)["Properties"]["Environment"]["Variables"]
             .as_object()
             .expect("Environment.Variables")
             .iter()
@@ -273,7 +278,12 @@ impl Stack {
 
     /// The function's configuration, parsed by the function's own code.
     fn function_config(&self) -> Config {
-        let mut env = self.function_env();
+        self.config_of("BucketlogFunction")
+    }
+
+    /// One function's configuration, parsed by the function's own code.
+    fn config_of(&self, function: &str) -> Config {
+        let mut env = self.env_of(function);
         // `Ref` on an SNS topic resolves to its ARN at deploy time.
         if let Some(topic) = env.get_mut("ALERT_TOPIC_ARN") {
             *topic = topic.replace(
@@ -290,7 +300,12 @@ impl Stack {
     }
 
     fn role_statements(&self) -> Vec<Value> {
-        let role = self.deployed("FunctionRole");
+        self.statements_of("FunctionRole")
+    }
+
+    /// Every statement of one role's inline policies.
+    fn statements_of(&self, role: &str) -> Vec<Value> {
+        let role = self.deployed(role);
         role["Properties"]["Policies"]
             .as_array()
             .expect("Policies")
@@ -412,6 +427,12 @@ fn function_environment_is_a_valid_configuration_that_matches_the_parameters() {
         );
         assert_eq!(config.alerts_prefix, stack.param("AlertsPrefix"), "{name}");
         assert_eq!(config.state_prefix, stack.param("StatePrefix"), "{name}");
+        assert_eq!(config.lake.prefix, stack.param("LakePrefix"), "{name}");
+        assert_eq!(
+            config.lake.settle_minutes.to_string(),
+            stack.param("LakeSettleMinutes"),
+            "{name}"
+        );
         assert_eq!(config.output_bucket.as_deref(), Some(LOG_BUCKET), "{name}");
         let env = stack.function_env();
         assert_eq!(
@@ -449,6 +470,7 @@ fn only_raw_log_keys_trigger_the_function_so_its_output_never_does() {
             "RejectedPrefix",
             "AlertsPrefix",
             "StatePrefix",
+            "LakePrefix",
         ] {
             let prefix = stack.param(output);
             assert!(
@@ -712,13 +734,15 @@ fn log_bucket_is_private_encrypted_and_expires_each_prefix() {
     );
     assert_eq!(bucket["DeletionPolicy"], "Retain");
 
+    // Rules by prefix; the tag-filtered rule of compacted curated objects is checked in
+    // compacted_curated_objects_expire_only_when_asked_and_only_once_tagged.
     let rules_of = |stack: &Stack| -> BTreeMap<String, String> {
         let bucket = stack.deployed("LogBucket");
         bucket["Properties"]["LifecycleConfiguration"]["Rules"]
             .as_array()
             .expect("rules")
             .iter()
-            .filter(|r| r.get("ExpirationInDays").is_some())
+            .filter(|r| r.get("ExpirationInDays").is_some() && r.get("TagFilters").is_none())
             .map(|r| (scalar(&r["Prefix"]), scalar(&r["ExpirationInDays"])))
             .collect()
     };
@@ -735,10 +759,28 @@ fn log_bucket_is_private_encrypted_and_expires_each_prefix() {
             "{prefix}"
         );
     }
-    // Markers expire with the raw logs; the rest of the state (the baseline) never does.
+    // Markers expire with the raw logs, and files a compaction staged but did not delete
+    // after a day; the rest of the state (the baseline, dirty markers, the lake's
+    // manifests) never does.
     let state = stack.param("StatePrefix");
-    let state_rules: Vec<&String> = rules.keys().filter(|p| p.starts_with(&state)).collect();
-    assert_eq!(state_rules, [&format!("{state}processed/")]);
+    let state_rules: Vec<(&String, &String)> = rules
+        .iter()
+        .filter(|(p, _)| p.starts_with(&state))
+        .collect();
+    assert_eq!(
+        state_rules,
+        [
+            (&format!("{state}lake/staging/"), &"1".to_string()),
+            (
+                &format!("{state}processed/"),
+                &stack.param("RawLogRetentionDays")
+            ),
+        ]
+    );
+    assert!(
+        !rules.contains_key(&stack.param("LakePrefix")),
+        "the lake is kept"
+    );
 
     let keep = Stack::new(&[("CuratedRetentionDays", "0"), ("RawLogRetentionDays", "0")]);
     let rules = rules_of(&keep);
@@ -885,6 +927,19 @@ fn every_alarm_notifies_the_alert_topic_and_the_spec_alarms_exist() {
             "no alarm on {metric}: {watched:?}"
         );
     }
+    // Errors of each function: the compactor's failures fail its invocation.
+    let errors_of: BTreeSet<String> = alarms
+        .iter()
+        .filter(|(_, a)| a["Properties"]["MetricName"] == "Errors")
+        .map(|(_, a)| scalar(&a["Properties"]["Dimensions"][0]["Value"]))
+        .collect();
+    assert_eq!(
+        errors_of,
+        ["{BucketlogFunction}", "{CompactionFunction}"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    );
     let topic = stack.template["Resources"]["AlertEmailSubscription"]["Condition"].clone();
     assert_eq!(topic, "HasAlertEmail");
     assert!(
@@ -1083,6 +1138,11 @@ fn cargo_lambda_deploy_metadata_matches_the_template() {
     assert_eq!(setting("memory"), stack.param("FunctionMemorySize"));
     assert_eq!(setting("timeout"), stack.param("FunctionTimeout"));
     let env = stack.function_env();
+    // The lake's settings are among those compared (processing marks partitions dirty).
+    for key in ["LAKE_PREFIX", "LAKE_SETTLE_MINUTES", "LAKE_TAG_COMPACTED"] {
+        assert!(env.contains_key(key), "the template sets no {key}");
+    }
+    assert_eq!(setting("LAKE_TAG_COMPACTED"), "false");
     for (key, value) in &env {
         if key == "OUTPUT_BUCKET" || key == "ALERT_TOPIC_ARN" || key == "DETECTION_TABLE" {
             continue; // account-specific: given at deploy time
@@ -1124,6 +1184,8 @@ struct Request<'a> {
 const LOGGING: &str = "logging.s3.amazonaws.com";
 /// What `Fn::GetAtt [FunctionRole, Arn]` renders as.
 const FUNCTION_ROLE: &str = "{FunctionRole.Arn}";
+/// What `Fn::GetAtt [CompactionRole, Arn]` renders as.
+const COMPACTION_ROLE: &str = "{CompactionRole.Arn}";
 const OTHER_ROLE: &str = "arn:aws:iam::123456789012:role/someone-else";
 
 fn object(key: &str) -> String {
@@ -1448,8 +1510,16 @@ fn only_the_function_role_and_the_admin_role_may_write_state_and_outputs() {
         "s3:AbortMultipartUpload",
         "s3:ReplicateObject",
         "s3:ReplicateDelete",
+        // A forged bucketlog-compacted tag would expire curated data (CuratedExpireDays).
+        "s3:PutObjectTagging",
+        "s3:PutObjectVersionTagging",
     ];
-    for (name, stack) in scenarios() {
+    let no_compaction = (
+        "no lake compaction",
+        Stack::new(&[("LakeCompactionSchedule", "")]),
+    );
+    for (name, stack) in scenarios().into_iter().chain([no_compaction]) {
+        let compacts = stack.resource("CompactionRole").is_some();
         let admin = stack.param("AdminRoleArn");
         let prefixes = stack.guarded_prefixes();
         let raw = stack.function_config().raw_prefix;
@@ -1467,6 +1537,16 @@ fn only_the_function_role_and_the_admin_role_may_write_state_and_outputs() {
                     stack.judge(&request(FUNCTION_ROLE)),
                     Verdict::Silent,
                     "{name}: the function's own role must keep {action} on {key}"
+                );
+                let expected = if compacts {
+                    Verdict::Silent
+                } else {
+                    Verdict::Denied
+                };
+                assert_eq!(
+                    stack.judge(&request(COMPACTION_ROLE)),
+                    expected,
+                    "{name}: the compaction role, {action} on {key}"
                 );
                 assert_eq!(
                     stack.judge(&request(OTHER_ROLE)),
@@ -1494,6 +1574,9 @@ fn only_the_function_role_and_the_admin_role_may_write_state_and_outputs() {
             prefixes.iter().map(|p| object(&format!("{p}*"))).collect();
         assert_eq!(resources, expected, "{name}: the guarded prefixes");
         let mut exempt = vec![FUNCTION_ROLE.to_string()];
+        if compacts {
+            exempt.push(COMPACTION_ROLE.to_string());
+        }
         if !admin.is_empty() {
             exempt.push(admin.clone());
         }
@@ -1507,31 +1590,40 @@ fn only_the_function_role_and_the_admin_role_may_write_state_and_outputs() {
 
 #[test]
 fn the_bucket_policy_denies_nothing_the_function_role_is_granted() {
-    for (name, stack) in scenarios() {
+    let tagging = (
+        "tagging compacted objects",
+        Stack::new(&[("CuratedExpireDays", "30")]),
+    );
+    for (name, stack) in scenarios().into_iter().chain([tagging]) {
         let bucket_arn = format!("arn:aws:s3:::{LOG_BUCKET}");
-        let mut checked = 0;
-        for statement in stack.role_statements() {
-            for action in strings(&statement["Action"])
-                .into_iter()
-                .filter(|a| a.starts_with("s3:"))
-            {
-                for resource in strings(&statement["Resource"]) {
-                    let concrete = if resource == bucket_arn {
-                        resource.clone()
-                    } else {
-                        resource.replace('*', "bucket=b/dt=2026-11-20/hour=14/x")
-                    };
-                    let request = Request::new(Caller::Iam(FUNCTION_ROLE), &action, concrete);
-                    assert_ne!(
-                        stack.judge(&request),
-                        Verdict::Denied,
-                        "{name}: the role may {action} on {resource}, the bucket policy denies it"
-                    );
-                    checked += 1;
+        for (role, arn, least) in [
+            ("FunctionRole", FUNCTION_ROLE, 8),
+            ("CompactionRole", COMPACTION_ROLE, 8),
+        ] {
+            let mut checked = 0;
+            for statement in stack.statements_of(role) {
+                for action in strings(&statement["Action"])
+                    .into_iter()
+                    .filter(|a| a.starts_with("s3:"))
+                {
+                    for resource in strings(&statement["Resource"]) {
+                        let concrete = if resource == bucket_arn {
+                            resource.clone()
+                        } else {
+                            resource.replace('*', "bucket=b/dt=2026-11-20/hour=14/x")
+                        };
+                        let request = Request::new(Caller::Iam(arn), &action, concrete);
+                        assert_ne!(
+                            stack.judge(&request),
+                            Verdict::Denied,
+                            "{name}: {role} may {action} on {resource}, the bucket policy denies it"
+                        );
+                        checked += 1;
+                    }
                 }
             }
+            assert!(checked >= least, "{name}: {role}: {checked}");
         }
-        assert!(checked >= 8, "{name}: {checked}");
 
         // Nothing else in the template writes into the log bucket: no custom resource,
         // no Athena workgroup with its results there. Only the Glue table (a reader) and
@@ -1919,4 +2011,301 @@ fn an_optional_batch_operations_role_may_invoke_the_function_and_nothing_more() 
         outputs["BatchOperationsRoleArn"]["Value"],
         "{BatchOperationsRole.Arn}"
     );
+}
+
+// --- The lake's compaction --------------------------------------------------------------
+
+#[test]
+fn the_compaction_function_is_the_same_code_on_a_schedule_one_run_at_a_time() {
+    let stack = Stack::new(&[]);
+    let main = stack.deployed("BucketlogFunction");
+    let compactor = stack.deployed("CompactionFunction");
+    assert_eq!(compactor["Metadata"], main["Metadata"], "the same build");
+    let p = &compactor["Properties"];
+    for property in ["CodeUri", "Handler", "Runtime", "Architectures"] {
+        assert_eq!(p[property], main["Properties"][property], "{property}");
+    }
+    assert_eq!(p["Role"], COMPACTION_ROLE);
+    assert_eq!(
+        p["LoggingConfig"]["LogGroup"], "{CompactionLogGroup}",
+        "its own log group"
+    );
+    // Its own memory: the sort buffer and a row group, not the main function's 128 MB.
+    assert_eq!(scalar(&p["MemorySize"]), "512");
+    assert_ne!(p["MemorySize"], main["Properties"]["MemorySize"]);
+    assert_eq!(
+        scalar(&p["EphemeralStorage"]["Size"]),
+        stack.param("LakeCompactionEphemeralStorage")
+    );
+    assert_eq!(scalar(&p["Timeout"]), "900");
+    assert_eq!(
+        scalar(&p["ReservedConcurrentExecutions"]),
+        "1",
+        "one compactor at a time"
+    );
+    let bigger = Stack::new(&[("LakeCompactionMemorySize", "1024")]);
+    assert_eq!(
+        scalar(&bigger.deployed("CompactionFunction")["Properties"]["MemorySize"]),
+        "1024"
+    );
+    assert_eq!(
+        scalar(&bigger.deployed("BucketlogFunction")["Properties"]["MemorySize"]),
+        "128"
+    );
+
+    // The schedule's payload is what the function reads as a compaction.
+    let events = p["Events"].as_object().expect("Events");
+    assert_eq!(events.len(), 1, "{events:?}");
+    let schedule = events.values().next().unwrap();
+    assert_eq!(schedule["Type"], "ScheduleV2");
+    let sp = &schedule["Properties"];
+    assert_eq!(sp["ScheduleExpression"], "rate(15 minutes)");
+    assert_eq!(
+        sp["OmitName"], true,
+        "two stacks in one account must not collide"
+    );
+    assert_eq!(scalar(&sp["RetryPolicy"]["MaximumRetryAttempts"]), "0");
+    let input: Value = serde_json::from_str(&scalar(&sp["Input"])).expect("Input is JSON");
+    assert_eq!(
+        bucketlog::event::parse_invocation(&input),
+        Ok(bucketlog::event::Invocation::Compact),
+        "{input}"
+    );
+    let hourly = Stack::new(&[("LakeCompactionSchedule", "cron(5 * * * ? *)")]);
+    let events = &hourly.deployed("CompactionFunction")["Properties"]["Events"];
+    assert_eq!(
+        events["Schedule"]["Properties"]["ScheduleExpression"],
+        "cron(5 * * * ? *)"
+    );
+
+    // Neither a failed nor a throttled run is retried or kept: the next run is the retry.
+    let invoke = stack.deployed("CompactionInvokeConfig");
+    assert_eq!(invoke["Properties"]["FunctionName"], "{CompactionFunction}");
+    assert_eq!(scalar(&invoke["Properties"]["MaximumRetryAttempts"]), "0");
+    assert_eq!(
+        scalar(&invoke["Properties"]["MaximumEventAgeInSeconds"]),
+        "60"
+    );
+
+    // An empty schedule: no compaction at all, and nothing names its role.
+    let off = Stack::new(&[("LakeCompactionSchedule", "")]);
+    for resource in [
+        "CompactionFunction",
+        "CompactionRole",
+        "CompactionLogGroup",
+        "CompactionInvokeConfig",
+        "CompactionErrorsAlarm",
+    ] {
+        assert!(off.resource(resource).is_none(), "{resource}");
+    }
+    assert!(off.resource("BucketlogFunction").is_some());
+    // Outputs naming its resources exist only with them.
+    for output in ["CompactionFunctionName", "CompactionRoleArn"] {
+        assert_eq!(
+            off.template["Outputs"][output]["Condition"], "CompactLake",
+            "{output}"
+        );
+    }
+}
+
+#[test]
+fn the_compactor_reads_the_same_prefixes_and_lake_settings_as_the_function() {
+    let tagging = (
+        "tagging compacted objects",
+        Stack::new(&[("CuratedExpireDays", "30")]),
+    );
+    let settled = (
+        "settle 45 minutes",
+        Stack::new(&[("LakeSettleMinutes", "45")]),
+    );
+    for (name, stack) in scenarios().into_iter().chain([tagging, settled]) {
+        let main = stack.function_config();
+        let compactor = stack.config_of("CompactionFunction");
+        assert_eq!(
+            compactor.output_bucket.as_deref(),
+            Some(LOG_BUCKET),
+            "{name}"
+        );
+        assert_eq!(
+            compactor.output_prefixes(),
+            main.output_prefixes(),
+            "{name}"
+        );
+        assert_eq!(compactor.raw_prefix, main.raw_prefix, "{name}");
+        assert_eq!(compactor.lake, main.lake, "{name}");
+        assert_eq!(compactor.lake.prefix, stack.param("LakePrefix"), "{name}");
+        assert_eq!(
+            compactor.lake.settle_minutes.to_string(),
+            stack.param("LakeSettleMinutes"),
+            "{name}"
+        );
+        let expire = stack.param("CuratedExpireDays") != "0";
+        assert_eq!(
+            compactor.lake.tag_compacted, expire,
+            "{name}: tags iff they expire"
+        );
+        // It neither alerts nor needs CloudWatch permissions for its metrics.
+        let env = stack.env_of("CompactionFunction");
+        assert!(!env.contains_key("ALERT_TOPIC_ARN"), "{name}");
+        assert_eq!(env["METRICS_MODE"], "emf", "{name}");
+    }
+}
+
+#[test]
+fn compaction_iam_reads_curated_and_writes_only_the_lake_and_its_state() {
+    let tagging = (
+        "tagging compacted objects",
+        Stack::new(&[("CuratedExpireDays", "30")]),
+    );
+    for (name, stack) in scenarios().into_iter().chain([tagging]) {
+        let bucket_arn = format!("arn:aws:s3:::{LOG_BUCKET}");
+        let curated = stack.object_arn("CuratedPrefix");
+        let lake = stack.object_arn("LakePrefix");
+        let lake_state = format!("{bucket_arn}/{}lake/*", stack.param("StatePrefix"));
+        let mut granted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for statement in stack.statements_of("CompactionRole") {
+            assert_eq!(statement["Effect"], "Allow", "{name}: {statement}");
+            assert!(statement.get("NotAction").is_none() && statement.get("NotResource").is_none());
+            let resources = strings(&statement["Resource"]);
+            for action in strings(&statement["Action"]) {
+                assert!(!action.contains('*'), "{name}: wildcard action {action}");
+                assert!(!resources.iter().any(|r| r == "*"), "{name}: {action} on *");
+                if action == "s3:ListBucket" {
+                    assert_eq!(resources, std::slice::from_ref(&bucket_arn), "{name}");
+                    let listed: BTreeSet<String> =
+                        strings(&statement["Condition"]["StringLike"]["s3:prefix"])
+                            .into_iter()
+                            .collect();
+                    let expected: BTreeSet<String> = [
+                        format!("{}*", stack.param("CuratedPrefix")),
+                        format!("{}*", stack.param("LakePrefix")),
+                        format!("{}lake/*", stack.param("StatePrefix")),
+                    ]
+                    .into_iter()
+                    .collect();
+                    assert_eq!(listed, expected, "{name}: ListBucket's s3:prefix");
+                }
+                granted
+                    .entry(action)
+                    .or_default()
+                    .extend(resources.iter().cloned());
+            }
+        }
+        let on = |action: &str| granted.get(action).cloned().unwrap_or_default();
+        let set = |items: &[&String]| items.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+
+        assert_eq!(on("s3:GetObject"), set(&[&curated, &lake_state]), "{name}");
+        assert_eq!(on("s3:PutObject"), set(&[&lake, &lake_state]), "{name}");
+        assert_eq!(on("s3:DeleteObject"), set(&[&lake, &lake_state]), "{name}");
+        assert_eq!(on("s3:AbortMultipartUpload"), set(&[&lake_state]), "{name}");
+        let tags = stack.param("CuratedExpireDays") != "0";
+        if tags {
+            assert_eq!(on("s3:PutObjectTagging"), set(&[&curated]), "{name}");
+        } else {
+            assert!(!granted.contains_key("s3:PutObjectTagging"), "{name}");
+        }
+        let allowed = [
+            "logs:CreateLogStream",
+            "logs:PutLogEvents",
+            "s3:GetObject",
+            "s3:PutObject",
+            "s3:AbortMultipartUpload",
+            "s3:DeleteObject",
+            "s3:PutObjectTagging",
+            "s3:ListBucket",
+        ];
+        for action in granted.keys() {
+            assert!(
+                allowed.contains(&action.as_str()),
+                "{name}: unexpected {action}"
+            );
+        }
+        assert_eq!(
+            on("logs:PutLogEvents"),
+            set(&[&"{CompactionLogGroup.Arn}".to_string()]),
+            "{name}"
+        );
+
+        // Every write and delete lies under the lake prefix or the lake's state, and so
+        // never under raw (no trigger), curated, rejected, alerts or the other state.
+        let lake_prefix = stack.param("LakePrefix");
+        let lake_state_prefix = format!("{}lake/", stack.param("StatePrefix"));
+        for action in ["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"] {
+            for resource in on(action) {
+                let key = resource
+                    .strip_prefix(&format!("{bucket_arn}/"))
+                    .unwrap_or_else(|| panic!("{name}: {action} outside the log bucket"))
+                    .trim_end_matches('*');
+                assert!(
+                    key.starts_with(&lake_prefix) || key.starts_with(&lake_state_prefix),
+                    "{name}: {action} on {resource}"
+                );
+                for other in [
+                    "RawPrefix",
+                    "CuratedPrefix",
+                    "RejectedPrefix",
+                    "AlertsPrefix",
+                ] {
+                    assert!(
+                        !overlaps(key, &stack.param(other)),
+                        "{name}: {action} on {resource} overlaps {other}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn compacted_curated_objects_expire_only_when_asked_and_only_once_tagged() {
+    let tagged_rules = |stack: &Stack| -> Vec<Value> {
+        stack.deployed("LogBucket")["Properties"]["LifecycleConfiguration"]["Rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r.get("TagFilters").is_some())
+            .cloned()
+            .collect()
+    };
+    let plain = Stack::new(&[]);
+    assert_eq!(plain.param("CuratedExpireDays"), "0");
+    assert!(tagged_rules(&plain).is_empty());
+    assert!(!plain.function_config().lake.tag_compacted);
+
+    let stack = Stack::new(&[("CuratedExpireDays", "30")]);
+    let rules = tagged_rules(&stack);
+    assert_eq!(rules.len(), 1, "{rules:?}");
+    let rule = &rules[0];
+    assert_eq!(rule["Status"], "Enabled");
+    assert_eq!(rule["Prefix"], json!(stack.param("CuratedPrefix")));
+    assert_eq!(scalar(&rule["ExpirationInDays"]), "30");
+    let (key, value) = bucketlog::lake::compact::COMPACTED_TAG;
+    assert_eq!(
+        rule["TagFilters"],
+        json!([{"Key": key, "Value": value}]),
+        "the tag the compactor sets"
+    );
+    // The compactor tags what it compacted, and may.
+    assert!(stack.config_of("CompactionFunction").lake.tag_compacted);
+    assert!(stack.function_config().lake.tag_compacted);
+    // CuratedRetentionDays still expires every curated object, compacted or not.
+    let untagged = stack.deployed("LogBucket")["Properties"]["LifecycleConfiguration"]["Rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["Id"] == "expire-curated" && r.get("TagFilters").is_none());
+    assert!(untagged);
+    // Another principal cannot forge the tag: the bucket policy denies it.
+    let object = object(&format!(
+        "{}bucket=b/dt=2026-11-20/hour=14/x.ndjson.gz",
+        stack.param("CuratedPrefix")
+    ));
+    let forge = Request::new(
+        Caller::Iam(OTHER_ROLE),
+        "s3:PutObjectTagging",
+        object.clone(),
+    );
+    assert_eq!(stack.judge(&forge), Verdict::Denied);
+    let tag = Request::new(Caller::Iam(COMPACTION_ROLE), "s3:PutObjectTagging", object);
+    assert_eq!(stack.judge(&tag), Verdict::Silent);
 }
