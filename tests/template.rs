@@ -1061,27 +1061,149 @@ fn glue_table_matches_the_schema_and_the_curated_layout() {
 }
 
 #[test]
-fn athena_named_queries_filter_on_the_injected_bucket_partition() {
+fn lake_table_is_parquet_with_the_lake_columns_and_the_lake_layout() {
+    let off = (
+        "no lake compaction",
+        Stack::new(&[("LakeCompactionSchedule", "")]),
+    );
+    for (name, stack) in scenarios().into_iter().chain([off]) {
+        let table = stack.deployed("LakeTable");
+        let input = &table["Properties"]["TableInput"];
+        assert_eq!(
+            input["Name"],
+            json!(stack.param("GlueLakeTableName")),
+            "{name}"
+        );
+        assert_eq!(input["TableType"], "EXTERNAL_TABLE", "{name}");
+        let lake = format!("s3://{LOG_BUCKET}/{}", stack.param("LakePrefix"));
+        let parameters = &input["Parameters"];
+        assert_eq!(parameters["classification"], "parquet", "{name}");
+        assert_eq!(
+            parameters["storage.location.template"],
+            json!(format!(
+                "{lake}bucket=${{bucket}}/dt=${{dt}}/hour=${{hour}}/"
+            )),
+            "{name}: must match Partition::lake_prefix in src/lake/partition.rs"
+        );
+        let descriptor = &input["StorageDescriptor"];
+        assert_eq!(descriptor["Location"], json!(lake), "{name}");
+        assert_eq!(
+            descriptor["SerdeInfo"]["SerializationLibrary"],
+            "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+        );
+        assert_eq!(
+            descriptor["InputFormat"],
+            "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
+        );
+        assert_eq!(
+            descriptor["OutputFormat"],
+            "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
+        );
+
+        // Partitions and projection exactly as the NDJSON table's.
+        let curated = stack.deployed("CuratedTable");
+        let curated_input = &curated["Properties"]["TableInput"];
+        assert_eq!(
+            input["PartitionKeys"], curated_input["PartitionKeys"],
+            "{name}"
+        );
+        let projection = |parameters: &Value| -> BTreeMap<String, Value> {
+            parameters
+                .as_object()
+                .unwrap()
+                .iter()
+                .filter(|(k, _)| k.starts_with("projection."))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        };
+        let projected = projection(parameters);
+        assert_eq!(
+            projected,
+            projection(&curated_input["Parameters"]),
+            "{name}"
+        );
+        assert_eq!(projected["projection.enabled"], "true");
+        assert_eq!(projected["projection.bucket.type"], "injected");
+        assert_eq!(projected["projection.dt.type"], "date");
+        assert_eq!(projected["projection.hour.type"], "integer");
+
+        // The columns of the Parquet files, less the partition column, in file order.
+        let columns: Vec<(String, String)> = descriptor["Columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (scalar(&c["Name"]), scalar(&c["Type"])))
+            .collect();
+        let expected: Vec<(String, String)> = bucketlog::lake::schema::COLUMNS
+            .iter()
+            .filter(|(n, _)| *n != "bucket")
+            .map(|(n, t)| (n.to_string(), t.glue().to_string()))
+            .collect();
+        assert_eq!(
+            columns, expected,
+            "{name}: the columns of src/lake/schema.rs"
+        );
+        assert!(columns.contains(&("time".into(), "timestamp".into())));
+        // The same records as the NDJSON table: the same names, and the same types but
+        // for `time`.
+        let ndjson: Vec<(String, String)> = curated_input["StorageDescriptor"]["Columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (scalar(&c["Name"]), scalar(&c["Type"])))
+            .map(|(n, t)| {
+                let t = if n == "time" {
+                    "timestamp".to_string()
+                } else {
+                    t
+                };
+                (n, t)
+            })
+            .collect();
+        assert_eq!(columns, ndjson, "{name}");
+    }
+}
+
+#[test]
+fn athena_named_queries_read_the_lake_and_filter_on_the_injected_bucket_partition() {
     let stack = Stack::new(&[]);
     let queries = stack.resources_of_type("AWS::Athena::NamedQuery");
     assert!(
         queries.len() >= 4,
         "top requesters, 403s by IP, largest downloads, anonymous"
     );
-    let table = format!(
-        "\"{}\".\"{}\"",
-        stack.param("GlueDatabaseName"),
-        stack.param("GlueTableName")
-    );
+    let quoted = |table: &str| format!("\"{}\".\"{table}\"", stack.param("GlueDatabaseName"));
+    let lake = format!("FROM {}", quoted(&stack.param("GlueLakeTableName")));
+    let ndjson = quoted(&stack.param("GlueTableName"));
+    // Without compaction the lake stays empty: the same queries read the NDJSON table.
+    let off = Stack::new(&[("LakeCompactionSchedule", "")]);
+    let mut times = 0;
     for (name, query) in queries {
         let sql = scalar(&query["Properties"]["QueryString"]);
-        assert!(sql.contains(&table), "{name}: {sql}");
+        assert!(sql.contains(&lake), "{name}: {sql}");
+        assert!(
+            sql.contains(&ndjson),
+            "{name}: should say the NDJSON table has the newest minutes"
+        );
         assert!(
             sql.contains("WHERE bucket = "),
             "{name}: must filter on the bucket partition"
         );
         assert!(sql.contains("AND dt >= "), "{name}: should prune by date");
+        // `time` is a timestamp in the lake, RFC 3339 text in the NDJSON.
+        assert!(!sql.contains("from_iso8601_timestamp"), "{name}: {sql}");
+        times += sql.matches("\"time\"").count();
+
+        let without = scalar(&off.deployed(&name)["Properties"]["QueryString"]);
+        let expected = sql
+            .replace(&lake, &format!("FROM {ndjson}"))
+            .replace("\"time\"", "from_iso8601_timestamp(\"time\")");
+        assert_eq!(without, expected, "{name}: otherwise the same query");
     }
+    assert!(
+        times >= 3,
+        "the queries that show times read the timestamp column"
+    );
 }
 
 #[test]
@@ -1096,6 +1218,10 @@ fn outputs_name_the_bucket_the_raw_prefix_the_topic_the_dashboard_and_the_table(
     assert_eq!(outputs["AlertTopicArn"]["Value"], "{AlertTopic}");
     assert!(scalar(&outputs["DashboardUrl"]["Value"]).contains("#dashboards:name={Dashboard}"));
     assert_eq!(outputs["GlueTable"]["Value"], "bucketlog.access_logs");
+    assert_eq!(
+        outputs["GlueLakeTable"]["Value"],
+        "bucketlog.access_logs_lake"
+    );
     let status: Value =
         serde_json::from_str(&scalar(&outputs["BucketLoggingStatus"]["Value"])).unwrap();
     assert_eq!(status["LoggingEnabled"]["TargetBucket"], LOG_BUCKET);
@@ -1642,7 +1768,7 @@ fn the_bucket_policy_denies_nothing_the_function_role_is_granted() {
                 .contains(&format!("s3://{LOG_BUCKET}/"))
             {
                 assert!(
-                    ["CuratedTable", "Dashboard"].contains(&resource.as_str()),
+                    ["CuratedTable", "LakeTable", "Dashboard"].contains(&resource.as_str()),
                     "{name}: {resource} names a location in the log bucket; if it writes \
                      there, the bucket policy denies it"
                 );
