@@ -499,3 +499,46 @@ async fn settling_partitions_wait_and_a_missing_object_is_caught() {
         .expect_err("the lake lacks a curated object");
     assert!(complaint.contains("rows"), "{complaint}");
 }
+
+/// Without expiry configured, a source missing more than a week after the last
+/// compaction is taken as expired by a retention rule, not superseded: its rows stay.
+#[tokio::test]
+async fn a_source_gone_long_after_compaction_keeps_its_rows() {
+    let root = scratch("retention");
+    let pipeline = local_pipeline(&root, &[]).await;
+    for i in 0..2u64 {
+        let lines = lines_in_hour("retention-src", 7, 30, i);
+        let body = lines.join("\n");
+        let name = format!("2026-11-20-07-1{i}-00-RETAIN{i}");
+        pipeline
+            .handle(&local_event(&root, &name, body.as_bytes()))
+            .await
+            .expect("handled");
+    }
+    let compactor = Compactor::new(pipeline.store(), "local-logs", pipeline.config());
+    let now = system_now();
+    assert_eq!(
+        compactor.run(now, 0, None).await.unwrap().compacted[0].rows,
+        60
+    );
+    let partition = root.join("local-logs/curated/bucket=retention-src/dt=2026-11-20/hour=07");
+    let mut curated: Vec<PathBuf> = std::fs::read_dir(&partition)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    curated.sort();
+    std::fs::remove_file(&curated[0]).unwrap();
+    let late = lines_in_hour("retention-src", 7, 5, 9).join("\n");
+    pipeline
+        .handle(&local_event(
+            &root,
+            "2026-11-29-07-00-00-LATE",
+            late.as_bytes(),
+        ))
+        .await
+        .expect("late");
+    let week_later = compactor.run(now + 8 * 86_400, 0, None).await.unwrap();
+    let p = &week_later.compacted[0];
+    assert!(p.appended, "{p:?}");
+    assert_eq!((p.rows, p.files, p.sources), (65, 2, 1), "{p:?}");
+}

@@ -22,6 +22,10 @@ use crate::ports::{ObjectStore, PutCondition, StoreError, UploadedPart};
 /// line, escaping and enrichment included.
 const MAX_CURATED_LINE: usize = 64 * 1024 * 1024;
 
+/// How long after a compaction a missing source is taken as superseded (its partition is
+/// rebuilt without it) rather than expired (its rows are kept): 7 days.
+pub const REBUILD_WINDOW_SECONDS: i64 = 7 * 86_400;
+
 /// The tag [`ObjectStore::tag`] sets on compacted curated objects (`LAKE_TAG_COMPACTED`).
 pub const COMPACTED_TAG: (&str, &str) = ("bucketlog-compacted", "true");
 
@@ -215,7 +219,7 @@ impl<'a, S: ObjectStore> Compactor<'a, S> {
         let started = Instant::now();
         let mut sources = self.list_sources(partition).await?;
         let previous = self.read_manifest(partition).await?;
-        let appended = self.keep_expired(&previous, &mut sources);
+        let appended = self.keep_expired(&previous, &mut sources, now);
         let mut sorter = LineSorter::new(self.sort, (self.runs)());
         let (read, source_bytes) = self.read_sources(&sources, &mut sorter).await?;
         let expected = sorter.lines();
@@ -319,12 +323,26 @@ impl<'a, S: ObjectStore> Compactor<'a, S> {
         }
     }
 
-    /// With `LAKE_TAG_COMPACTED`, curated objects expire after they are compacted. When
+    /// Curated objects can expire after they are compacted: with `LAKE_TAG_COMPACTED`
+    /// (the template's `CuratedExpireDays`), or by a plain retention rule long after. When
     /// some of the previous manifest's sources are gone, a rebuild would drop their rows,
     /// so the previous files are kept and only the sources not in them are read (into
     /// additional files). Returns whether that is the case.
-    fn keep_expired(&self, previous: &Option<Manifest>, sources: &mut Vec<String>) -> bool {
-        let Some(previous) = previous.as_ref().filter(|_| self.config.lake.tag_compacted) else {
+    ///
+    /// A source can also be gone because a newer version of its log object moved its
+    /// records elsewhere (`supersede`); then the rebuild is right, and it is what happens
+    /// when expiry is not configured and the previous compaction is recent (within
+    /// [`REBUILD_WINDOW_SECONDS`]): superseding follows the overwrite within minutes.
+    fn keep_expired(
+        &self,
+        previous: &Option<Manifest>,
+        sources: &mut Vec<String>,
+        now: i64,
+    ) -> bool {
+        let expiring = |p: &&Manifest| {
+            self.config.lake.tag_compacted || now - p.compacted_at > REBUILD_WINDOW_SECONDS
+        };
+        let Some(previous) = previous.as_ref().filter(expiring) else {
             return false;
         };
         let present: BTreeSet<&str> = sources.iter().map(String::as_str).collect();
