@@ -11,11 +11,14 @@ use std::path::PathBuf;
 use bucketlog::adapters::local::LocalStore;
 use bucketlog::adapters::s3::S3Store;
 use bucketlog::config::Config;
+use bucketlog::event::ObjectRef;
 use bucketlog::lake::sort::SortLimits;
 use bucketlog::lake::writer::LakeLimits;
 use bucketlog::lake::{CompactionReport, Compactor, Partition};
 use bucketlog::pipeline::{Pipeline, system_now};
-use bucketlog::ports::ObjectStore;
+use bucketlog::ports::{
+    ObjectBody, ObjectStore, PutCondition, PutOutcome, StoreError, UploadedPart,
+};
 use serde_json::Value;
 use support::delivery::{Layout, SimConfig, simulate};
 use support::fault_proxy::{Fault, FaultProxy, Rule};
@@ -541,4 +544,130 @@ async fn a_source_gone_long_after_compaction_keeps_its_rows() {
     let p = &week_later.compacted[0];
     assert!(p.appended, "{p:?}");
     assert_eq!((p.rows, p.files, p.sources), (65, 2, 1), "{p:?}");
+}
+
+/// A store that, at the first lake copy, lets a late log object be processed: a write
+/// during the compaction.
+struct WriteDuringCompaction {
+    inner: S3Store,
+    during: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    resume: tokio::sync::Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for WriteDuringCompaction {
+    async fn open(&self, o: &ObjectRef) -> Result<Option<ObjectBody>, StoreError> {
+        self.inner.open(o).await
+    }
+    async fn get_small(
+        &self,
+        o: &ObjectRef,
+    ) -> Result<Option<(Vec<u8>, Option<String>)>, StoreError> {
+        self.inner.get_small(o).await
+    }
+    async fn put(
+        &self,
+        o: &ObjectRef,
+        b: Vec<u8>,
+        t: &str,
+        c: PutCondition,
+    ) -> Result<PutOutcome, StoreError> {
+        self.inner.put(o, b, t, c).await
+    }
+    async fn list(&self, p: &ObjectRef) -> Result<Vec<String>, StoreError> {
+        self.inner.list(p).await
+    }
+    async fn delete(&self, o: &ObjectRef) -> Result<(), StoreError> {
+        self.inner.delete(o).await
+    }
+    async fn delete_if_match(&self, o: &ObjectRef, etag: &str) -> Result<bool, StoreError> {
+        self.inner.delete_if_match(o, etag).await
+    }
+    async fn copy(&self, from: &ObjectRef, to: &ObjectRef) -> Result<(), StoreError> {
+        let signal = self.during.lock().unwrap().take();
+        if let Some(signal) = signal {
+            let _ = signal.send(());
+            if let Some(resume) = self.resume.lock().await.take() {
+                let _ = resume.await;
+            }
+        }
+        self.inner.copy(from, to).await
+    }
+    async fn tag(&self, o: &ObjectRef, k: &str, v: &str) -> Result<(), StoreError> {
+        self.inner.tag(o, k, v).await
+    }
+    async fn start_upload(&self, o: &ObjectRef, t: &str) -> Result<String, StoreError> {
+        self.inner.start_upload(o, t).await
+    }
+    async fn upload_part(
+        &self,
+        o: &ObjectRef,
+        id: &str,
+        n: i32,
+        b: Vec<u8>,
+    ) -> Result<UploadedPart, StoreError> {
+        self.inner.upload_part(o, id, n, b).await
+    }
+    async fn complete_upload(
+        &self,
+        o: &ObjectRef,
+        id: &str,
+        p: Vec<UploadedPart>,
+    ) -> Result<(), StoreError> {
+        self.inner.complete_upload(o, id, p).await
+    }
+    async fn abort_upload(&self, o: &ObjectRef, id: &str) -> Result<(), StoreError> {
+        self.inner.abort_upload(o, id).await
+    }
+}
+
+/// A log object processed while its partition is being compacted: the compaction does
+/// not see it, and its conditional delete of the dirty marker fails (moto's If-Match), so
+/// the partition stays dirty and the next run adds the late records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_during_compaction_keeps_the_partition_dirty() {
+    let f = pipeline::fixture("lake-race", Config::default()).await;
+    let config = config(&f.bucket, &[]);
+    let pipeline = Pipeline::new(S3Store::new(f.client.clone()), config.clone());
+    let first = lines_in_hour("race-src", 5, 40, 1);
+    pipeline
+        .handle(&s3::put_log(&f.client, &f.bucket, "2026-11-20-05-10-00-FIRST", &first).await)
+        .await
+        .expect("first");
+    let (during_tx, during_rx) = tokio::sync::oneshot::channel();
+    let (resume_tx, resume_rx) = tokio::sync::oneshot::channel();
+    let store = WriteDuringCompaction {
+        inner: S3Store::new(f.client.clone()),
+        during: std::sync::Mutex::new(Some(during_tx)),
+        resume: tokio::sync::Mutex::new(Some(resume_rx)),
+    };
+    let compaction = async {
+        Compactor::new(&store, &f.bucket, &config)
+            .run(system_now(), 0, None)
+            .await
+            .unwrap()
+    };
+    let late_write = async {
+        during_rx.await.unwrap();
+        let late = lines_in_hour("race-src", 5, 15, 2);
+        let event = s3::put_log(&f.client, &f.bucket, "2026-11-20-07-00-00-LATE", &late).await;
+        pipeline.handle(&event).await.expect("late");
+        resume_tx.send(()).unwrap();
+    };
+    let (report, ()) = tokio::join!(compaction, late_write);
+    let p = &report.compacted[0];
+    assert_eq!((p.rows, p.still_dirty), (40, true), "{p:?}");
+    assert_eq!(
+        s3::list(&f.client, &f.bucket, "state/lake/dirty/")
+            .await
+            .len(),
+        1
+    );
+    let next = compact_now(pipeline.store(), &f.bucket, &config).await;
+    assert_eq!(
+        (next.compacted[0].rows, next.compacted[0].still_dirty),
+        (55, false)
+    );
+    let summary = lake::readback_s3(&f.client, &f.bucket, &scratch("race")).await;
+    assert_eq!(summary["rows"], 55);
 }
