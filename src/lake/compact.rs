@@ -107,6 +107,16 @@ pub struct PartitionReport {
     pub still_dirty: bool,
 }
 
+/// What became of one dirty marker.
+enum Marked {
+    /// Its partition was compacted.
+    Compacted(PartitionReport),
+    /// Its partition was written to within the settle time.
+    Settling,
+    /// Another run compacted it since the listing: nothing is dirty.
+    Gone,
+}
+
 /// What one compaction run did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct CompactionReport {
@@ -177,28 +187,20 @@ impl<'a, S: ObjectStore> Compactor<'a, S> {
                 report.deferred += 1;
                 continue;
             }
-            let Some(partition) = Partition::from_path(&key[dirty_prefix.len()..]) else {
+            let Some(partition) = key
+                .strip_prefix(&dirty_prefix)
+                .and_then(Partition::from_path)
+            else {
                 warn!(marker = %key, "not a dirty marker: left alone");
                 continue;
             };
-            let marker = self.at(key);
-            let Some((body, etag)) = self.store.get_small(&marker).await? else {
-                continue;
-            };
-            let last_write = serde_json::from_slice::<DirtyMark>(&body).map_or(0, |m| m.last_write);
-            if now - last_write < settle_seconds {
-                report.settling += 1;
-                continue;
-            }
-            match self.compact(&partition, now).await {
-                Ok(mut done) => {
-                    let cleaned = match etag {
-                        Some(etag) => self.store.delete_if_match(&marker, &etag).await?,
-                        None => false,
-                    };
-                    done.still_dirty = !cleaned;
-                    report.compacted.push(done);
-                }
+            match self
+                .compact_marked(&partition, self.at(key), now, settle_seconds)
+                .await
+            {
+                Ok(Marked::Compacted(done)) => report.compacted.push(done),
+                Ok(Marked::Settling) => report.settling += 1,
+                Ok(Marked::Gone) => {}
                 Err(e) => {
                     warn!(partition = %partition.path(), error = %e, "partition not compacted: it stays dirty");
                     report.failed.push((partition.path(), e.to_string()));
@@ -206,6 +208,31 @@ impl<'a, S: ObjectStore> Compactor<'a, S> {
             }
         }
         Ok(report)
+    }
+
+    /// Compacts the partition of one dirty marker unless it is still settling, then
+    /// deletes the marker if no write changed it meanwhile.
+    async fn compact_marked(
+        &self,
+        partition: &Partition,
+        marker: ObjectRef,
+        now: i64,
+        settle_seconds: i64,
+    ) -> Result<Marked, LakeError> {
+        let Some((body, etag)) = self.store.get_small(&marker).await? else {
+            return Ok(Marked::Gone);
+        };
+        let last_write = serde_json::from_slice::<DirtyMark>(&body).map_or(0, |m| m.last_write);
+        if now - last_write < settle_seconds {
+            return Ok(Marked::Settling);
+        }
+        let mut done = self.compact(partition, now).await?;
+        let cleaned = match etag {
+            Some(etag) => self.store.delete_if_match(&marker, &etag).await?,
+            None => false,
+        };
+        done.still_dirty = !cleaned;
+        Ok(Marked::Compacted(done))
     }
 
     /// Rebuilds one partition's lake files from its curated objects: read and sort them,
