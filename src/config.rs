@@ -384,8 +384,10 @@ pub struct LakeSettings {
     pub settle_minutes: i64,
     /// `LAKE_TAG_COMPACTED` (`true` or `false`, default `false`): tag each curated
     /// object `bucketlog-compacted=true` once it is in the lake, for a lifecycle rule that
-    /// expires only compacted objects (the template's `CuratedExpireDays`). With it on, a
-    /// partition whose compacted sources have expired is never rebuilt without them.
+    /// expires only compacted objects (the template's `CuratedExpireDays`). With it on
+    /// (and, without it, more than a week after the last compaction), a partition whose
+    /// compacted sources are gone is not rebuilt without them: see
+    /// [`crate::lake::compact::REBUILD_WINDOW_SECONDS`].
     pub tag_compacted: bool,
 }
 
@@ -540,6 +542,41 @@ mod tests {
             text.contains("RAW_PREFIX") && text.contains("CURATED_PREFIX"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn lake_settings_are_read_and_bad_values_name_their_variable() {
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            Config::from_lookup(move |k| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            })
+        };
+        let lake = vars(&[
+            ("LAKE_PREFIX", "parquet"),
+            ("LAKE_SETTLE_MINUTES", "0"),
+            ("LAKE_TAG_COMPACTED", "true"),
+        ])
+        .unwrap()
+        .lake;
+        assert_eq!(
+            lake,
+            LakeSettings {
+                prefix: "parquet/".into(),
+                settle_minutes: 0,
+                tag_compacted: true
+            }
+        );
+        for (pairs, variable) in [
+            (&[("LAKE_SETTLE_MINUTES", "-1")][..], "LAKE_SETTLE_MINUTES"),
+            (&[("LAKE_TAG_COMPACTED", "yes")][..], "LAKE_TAG_COMPACTED"),
+            (&[("LAKE_PREFIX", "curated/lake")][..], "LAKE_PREFIX"),
+        ] {
+            let err = vars(pairs).unwrap_err().to_string();
+            assert!(err.contains(variable), "{err}");
+        }
     }
 
     #[test]
