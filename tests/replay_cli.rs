@@ -170,6 +170,18 @@ async fn replay_over_moto_writes_batches_to_output_bucket() {
         "{second}"
     );
     assert_eq!(s3::list(&client, &bucket, "").await, stored);
+
+    // `bucketlog compact` against the same endpoint (AWS_ENDPOINT_URL: S3, OUTPUT_BUCKET:
+    // the bucket) builds the lake of both partitions, equal to the curated records.
+    let compacted = compact_with(&["--settle-minutes", "0"], &envs);
+    assert_eq!(
+        compacted.matches("compacted bucket=").count(),
+        2,
+        "{compacted}"
+    );
+    let dir = std::env::temp_dir().join(format!("bucketlog-cli-s3-lake-{}", std::process::id()));
+    let summary = support::lake::readback_s3(&client, &bucket, &dir).await;
+    assert_eq!(summary["rows"], 8, "{summary}");
 }
 
 #[test]
@@ -224,15 +236,21 @@ fn local_replay_answers_a_batch_operations_job_task_by_task_and_again_idempotent
     let _ = std::fs::remove_dir_all(&out);
 }
 
-/// Runs `bucketlog compact` with `args`; returns its stdout.
+/// Runs `bucketlog compact` on local folders with `args`; returns its stdout.
 fn compact(args: &[&str]) -> String {
+    compact_with(args, &[])
+}
+
+/// Runs `bucketlog compact` with `args` and only `envs` set of the AWS settings.
+fn compact_with(args: &[&str], envs: &[(&str, &str)]) -> String {
     succeeded(
         Command::new(env!("CARGO_BIN_EXE_bucketlog"))
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .arg("compact")
             .args(args)
             .env_remove("OUTPUT_BUCKET")
-            .env_remove("AWS_ENDPOINT_URL"),
+            .env_remove("AWS_ENDPOINT_URL")
+            .envs(envs.iter().copied()),
     )
 }
 
