@@ -268,26 +268,11 @@ impl<'a, S: ObjectStore> Compactor<'a, S> {
                 written,
             });
         }
-        let mut files = self.publish(partition, staged, first_file).await?;
-        let mut manifest_sources = read;
-        if let (Some(previous), true) = (previous, appended) {
-            files.splice(0..0, previous.files);
-            manifest_sources.splice(0..0, previous.sources);
-        }
-        let manifest = Manifest {
-            partition: partition.path(),
-            compacted_at: now,
-            rows: files.iter().map(|f| f.rows).sum(),
-            files,
-            sources: manifest_sources,
-        };
-        self.write_manifest(partition, &manifest).await?;
-        if self.config.lake.tag_compacted {
-            for source in &sources {
-                let (key, value) = COMPACTED_TAG;
-                self.store.tag(&self.at(source.clone()), key, value).await?;
-            }
-        }
+        let files = self.publish(partition, staged, first_file).await?;
+        let carried = previous.filter(|_| appended);
+        let manifest = self
+            .record(partition, now, files, read, carried, &sources)
+            .await?;
         let report = PartitionReport {
             partition: partition.path(),
             sources: sources.len(),
@@ -312,6 +297,39 @@ impl<'a, S: ObjectStore> Compactor<'a, S> {
             "partition compacted"
         );
         Ok(report)
+    }
+
+    /// Writes the manifest of the files now in place (after the `carried` manifest's
+    /// files and sources, when the previous files were kept) and tags the sources read
+    /// when `LAKE_TAG_COMPACTED` asks for it.
+    async fn record(
+        &self,
+        partition: &Partition,
+        now: i64,
+        mut files: Vec<ManifestFile>,
+        mut read: Vec<ManifestSource>,
+        carried: Option<Manifest>,
+        sources: &[String],
+    ) -> Result<Manifest, LakeError> {
+        if let Some(previous) = carried {
+            files.splice(0..0, previous.files);
+            read.splice(0..0, previous.sources);
+        }
+        let manifest = Manifest {
+            partition: partition.path(),
+            compacted_at: now,
+            rows: files.iter().map(|f| f.rows).sum(),
+            files,
+            sources: read,
+        };
+        self.write_manifest(partition, &manifest).await?;
+        if self.config.lake.tag_compacted {
+            for source in sources {
+                let (key, value) = COMPACTED_TAG;
+                self.store.tag(&self.at(source.clone()), key, value).await?;
+            }
+        }
+        Ok(manifest)
     }
 
     fn build_error(&self, partition: &Partition, e: impl std::fmt::Display) -> LakeError {
