@@ -92,26 +92,27 @@ def normalise_json(record):
     return out
 
 
-def normalise_arrow(row):
+def normalise_read(row, time_ms, map_items):
+    """One row as a reader returned it, in the shape `normalise_json` gives."""
     out = {}
     for name in COLUMNS:
         value = row[name]
         if name == "time":
-            value = int(value.timestamp() * 1000)
+            value = time_ms(value)
         elif name in MAPS and value is not None:
-            value = sorted(value)
+            value = sorted(map_items(value))
         out[name] = value
     return out
+
+
+def normalise_arrow(row):
+    # pyarrow: `time` a datetime, a map a list of (key, value) pairs.
+    return normalise_read(row, lambda t: int(t.timestamp() * 1000), lambda m: m)
 
 
 def normalise_duck(row):
-    out = {}
-    for name in COLUMNS:
-        value = row[name]
-        if name in MAPS and value is not None:
-            value = sorted(value.items())
-        out[name] = value
-    return out
+    # DuckDB (queried with epoch_ms): `time` milliseconds, a map a dict.
+    return normalise_read(row, lambda t: t, dict.items)
 
 
 def check_encoding(path):

@@ -1936,17 +1936,20 @@ fn alert_topic_is_encrypted_with_a_key_every_publisher_may_use() {
     }
 }
 
+/// The log bucket's lifecycle rules that have `key`.
+fn lifecycle_rules_with(stack: &Stack, key: &str) -> Vec<Value> {
+    stack.deployed("LogBucket")["Properties"]["LifecycleConfiguration"]["Rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r.get(key).is_some())
+        .cloned()
+        .collect()
+}
+
 #[test]
 fn log_bucket_versioning_is_a_parameter_and_old_versions_expire() {
-    let rules = |stack: &Stack| -> Vec<Value> {
-        stack.deployed("LogBucket")["Properties"]["LifecycleConfiguration"]["Rules"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|r| r.get("NoncurrentVersionExpiration").is_some())
-            .cloned()
-            .collect()
-    };
+    let rules = |stack: &Stack| lifecycle_rules_with(stack, "NoncurrentVersionExpiration");
     let plain = Stack::new(&[]);
     assert_eq!(plain.param("LogBucketVersioning"), "Disabled");
     assert!(
@@ -2384,15 +2387,7 @@ fn compaction_iam_reads_curated_and_writes_only_the_lake_and_its_state() {
 
 #[test]
 fn compacted_curated_objects_expire_only_when_asked_and_only_once_tagged() {
-    let tagged_rules = |stack: &Stack| -> Vec<Value> {
-        stack.deployed("LogBucket")["Properties"]["LifecycleConfiguration"]["Rules"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|r| r.get("TagFilters").is_some())
-            .cloned()
-            .collect()
-    };
+    let tagged_rules = |stack: &Stack| lifecycle_rules_with(stack, "TagFilters");
     let plain = Stack::new(&[]);
     assert_eq!(plain.param("CuratedExpireDays"), "0");
     assert!(tagged_rules(&plain).is_empty());
