@@ -23,6 +23,18 @@ pub struct ObjectRef {
     pub key: String,
 }
 
+impl ObjectRef {
+    /// Reads `s3://bucket/key`, the form [`Display`](std::fmt::Display) writes (reports
+    /// and markers name outputs that way); `None` for anything else.
+    pub fn from_location(location: &str) -> Option<Self> {
+        let (bucket, key) = location.strip_prefix("s3://")?.split_once('/')?;
+        Some(Self {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+        })
+    }
+}
+
 impl std::fmt::Display for ObjectRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "s3://{}/{}", self.bucket, self.key)
@@ -436,6 +448,17 @@ mod tests {
             ),
             ("raw/c d", Some("e1"), "ObjectCreated:PutObject")
         );
+    }
+
+    #[test]
+    fn a_location_reads_back_as_the_object_it_names() {
+        let object = ObjectRef {
+            bucket: "logs".into(),
+            key: "curated/bucket=b/dt=2026-11-20/hour=14/a b.ndjson.gz".into(),
+        };
+        assert_eq!(ObjectRef::from_location(&object.to_string()), Some(object));
+        assert_eq!(ObjectRef::from_location("/tmp/x.log"), None);
+        assert_eq!(ObjectRef::from_location("s3://bucket-only"), None);
     }
 
     #[test]

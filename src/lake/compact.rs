@@ -10,7 +10,7 @@ use tracing::{info, warn};
 
 use super::partition::{DIRTY_DIR, DirtyMark, Manifest, ManifestFile, ManifestSource, Partition};
 use super::sort::{LineSorter, RunFactory, SortError, SortLimits, SortedLines};
-use super::writer::{EncodeError, LakeLimits, LakeOutput, LakeWriter};
+use super::writer::{LakeLimits, LakeOutput, LakeWriter};
 use crate::config::Config;
 use crate::curate::LineHandler;
 use crate::event::ObjectRef;
@@ -454,14 +454,10 @@ impl<'a, S: ObjectStore> Compactor<'a, S> {
         mut sorted: SortedLines,
         first_file: usize,
     ) -> Result<Vec<ManifestFile>, LakeError> {
-        let run = format!(
-            "{:x}-{:x}",
-            now_nanos(),
-            NONCE.fetch_add(1, Ordering::Relaxed)
-        );
         let staging = format!(
-            "{}{run}/",
-            partition.staging_prefix(&self.config.state_prefix)
+            "{}{}/",
+            partition.staging_prefix(&self.config.state_prefix),
+            unique_token()
         );
         let mut writer =
             LakeWriter::new(self.limits).map_err(|e| self.build_error(partition, e))?;
@@ -475,11 +471,11 @@ impl<'a, S: ObjectStore> Compactor<'a, S> {
                 match line {
                     Some(line) => writer
                         .push(line)
-                        .map_err(|e| self.encode_error(partition, e))?,
+                        .map_err(|e| self.build_error(partition, e))?,
                     None => {
                         writer
                             .finish()
-                            .map_err(|e| self.encode_error(partition, e))?;
+                            .map_err(|e| self.build_error(partition, e))?;
                     }
                 }
                 let done = line.is_none();
@@ -505,10 +501,6 @@ impl<'a, S: ObjectStore> Compactor<'a, S> {
             return Err(e);
         }
         Ok(staged)
-    }
-
-    fn encode_error(&self, partition: &Partition, e: EncodeError) -> LakeError {
-        self.build_error(partition, e)
     }
 
     /// Puts the staged files in place (each copy replaces one file whole), removes the
@@ -676,12 +668,14 @@ impl LineHandler for Feed<'_> {
     }
 }
 
-static NONCE: AtomicU64 = AtomicU64::new(0);
-
-fn now_nanos() -> u128 {
-    std::time::SystemTime::now()
+/// A token no other call returns, in this process or (by the clock) another: the
+/// staging folder of one compaction run, the nonce of one dirty-marker write.
+fn unique_token() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos())
+        .map_or(0, |d| d.as_nanos());
+    format!("{nanos:x}-{:x}", COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
 /// Marks the lake partitions of `outputs` (`s3://bucket/key` of curated objects just
@@ -697,14 +691,11 @@ pub async fn mark_dirty<S: ObjectStore>(
 ) -> Result<usize, StoreError> {
     let mut partitions = BTreeSet::new();
     for location in outputs {
-        let Some((bucket, key)) = location
-            .strip_prefix("s3://")
-            .and_then(|l| l.split_once('/'))
-        else {
+        let Some(ObjectRef { bucket, key }) = ObjectRef::from_location(location) else {
             continue;
         };
-        if let Some(p) = Partition::of_curated_key(&config.curated_prefix, key) {
-            partitions.insert((bucket.to_string(), p));
+        if let Some(p) = Partition::of_curated_key(&config.curated_prefix, &key) {
+            partitions.insert((bucket, p));
         }
     }
     for (bucket, partition) in &partitions {
@@ -712,11 +703,7 @@ pub async fn mark_dirty<S: ObjectStore>(
             partition: partition.path(),
             last_write: now,
             by: by.to_string(),
-            nonce: format!(
-                "{:x}-{:x}",
-                now_nanos(),
-                NONCE.fetch_add(1, Ordering::Relaxed)
-            ),
+            nonce: unique_token(),
         };
         let body = serde_json::to_vec(&mark).unwrap_or_default();
         let marker = ObjectRef {

@@ -87,7 +87,6 @@ pub struct LineSorter {
     runs: Vec<Box<dyn RunFile>>,
     factory: RunFactory,
     lines: u64,
-    line_bytes: u64,
 }
 
 impl LineSorter {
@@ -100,7 +99,6 @@ impl LineSorter {
             runs: Vec::new(),
             factory,
             lines: 0,
-            line_bytes: 0,
         }
     }
 
@@ -115,7 +113,6 @@ impl LineSorter {
             end: self.arena.len(),
         });
         self.lines += 1;
-        self.line_bytes += line.len() as u64;
         if self.arena.len() + self.entries.len() * ENTRY_COST >= self.limits.buffer_bytes {
             self.write_run()?;
         }
@@ -125,11 +122,6 @@ impl LineSorter {
     /// Lines pushed so far.
     pub fn lines(&self) -> u64 {
         self.lines
-    }
-
-    /// Bytes of those lines, newlines not counted.
-    pub fn line_bytes(&self) -> u64 {
-        self.line_bytes
     }
 
     /// Runs written to files so far.

@@ -252,14 +252,6 @@ impl LakeWriter {
     pub fn finish(&mut self) -> Result<(), EncodeError> {
         self.end_file()
     }
-
-    /// Bytes the writer holds now: the row group in progress and finished bytes not yet
-    /// taken, for the memory bound's log line and tests.
-    pub fn memory_size(&self) -> usize {
-        self.file
-            .as_ref()
-            .map_or(0, |f| f.writer.memory_size() + f.buffer.len())
-    }
 }
 
 #[cfg(test)]

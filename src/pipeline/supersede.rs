@@ -105,13 +105,10 @@ impl<S: ObjectStore> Pipeline<S> {
 
     /// `s3://bucket/key` as an object, when it lies under the curated or rejected prefix.
     fn own_output(&self, location: &str) -> Option<ObjectRef> {
-        let (bucket, key) = location.strip_prefix("s3://")?.split_once('/')?;
+        let object = ObjectRef::from_location(location)?;
         let config = &self.config;
-        (key.starts_with(&config.curated_prefix) || key.starts_with(&config.rejected_prefix)).then(
-            || ObjectRef {
-                bucket: bucket.to_string(),
-                key: key.to_string(),
-            },
-        )
+        let key = &object.key;
+        (key.starts_with(&config.curated_prefix) || key.starts_with(&config.rejected_prefix))
+            .then_some(object)
     }
 }
