@@ -57,6 +57,29 @@ fn lines_in_hour(bucket: &str, hour: u32, count: u64, seed: u64) -> Vec<String> 
         .collect()
 }
 
+/// A fresh moto bucket, the configuration that writes to it (plus `extra`), and the
+/// handler over the real S3 client.
+async fn moto_lake(
+    prefix: &str,
+    extra: &[(&str, &str)],
+) -> (pipeline::Fixture, Config, Pipeline<S3Store>) {
+    let f = pipeline::fixture(prefix, Config::default()).await;
+    let config = config(&f.bucket, extra);
+    let pipeline = Pipeline::new(S3Store::new(f.client.clone()), config.clone());
+    (f, config, pipeline)
+}
+
+/// Uploads `lines` as `raw/<name>` and runs the handler on its S3 event.
+async fn deliver(
+    f: &pipeline::Fixture,
+    pipeline: &Pipeline<S3Store>,
+    name: &str,
+    lines: &[String],
+) {
+    let event = s3::put_log(&f.client, &f.bucket, name, lines).await;
+    pipeline.handle(&event).await.expect("handled");
+}
+
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("bucketlog-lake-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -87,9 +110,7 @@ async fn a_simulated_delivery_compacts_to_exactly_the_curated_records() {
     sim_config.rate = 4;
     sim_config.bucket = "sim-lake".into();
     let sim = simulate(&sim_config);
-    let f = pipeline::fixture("lake-sim", Config::default()).await;
-    let config = config(&f.bucket, &[]);
-    let pipeline = Pipeline::new(S3Store::new(f.client.clone()), config.clone());
+    let (f, config, pipeline) = moto_lake("lake-sim", &[]).await;
     for object in &sim.objects {
         s3::put(&f.client, &f.bucket, &object.key, object.body.clone()).await;
     }
@@ -156,14 +177,11 @@ async fn a_simulated_delivery_compacts_to_exactly_the_curated_records() {
 /// same bytes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compacting_twice_changes_nothing() {
-    let f = pipeline::fixture("lake-twice", Config::default()).await;
-    let config = config(&f.bucket, &[]);
-    let pipeline = Pipeline::new(S3Store::new(f.client.clone()), config.clone());
+    let (f, config, pipeline) = moto_lake("lake-twice", &[]).await;
     for (i, hour) in [14, 14, 15, 14].into_iter().enumerate() {
         let lines = lines_in_hour("twice-src", hour, 50, i as u64);
         let name = format!("2026-11-20-{hour}-0{i}-00-TWICE{i}");
-        let event = s3::put_log(&f.client, &f.bucket, &name, &lines).await;
-        pipeline.handle(&event).await.expect("handled");
+        deliver(&f, &pipeline, &name, &lines).await;
     }
     let first = compact_now(pipeline.store(), &f.bucket, &config).await;
     assert_eq!(first.compacted.len(), 2);
@@ -193,12 +211,9 @@ async fn compacting_twice_changes_nothing() {
 /// dirty; the next run replaces them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_upload_leaves_the_previous_files_and_the_partition_dirty() {
-    let f = pipeline::fixture("lake-fail", Config::default()).await;
-    let config = config(&f.bucket, &[]);
-    let pipeline = Pipeline::new(S3Store::new(f.client.clone()), config.clone());
+    let (f, config, pipeline) = moto_lake("lake-fail", &[]).await;
     let lines = lines_in_hour("fail-src", 9, 3000, 1);
-    let event = s3::put_log(&f.client, &f.bucket, "2026-11-20-09-10-00-FIRST", &lines).await;
-    pipeline.handle(&event).await.expect("handled");
+    deliver(&f, &pipeline, "2026-11-20-09-10-00-FIRST", &lines).await;
     assert_eq!(
         compact_now(pipeline.store(), &f.bucket, &config)
             .await
@@ -209,8 +224,7 @@ async fn a_failed_upload_leaves_the_previous_files_and_the_partition_dirty() {
     let before = s3::list(&f.client, &f.bucket, "lake/").await;
 
     let late = lines_in_hour("fail-src", 9, 3000, 2);
-    let event = s3::put_log(&f.client, &f.bucket, "2026-11-20-11-30-00-LATE", &late).await;
-    pipeline.handle(&event).await.expect("handled");
+    deliver(&f, &pipeline, "2026-11-20-11-30-00-LATE", &late).await;
     let proxy = FaultProxy::start(
         &moto::shared().endpoint,
         vec![Rule::always("PUT", "partNumber=2", Fault::Status(500))],
@@ -260,15 +274,10 @@ async fn a_failed_upload_leaves_the_previous_files_and_the_partition_dirty() {
 /// first hour's partition: its lake files go with its curated objects.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partition_left_without_records_loses_its_lake_files() {
-    let f = pipeline::fixture("lake-empty", Config::default()).await;
-    let config = config(&f.bucket, &[]);
-    let pipeline = Pipeline::new(S3Store::new(f.client.clone()), config.clone());
+    let (f, config, pipeline) = moto_lake("lake-empty", &[]).await;
     let name = "2026-11-20-15-05-00-VERSIONED";
     let v1 = lines_in_hour("empty-src", 14, 20, 1);
-    pipeline
-        .handle(&s3::put_log(&f.client, &f.bucket, name, &v1).await)
-        .await
-        .expect("v1");
+    deliver(&f, &pipeline, name, &v1).await;
     compact_now(pipeline.store(), &f.bucket, &config).await;
     assert_eq!(
         s3::list(
@@ -282,10 +291,7 @@ async fn a_partition_left_without_records_loses_its_lake_files() {
     );
 
     let v2 = lines_in_hour("empty-src", 15, 30, 2);
-    pipeline
-        .handle(&s3::put_log(&f.client, &f.bucket, name, &v2).await)
-        .await
-        .expect("v2");
+    deliver(&f, &pipeline, name, &v2).await;
     let report = compact_now(pipeline.store(), &f.bucket, &config).await;
     let rows = rows_by_partition(&report);
     assert_eq!(
@@ -316,16 +322,11 @@ async fn a_partition_left_without_records_loses_its_lake_files() {
 /// the partition without the expired records.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_curated_objects_are_never_compacted_away() {
-    let f = pipeline::fixture("lake-expiry", Config::default()).await;
-    let config = config(&f.bucket, &[("LAKE_TAG_COMPACTED", "true")]);
-    let pipeline = Pipeline::new(S3Store::new(f.client.clone()), config.clone());
+    let (f, config, pipeline) = moto_lake("lake-expiry", &[("LAKE_TAG_COMPACTED", "true")]).await;
     for i in 0..2u64 {
         let lines = lines_in_hour("expiry-src", 8, 40, i);
         let name = format!("2026-11-20-08-1{i}-00-EXPIRY{i}");
-        pipeline
-            .handle(&s3::put_log(&f.client, &f.bucket, &name, &lines).await)
-            .await
-            .expect("handled");
+        deliver(&f, &pipeline, &name, &lines).await;
     }
     compact_now(pipeline.store(), &f.bucket, &config).await;
     let curated = s3::list(&f.client, &f.bucket, "curated/").await;
@@ -350,10 +351,7 @@ async fn expired_curated_objects_are_never_compacted_away() {
         .await
         .unwrap();
     let late = lines_in_hour("expiry-src", 8, 25, 7);
-    pipeline
-        .handle(&s3::put_log(&f.client, &f.bucket, "2026-11-21-02-00-00-LATE", &late).await)
-        .await
-        .expect("late");
+    deliver(&f, &pipeline, "2026-11-21-02-00-00-LATE", &late).await;
     let report = compact_now(pipeline.store(), &f.bucket, &config).await;
     let p = &report.compacted[0];
     assert!(p.appended, "{p:?}");
@@ -626,14 +624,9 @@ impl ObjectStore for WriteDuringCompaction {
 /// the partition stays dirty and the next run adds the late records.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_during_compaction_keeps_the_partition_dirty() {
-    let f = pipeline::fixture("lake-race", Config::default()).await;
-    let config = config(&f.bucket, &[]);
-    let pipeline = Pipeline::new(S3Store::new(f.client.clone()), config.clone());
+    let (f, config, pipeline) = moto_lake("lake-race", &[]).await;
     let first = lines_in_hour("race-src", 5, 40, 1);
-    pipeline
-        .handle(&s3::put_log(&f.client, &f.bucket, "2026-11-20-05-10-00-FIRST", &first).await)
-        .await
-        .expect("first");
+    deliver(&f, &pipeline, "2026-11-20-05-10-00-FIRST", &first).await;
     let (during_tx, during_rx) = tokio::sync::oneshot::channel();
     let (resume_tx, resume_rx) = tokio::sync::oneshot::channel();
     let store = WriteDuringCompaction {
@@ -650,8 +643,7 @@ async fn a_write_during_compaction_keeps_the_partition_dirty() {
     let late_write = async {
         during_rx.await.unwrap();
         let late = lines_in_hour("race-src", 5, 15, 2);
-        let event = s3::put_log(&f.client, &f.bucket, "2026-11-20-07-00-00-LATE", &late).await;
-        pipeline.handle(&event).await.expect("late");
+        deliver(&f, &pipeline, "2026-11-20-07-00-00-LATE", &late).await;
         resume_tx.send(()).unwrap();
     };
     let (report, ()) = tokio::join!(compaction, late_write);

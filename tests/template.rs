@@ -1037,12 +1037,7 @@ fn glue_table_matches_the_schema_and_the_curated_layout() {
         let serde = &input["StorageDescriptor"]["SerdeInfo"]["SerializationLibrary"];
         assert_eq!(serde, "org.openx.data.jsonserde.JsonSerDe");
 
-        let columns: Vec<(String, String)> = input["StorageDescriptor"]["Columns"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| (scalar(&c["Name"]), scalar(&c["Type"])))
-            .collect();
+        let columns = glue_columns(input);
         let column_names: Vec<&str> = columns.iter().map(|(n, _)| n.as_str()).collect();
         // `bucket` is the partition column: a data column of that name would clash.
         let expected: Vec<String> = schema_fields()
@@ -1128,12 +1123,7 @@ fn lake_table_is_parquet_with_the_lake_columns_and_the_lake_layout() {
         assert_eq!(projected["projection.hour.type"], "integer");
 
         // The columns of the Parquet files, less the partition column, in file order.
-        let columns: Vec<(String, String)> = descriptor["Columns"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| (scalar(&c["Name"]), scalar(&c["Type"])))
-            .collect();
+        let columns = glue_columns(input);
         let expected: Vec<(String, String)> = bucketlog::lake::schema::COLUMNS
             .iter()
             .filter(|(n, _)| *n != "bucket")
@@ -1146,11 +1136,8 @@ fn lake_table_is_parquet_with_the_lake_columns_and_the_lake_layout() {
         assert!(columns.contains(&("time".into(), "timestamp".into())));
         // The same records as the NDJSON table: the same names, and the same types but
         // for `time`.
-        let ndjson: Vec<(String, String)> = curated_input["StorageDescriptor"]["Columns"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| (scalar(&c["Name"]), scalar(&c["Type"])))
+        let ndjson: Vec<(String, String)> = glue_columns(curated_input)
+            .into_iter()
             .map(|(n, t)| {
                 let t = if n == "time" {
                     "timestamp".to_string()
@@ -1934,6 +1921,16 @@ fn alert_topic_is_encrypted_with_a_key_every_publisher_may_use() {
             );
         }
     }
+}
+
+/// A Glue `TableInput`'s columns: (name, type), in order.
+fn glue_columns(input: &Value) -> Vec<(String, String)> {
+    input["StorageDescriptor"]["Columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (scalar(&c["Name"]), scalar(&c["Type"])))
+        .collect()
 }
 
 /// The log bucket's lifecycle rules that have `key`.
