@@ -5,6 +5,7 @@ pub mod dynamodb;
 pub mod emf;
 pub mod local;
 pub mod local_state;
+pub mod memory;
 pub mod s3;
 pub mod sns;
 
