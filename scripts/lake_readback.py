@@ -7,8 +7,10 @@ and compares every row and every column with the curated NDJSON it was built fro
 DIR are local copies of LAKE_PREFIX and CURATED_PREFIX (`bucket=B/dt=D/hour=H/...`).
 For every partition the expected rows are the partition's curated records in time order,
 ties in key order then line order: exactly the order the compactor promises. Checks the
-Parquet types, zstd, dictionary encoding and column statistics too. Prints a JSON summary
-on success; exits 1 with the first difference otherwise.
+Parquet types, zstd, dictionary encoding and column statistics too. The curated objects
+may be plain, gzip or zstd (OUTPUT_COMPRESSION); DuckDB must read each of them as well,
+with its own decompression, to the same number of records. Prints a JSON summary on
+success; exits 1 with the first difference otherwise.
 """
 
 import argparse
@@ -20,6 +22,7 @@ import re
 import sys
 
 import duckdb
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 # SCHEMA.md's curated fields, in order, with the Parquet (Arrow) type each must have.
@@ -68,13 +71,29 @@ def epoch_ms(text):
 def expected_rows(paths):
     rows = []
     for path in paths:  # key order
-        opener = gzip.open if path.endswith(".gz") else open
-        with opener(path, "rb") as f:
-            for line in f.read().decode("utf-8").splitlines():
-                if line:
-                    rows.append(json.loads(line))
+        for line in read_text(path).splitlines():
+            if line:
+                rows.append(json.loads(line))
     rows.sort(key=lambda r: r["time"])  # stable: ties keep key and line order
     return [normalise_json(r) for r in rows]
+
+
+def read_text(path):
+    """A curated object's text: gzip by Python, zstd by Arrow's codec, plain as it is."""
+    if path.endswith(".gz"):
+        with gzip.open(path, "rb") as f:
+            return f.read().decode("utf-8")
+    if path.endswith(".zst"):
+        with pa.CompressedInputStream(pa.OSFile(path), "zstd") as f:
+            return f.read().decode("utf-8")
+    with open(path, "rb") as f:
+        return f.read().decode("utf-8")
+
+
+def duckdb_record_count(con, paths):
+    """How many records DuckDB's own JSON reader finds in the curated objects."""
+    query = "SELECT count(*) FROM read_json_objects(?, format = 'newline_delimited')"
+    return con.execute(query, [paths]).fetchone()[0]
 
 
 def normalise_json(record):
@@ -150,7 +169,7 @@ def main():
     parser.add_argument("--curated", required=True)
     args = parser.parse_args()
 
-    curated = files_under(args.curated, (".ndjson", ".ndjson.gz"))
+    curated = files_under(args.curated, (".ndjson", ".ndjson.gz", ".ndjson.zst"))
     lake = files_under(args.lake, (".parquet",))
     extra = sorted(set(lake) - set(curated))
     if extra:
@@ -160,6 +179,9 @@ def main():
     summary = {"partitions": 0, "rows": 0, "files": 0, "row_groups": 0}
     for partition in sorted(curated):
         want = expected_rows(curated[partition])
+        read_by_duckdb = duckdb_record_count(con, curated[partition])
+        if read_by_duckdb != len(want):
+            fail(f"{partition}: DuckDB reads {read_by_duckdb} curated records, not {len(want)}")
         files = lake.get(partition, [])
         if want and not files:
             fail(f"{partition}: {len(want)} curated records, no lake files")

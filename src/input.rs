@@ -1,6 +1,7 @@
 //! Log object bytes in, lines out: compression is told from the magic bytes (never the
-//! name), gzip may have several members (S3 and `cat a.gz b.gz` both produce those), and
-//! input is pushed chunk by chunk so a caller can stream from anywhere without threads.
+//! name), gzip may have several members (S3 and `cat a.gz b.gz` both produce those) and
+//! zstd several frames, and input is pushed chunk by chunk so a caller can stream from
+//! anywhere without threads.
 
 use std::io::{self, Read, Write};
 
@@ -16,19 +17,38 @@ pub enum Compression {
     None,
     /// gzip, one or more members.
     Gzip,
+    /// zstd, one or more frames (`OUTPUT_COMPRESSION=zstd` outputs, read back by the
+    /// lake's compaction; also accepted as log input).
+    Zstd,
 }
 
 /// The gzip magic number.
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
-/// Tells the compression from the first bytes of an object; `None` until two bytes are known.
+/// The zstd frame magic number (little-endian 0xFD2FB528).
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+/// The largest zstd window accepted, as a power of two: 16 MiB, far above what any zstd
+/// level writes for objects of this size by default (level 19 uses 8 MiB), and small
+/// enough that a hostile frame asking for more is refused instead of filling a 128 MB
+/// function.
+const ZSTD_WINDOW_LOG_MAX: u32 = 24;
+
+/// Tells the compression from the first bytes of an object; `None` while the bytes seen
+/// could still begin either magic number.
 pub fn detect_compression(head: &[u8]) -> Option<Compression> {
-    match head {
-        [a, b, ..] if [*a, *b] == GZIP_MAGIC => Some(Compression::Gzip),
-        [_, _, ..] => Some(Compression::None),
-        [a] if *a != GZIP_MAGIC[0] => Some(Compression::None),
-        _ => None,
+    for (magic, compression) in [
+        (&GZIP_MAGIC[..], Compression::Gzip),
+        (&ZSTD_MAGIC[..], Compression::Zstd),
+    ] {
+        if head.starts_with(magic) {
+            return Some(compression);
+        }
+        if magic.starts_with(head) {
+            return None;
+        }
     }
+    Some(Compression::None)
 }
 
 /// The input could not be decoded.
@@ -37,6 +57,14 @@ pub enum DecodeError {
     /// The gzip stream is corrupt or truncated.
     #[error("corrupt or truncated gzip data near compressed byte {offset}: {source}")]
     CorruptGzip {
+        /// How many compressed bytes had been pushed when the error showed.
+        offset: u64,
+        /// The decompressor's error.
+        source: io::Error,
+    },
+    /// The zstd stream is corrupt or truncated, or needs a larger window than allowed.
+    #[error("corrupt or truncated zstd data near compressed byte {offset}: {source}")]
+    CorruptZstd {
         /// How many compressed bytes had been pushed when the error showed.
         offset: u64,
         /// The decompressor's error.
@@ -80,20 +108,26 @@ enum State<H: LineHandler> {
     Sniffing(Vec<u8>, LineSink<H>),
     Plain(LineSink<H>),
     Gzip(Box<MultiGzDecoder<LineSink<H>>>),
+    Zstd(Box<zstd::stream::write::Decoder<'static, LineSink<H>>>),
     /// Only observable while switching out of `Sniffing`.
     Switching,
 }
 
 impl<H: LineHandler> State<H> {
     /// Leaves `Sniffing` for the decoder that `compression` calls for.
-    fn decided(self, compression: Compression) -> Self {
-        match (self, compression) {
+    fn decided(self, compression: Compression) -> io::Result<Self> {
+        Ok(match (self, compression) {
             (State::Sniffing(_, sink), Compression::None) => State::Plain(sink),
             (State::Sniffing(_, sink), Compression::Gzip) => {
                 State::Gzip(Box::new(MultiGzDecoder::new(sink)))
             }
+            (State::Sniffing(_, sink), Compression::Zstd) => {
+                let mut decoder = zstd::stream::write::Decoder::new(sink)?;
+                decoder.window_log_max(ZSTD_WINDOW_LOG_MAX)?;
+                State::Zstd(Box::new(decoder))
+            }
             (other, _) => other,
-        }
+        })
     }
 }
 
@@ -129,7 +163,7 @@ impl<H: LineHandler> ObjectDecoder<H> {
             decoded_bytes: 0,
         };
         Self {
-            state: State::Sniffing(Vec::with_capacity(2), sink),
+            state: State::Sniffing(Vec::with_capacity(ZSTD_MAGIC.len()), sink),
             input_bytes: 0,
         }
     }
@@ -139,6 +173,7 @@ impl<H: LineHandler> ObjectDecoder<H> {
         match &mut self.state {
             State::Sniffing(_, sink) | State::Plain(sink) => Some(&mut sink.handler),
             State::Gzip(decoder) => Some(&mut decoder.get_mut().handler),
+            State::Zstd(decoder) => Some(&mut decoder.get_mut().handler),
             State::Switching => None,
         }
     }
@@ -148,14 +183,16 @@ impl<H: LineHandler> ObjectDecoder<H> {
         let offset = self.input_bytes;
         self.input_bytes += chunk.len() as u64;
         if let State::Sniffing(head, _) = &mut self.state {
-            let take = chunk.len().min(2 - head.len());
+            let take = chunk.len().min(ZSTD_MAGIC.len() - head.len());
             head.extend_from_slice(&chunk[..take]);
             chunk = &chunk[take..];
             let Some(compression) = detect_compression(head) else {
                 return Ok(());
             };
             let head = std::mem::take(head);
-            self.state = std::mem::replace(&mut self.state, State::Switching).decided(compression);
+            self.state = std::mem::replace(&mut self.state, State::Switching)
+                .decided(compression)
+                .map_err(|source| DecodeError::CorruptZstd { offset, source })?;
             self.write_decoded(&head, offset)?;
         }
         self.write_decoded(chunk, offset)
@@ -167,6 +204,9 @@ impl<H: LineHandler> ObjectDecoder<H> {
             State::Sniffing(..) | State::Switching => Ok(()),
             State::Plain(sink) => sink.write_all(chunk).map_err(corrupt),
             State::Gzip(decoder) => decoder.write_all(chunk).map_err(corrupt),
+            State::Zstd(decoder) => decoder
+                .write_all(chunk)
+                .map_err(|source| DecodeError::CorruptZstd { offset, source }),
         }
     }
 
@@ -181,6 +221,12 @@ impl<H: LineHandler> ObjectDecoder<H> {
             }
             State::Plain(sink) => (sink, Compression::None),
             State::Gzip(decoder) => (decoder.finish().map_err(corrupt)?, Compression::Gzip),
+            State::Zstd(decoder) => (
+                decoder
+                    .finish()
+                    .map_err(|source| DecodeError::CorruptZstd { offset, source })?,
+                Compression::Zstd,
+            ),
             State::Switching => {
                 return Err(corrupt(io::Error::other("decoder left mid-switch")));
             }
@@ -284,6 +330,44 @@ mod tests {
         data.extend(gzip(b"c\n"));
         let (lines, _) = decode_in_chunks(&data, 7).unwrap();
         assert_eq!(lines, vec!["a", "b", "c"]);
+    }
+
+    #[test]
+    fn zstd_frames_are_read_whole_at_any_chunk_size() {
+        let mut data = zstd::stream::encode_all(&b"a\nb\n"[..], 3).unwrap();
+        data.extend(zstd::stream::encode_all(&b"c\r\nd"[..], 1).unwrap());
+        for chunk in [1, 2, 3, 5, 1000] {
+            let (lines, summary) = decode_in_chunks(&data, chunk).unwrap();
+            assert_eq!(lines, vec!["a", "b", "c", "d"], "chunk {chunk}");
+            assert_eq!(summary.compression, Compression::Zstd);
+        }
+        assert_eq!(detect_compression(&[0x28, 0xb5]), None);
+        assert_eq!(
+            detect_compression(&[0x28, 0xb5, 0x2f, 0x00]),
+            Some(Compression::None)
+        );
+    }
+
+    #[test]
+    fn truncated_or_oversized_zstd_is_an_error() {
+        let data = zstd::stream::encode_all(&b"a\nb\n"[..], 3).unwrap();
+        let cut = decode_in_chunks(&data[..data.len() - 2], 4);
+        assert!(
+            matches!(cut, Err(DecodeError::CorruptZstd { .. })),
+            "{cut:?}"
+        );
+        // A frame that declares a 64 MiB window, more than ZSTD_WINDOW_LOG_MAX allows.
+        let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 1).unwrap();
+        encoder
+            .set_parameter(zstd::stream::raw::CParameter::WindowLog(26))
+            .unwrap();
+        encoder.write_all(&b"a\n".repeat(1000)).unwrap();
+        let frame = encoder.finish().unwrap();
+        let refused = decode_in_chunks(&frame, 1 << 16);
+        assert!(
+            matches!(refused, Err(DecodeError::CorruptZstd { .. })),
+            "a 64 MiB window must be refused"
+        );
     }
 
     #[test]

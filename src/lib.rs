@@ -50,6 +50,7 @@ pub mod access_log;
 pub mod adapters;
 pub mod alerts;
 pub mod batch_ops;
+pub mod codec;
 pub mod config;
 pub mod curate;
 pub mod cwl;

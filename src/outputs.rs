@@ -31,9 +31,7 @@ use std::cmp::Reverse;
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
-use flate2::Crc;
-use flate2::write::DeflateEncoder;
-
+use crate::codec::MemberEncoder;
 use crate::config::OutputCompression;
 use crate::curate::{CurationSink, Rejected};
 use crate::enrich::Enriched;
@@ -46,14 +44,11 @@ pub const PART_SIZE: usize = 5 * 1024 * 1024;
 /// 128 MB function next to the runtime, the SDK and the alert detectors.
 pub const BUFFER_BUDGET: usize = 16 * 1024 * 1024;
 
-/// How many partitions have a gzip compressor at once: more than S3's usual few minutes
+/// How many partitions have a compressor at once: more than S3's usual few minutes
 /// per log object (and the five-way interleaving the tests use) need, few enough that the
-/// compressors' state (about 300 KiB each) stays small.
+/// compressors' state (about 300 KiB each for gzip, about 1.3 MiB for zstd, plus
+/// [`crate::codec::STAGE_BYTES`] of gathered records) stays small.
 pub const OPEN_MEMBERS: usize = 8;
-
-/// gzip level for outputs: level 1 still compresses this NDJSON about 7:1 (BENCHMARKS.md)
-/// and is the cheapest level in CPU time, which is what Lambda bills for.
-pub const GZIP_LEVEL: u32 = 1;
 
 /// The bucket partition used when a record has no bucket field.
 pub const UNKNOWN_BUCKET: &str = "_unknown";
@@ -66,10 +61,6 @@ pub const MAX_BUCKET_PARTITION: usize = 63;
 /// can be fitted to S3's key limit before any record is seen.
 pub const MAX_PARTITION_PATH: usize =
     "bucket=".len() + MAX_BUCKET_PARTITION + "/dt=YYYY-MM-DD/hour=HH/".len();
-
-/// The 10-byte header every gzip member starts with: deflate, no name, no time, level 1
-/// ("fastest" in XFL), unknown OS.
-const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, 255];
 
 /// Where one log object's outputs go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -259,12 +250,9 @@ impl Partition {
     }
 }
 
-/// A reusable gzip compressor and the partition whose member it is writing.
+/// A reusable compressor and the partition whose member it is writing.
 struct Slot {
-    encoder: DeflateEncoder<Vec<u8>>,
-    /// A second output vector, swapped in when the member is finished.
-    spare: Vec<u8>,
-    crc: Crc,
+    encoder: MemberEncoder,
     owner: Option<usize>,
     last_used: u64,
 }
@@ -426,14 +414,11 @@ impl OutputRouter {
                 p.buf.push(b'\n');
                 self.stats.buffered = self.stats.buffered - cap + p.buf.capacity();
             }
-            OutputCompression::Gzip => {
+            OutputCompression::Gzip | OutputCompression::Zstd => {
                 let s = self.member_slot(i)?;
                 let slot = &mut self.slots[s];
-                slot.encoder.write_all(json)?;
-                slot.encoder.write_all(b"\n")?;
-                slot.crc.update(json);
-                slot.crc.update(b"\n");
-                let out = slot.encoder.get_mut();
+                slot.encoder.push_record(json)?;
+                let out = slot.encoder.output_mut();
                 if !out.is_empty() {
                     let p = &mut self.partitions[i];
                     append(&mut p.buf, out, self.limits.part_size, &mut self.stats);
@@ -461,10 +446,12 @@ impl OutputRouter {
             return Ok(s);
         }
         let s = if self.slots.len() < self.limits.open_members.max(1) {
+            let encoder = match self.plan.compression {
+                OutputCompression::Zstd => MemberEncoder::zstd()?,
+                _ => MemberEncoder::gzip(),
+            };
             self.slots.push(Slot {
-                encoder: DeflateEncoder::new(Vec::new(), flate2::Compression::new(GZIP_LEVEL)),
-                spare: Vec::new(),
-                crc: Crc::new(),
+                encoder,
                 owner: None,
                 last_used: 0,
             });
@@ -479,34 +466,24 @@ impl OutputRouter {
         let slot = &mut self.slots[s];
         slot.owner = Some(i);
         slot.last_used = self.clock;
-        let p = &mut self.partitions[i];
-        p.slot = Some(s);
-        append(
-            &mut p.buf,
-            &GZIP_HEADER,
-            self.limits.part_size,
-            &mut self.stats,
-        );
+        self.partitions[i].slot = Some(s);
         self.stats.members += 1;
         Ok(s)
     }
 
-    /// Finishes the gzip member slot `s` is writing (deflate end, CRC-32 and length) into
-    /// its partition, and resets the compressor for reuse.
+    /// Finishes the member slot `s` is writing (gzip: deflate end, CRC-32 and length;
+    /// zstd: the frame's end) into its partition, and resets the compressor for reuse.
     fn close_member(&mut self, s: usize) -> io::Result<()> {
         let slot = &mut self.slots[s];
         let Some(owner) = slot.owner.take() else {
             return Ok(());
         };
-        let mut out = slot.encoder.reset(std::mem::take(&mut slot.spare))?;
-        out.extend_from_slice(&slot.crc.sum().to_le_bytes());
-        out.extend_from_slice(&slot.crc.amount().to_le_bytes());
-        slot.crc.reset();
+        slot.encoder.finish_member()?;
+        let out = slot.encoder.output_mut();
         let p = &mut self.partitions[owner];
         p.slot = None;
-        append(&mut p.buf, &out, self.limits.part_size, &mut self.stats);
+        append(&mut p.buf, out, self.limits.part_size, &mut self.stats);
         out.clear();
-        slot.spare = out;
         Ok(())
     }
 

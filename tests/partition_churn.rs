@@ -191,7 +191,11 @@ const SMALL: Limits = Limits {
 fn churn_gives_one_object_per_partition_within_the_budget() {
     for (shape, lines) in shapes() {
         let input = shaped(shape, lines);
-        for compression in [OutputCompression::Gzip, OutputCompression::None] {
+        for compression in [
+            OutputCompression::Gzip,
+            OutputCompression::Zstd,
+            OutputCompression::None,
+        ] {
             for limits in [Limits::default(), SMALL] {
                 let routed = route(&input, compression, limits);
                 check(&routed, limits);

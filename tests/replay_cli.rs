@@ -255,16 +255,11 @@ fn compact_with(args: &[&str], envs: &[(&str, &str)]) -> String {
     )
 }
 
-/// The README's second local command: after a replay of every sample event,
-/// `bucketlog compact --settle-minutes 0` turns each replayed bucket's curated records
-/// into the lake, which pyarrow and DuckDB read back equal to them; a second run finds
-/// nothing dirty.
-#[test]
-fn compact_after_replay_builds_the_lake_of_every_replayed_bucket() {
-    let out = std::env::temp_dir().join(format!("bucketlog-cli-compact-{}", std::process::id()));
+/// Replays every sample event in `events/` into a fresh folder named after `label`, with
+/// `envs` set; returns the folder (its `store/` holds the outputs).
+fn replay_all_samples(label: &str, envs: &[(&str, &str)]) -> PathBuf {
+    let out = std::env::temp_dir().join(format!("bucketlog-cli-{label}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
-    let out_arg = out.join("store");
-    let out_text = out_arg.to_str().expect("utf-8 path");
     let metrics = out.join("metrics.ndjson");
     let mut events: Vec<String> = std::fs::read_dir(repo("events"))
         .expect("events/")
@@ -278,12 +273,24 @@ fn compact_after_replay_builds_the_lake_of_every_replayed_bucket() {
         &events,
         &[
             "--out",
-            out_text,
+            out.join("store").to_str().expect("utf-8 path"),
             "--metrics",
             metrics.to_str().expect("utf-8"),
         ],
-        &[],
+        envs,
     );
+    out
+}
+
+/// The README's second local command: after a replay of every sample event,
+/// `bucketlog compact --settle-minutes 0` turns each replayed bucket's curated records
+/// into the lake, which pyarrow and DuckDB read back equal to them; a second run finds
+/// nothing dirty.
+#[test]
+fn compact_after_replay_builds_the_lake_of_every_replayed_bucket() {
+    let out = replay_all_samples("compact", &[]);
+    let out_arg = out.join("store");
+    let out_text = out_arg.to_str().expect("utf-8 path");
     let first = compact(&["--out", out_text, "--settle-minutes", "0"]);
     assert!(first.matches("compacted bucket=").count() >= 10, "{first}");
     let mut rows = 0;
@@ -295,5 +302,53 @@ fn compact_after_replay_builds_the_lake_of_every_replayed_bucket() {
     assert!(rows > 500, "{rows} rows");
     let second = compact(&["--out", out_text, "--settle-minutes", "0"]);
     assert!(!second.contains("compacted"), "{second}");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// Every file under `dir`, recursively.
+fn files_in(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).expect("read dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+/// `OUTPUT_COMPRESSION=zstd` end to end on the sample events: every curated output is a
+/// `.ndjson.zst`, DuckDB reads each with its own decompression (the readback checks),
+/// and the compaction reads them into a lake equal to them.
+#[test]
+fn zstd_outputs_are_read_by_duckdb_and_compacted_into_the_lake() {
+    let out = replay_all_samples("zstd", &[("OUTPUT_COMPRESSION", "zstd")]);
+    let root = out.join("store").join("bucketlog-sample-logs");
+    let curated = files_in(&root.join("curated"));
+    assert!(curated.len() >= 10, "{curated:?}");
+    for path in &curated {
+        let name = path.display().to_string();
+        assert!(name.ends_with(".ndjson.zst"), "{name}");
+        let bytes = std::fs::read(path).expect("read output");
+        assert!(
+            bytes.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]),
+            "{name} is not zstd"
+        );
+    }
+    let out_text = out.join("store");
+    let first = compact(&[
+        "--out",
+        out_text.to_str().expect("utf-8"),
+        "--settle-minutes",
+        "0",
+    ]);
+    assert!(first.matches("compacted bucket=").count() >= 10, "{first}");
+    let summary = support::lake::readback(&root.join("lake"), &root.join("curated"));
+    assert!(summary["rows"].as_u64().expect("rows") > 500, "{summary}");
     let _ = std::fs::remove_dir_all(&out);
 }

@@ -356,13 +356,24 @@ async fn endpoint_down_is_a_clear_error_naming_bucket_and_key() {
 
 #[tokio::test]
 async fn output_bucket_and_plain_output_are_honoured() {
+    output_bucket_and_compression_are_honoured("none", ".ndjson").await;
+}
+
+#[tokio::test]
+async fn output_bucket_and_zstd_output_are_honoured() {
+    output_bucket_and_compression_are_honoured("zstd", ".ndjson.zst").await;
+}
+
+/// With `OUTPUT_BUCKET` and `OUTPUT_COMPRESSION` set, every curated record lands in the
+/// output bucket, in objects with `suffix`, and nothing in the log bucket.
+async fn output_bucket_and_compression_are_honoured(compression: &str, suffix: &str) {
     let server = moto::shared();
     let c = client(&server.endpoint).await;
     let out = moto::unique_bucket("curated");
     create_bucket(&c, &out).await;
     let config = Config::from_lookup(|name| match name {
         "OUTPUT_BUCKET" => Some(out.clone()),
-        "OUTPUT_COMPRESSION" => Some("none".into()),
+        "OUTPUT_COMPRESSION" => Some(compression.into()),
         _ => None,
     })
     .unwrap();
@@ -372,7 +383,7 @@ async fn output_bucket_and_plain_output_are_honoured() {
     f.pipeline.handle(&s3_event(&f.bucket, &key)).await.unwrap();
     let written = list(&c, &out, "curated/").await;
     assert!(
-        !written.is_empty() && written.iter().all(|(k, _)| k.ends_with(".ndjson")),
+        !written.is_empty() && written.iter().all(|(k, _)| k.ends_with(suffix)),
         "{written:?}"
     );
     let records: usize = {

@@ -348,7 +348,11 @@ impl<'a, S: ObjectStore> Compactor<'a, S> {
             .list(&self.at(prefix))
             .await?
             .into_iter()
-            .filter(|k| k.ends_with(".ndjson.gz") || k.ends_with(".ndjson"))
+            .filter(|k| {
+                [".ndjson.gz", ".ndjson.zst", ".ndjson"]
+                    .iter()
+                    .any(|s| k.ends_with(s))
+            })
             .collect();
         keys.sort();
         Ok(keys)

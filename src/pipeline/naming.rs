@@ -12,8 +12,9 @@ use crate::logkey::{MAX_KEY_BYTES, output_name, parse_log_key};
 use crate::outputs::{MAX_PARTITION_PATH, OutputPlan, partition_safe};
 use crate::ports::ObjectStore;
 
-/// The longest suffix an output key ends with.
-const LONGEST_SUFFIX: &str = ".ndjson.gz";
+/// The longest suffix an output key ends with (`OUTPUT_COMPRESSION=zstd`'s), so a name
+/// fits S3's key limit whatever the compression.
+const LONGEST_SUFFIX: &str = ".ndjson.zst";
 
 impl<S: ObjectStore> Pipeline<S> {
     /// `{ALERTS_PREFIX}bucket=…/dt=…/hour=…/{name}.ndjson`: one object per log object,

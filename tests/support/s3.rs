@@ -113,7 +113,8 @@ pub async fn open_uploads(client: &Client, bucket: &str) -> usize {
         .len()
 }
 
-/// Decompresses gzip (or returns plain bytes as they are) and splits into JSON lines.
+/// Decompresses gzip or zstd (or returns plain bytes as they are) and splits into JSON
+/// lines.
 pub fn ndjson(bytes: &[u8]) -> Vec<Value> {
     use std::io::Read;
     let mut text = String::new();
@@ -121,6 +122,9 @@ pub fn ndjson(bytes: &[u8]) -> Vec<Value> {
         flate2::read::MultiGzDecoder::new(bytes)
             .read_to_string(&mut text)
             .expect("gunzip");
+    } else if bytes.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        let plain = zstd::stream::decode_all(bytes).expect("zstd -d");
+        text = String::from_utf8(plain).expect("utf-8");
     } else {
         text = String::from_utf8(bytes.to_vec()).expect("utf-8");
     }
