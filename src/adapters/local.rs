@@ -6,13 +6,18 @@
 //! folder. Writes are atomic (temporary file, then rename). Conditional writes are atomic
 //! within one process only; this store is for local replays and tests, not for several
 //! processes sharing a folder. ETags are derived from size and modification time.
+//!
+//! File reads and writes are plain blocking calls on the calling task: they hit the page
+//! cache and take microseconds, where `tokio::fs` would hand every 256 KiB chunk to a
+//! blocking thread and back (BENCHMARKS.md, "The handler's cost per GiB").
 
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use std::io::Read;
+
 use async_trait::async_trait;
-use bytes::Bytes;
-use tokio::io::AsyncReadExt;
+use bytes::{Bytes, BytesMut};
 use tokio::sync::Mutex;
 
 use crate::event::ObjectRef;
@@ -132,12 +137,8 @@ impl LocalStore {
         body: &[u8],
     ) -> Result<PathBuf, StoreError> {
         let (path, temp) = self.write_paths(object, operation).await?;
-        tokio::fs::write(&temp, body)
-            .await
-            .map_err(|e| io_error(operation, object, e))?;
-        tokio::fs::rename(&temp, &path)
-            .await
-            .map_err(|e| io_error(operation, object, e))?;
+        std::fs::write(&temp, body).map_err(|e| io_error(operation, object, e))?;
+        std::fs::rename(&temp, &path).map_err(|e| io_error(operation, object, e))?;
         Ok(path)
     }
 
@@ -244,25 +245,32 @@ fn io_error(operation: &'static str, object: &ObjectRef, e: std::io::Error) -> S
     error(operation, object, kind, e.to_string())
 }
 
+/// Reads a file [`READ_CHUNK`] at a time into one reused buffer: once the previous
+/// chunk has been dropped, `reserve` takes its memory back instead of allocating.
 struct FileChunks {
-    file: tokio::fs::File,
+    file: std::fs::File,
+    buf: BytesMut,
     object: ObjectRef,
 }
 
 #[async_trait]
 impl ChunkStream for FileChunks {
     async fn next_chunk(&mut self) -> Result<Option<Bytes>, StoreError> {
-        let mut buf = vec![0u8; READ_CHUNK];
-        let n = self
-            .file
-            .read(&mut buf)
-            .await
-            .map_err(|e| io_error("GetObject", &self.object, e))?;
+        self.buf.clear();
+        self.buf.reserve(READ_CHUNK);
+        self.buf.resize(READ_CHUNK, 0);
+        let n = loop {
+            match self.file.read(&mut self.buf) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(io_error("GetObject", &self.object, e)),
+            }
+        };
         if n == 0 {
             return Ok(None);
         }
-        buf.truncate(n);
-        Ok(Some(Bytes::from(buf)))
+        self.buf.truncate(n);
+        Ok(Some(self.buf.split().freeze()))
     }
 }
 
@@ -272,15 +280,14 @@ impl ObjectStore for LocalStore {
         let Some(path) = self.find(object, "GetObject").await? else {
             return Ok(None);
         };
-        let file = tokio::fs::File::open(&path)
-            .await
-            .map_err(|e| io_error("GetObject", object, e))?;
-        let size = file.metadata().await.ok().map(|m| m.len());
+        let file = std::fs::File::open(&path).map_err(|e| io_error("GetObject", object, e))?;
+        let size = file.metadata().ok().map(|m| m.len());
         Ok(Some(ObjectBody {
             etag: Self::etag_of(&path).await,
             size,
             chunks: Box::new(FileChunks {
                 file,
+                buf: BytesMut::new(),
                 object: object.clone(),
             }),
         }))
@@ -415,9 +422,7 @@ impl ObjectStore for LocalStore {
     ) -> Result<UploadedPart, StoreError> {
         let path = self.upload_dir(upload_id).join(format!("{number:05}"));
         let len = body.len();
-        tokio::fs::write(&path, body)
-            .await
-            .map_err(|e| io_error("UploadPart", object, e))?;
+        std::fs::write(&path, body).map_err(|e| io_error("UploadPart", object, e))?;
         Ok(UploadedPart {
             number,
             etag: format!("{len:x}"),
@@ -433,16 +438,12 @@ impl ObjectStore for LocalStore {
         const OP: &str = "CompleteMultipartUpload";
         let dir = self.upload_dir(upload_id);
         let assembled = dir.join("assembled");
-        let mut out = tokio::fs::File::create(&assembled)
-            .await
-            .map_err(|e| io_error(OP, object, e))?;
+        let mut out = std::fs::File::create(&assembled).map_err(|e| io_error(OP, object, e))?;
         for part in &parts {
-            let mut input = tokio::fs::File::open(dir.join(format!("{:05}", part.number)))
-                .await
+            let mut input = std::fs::File::open(dir.join(format!("{:05}", part.number)))
                 .map_err(|e| io_error(OP, object, e))?;
-            tokio::io::copy(&mut input, &mut out)
-                .await
-                .map_err(|e| io_error(OP, object, e))?;
+            // File to file: the kernel copies (copy_file_range), not this process.
+            std::io::copy(&mut input, &mut out).map_err(|e| io_error(OP, object, e))?;
         }
         drop(out);
         let path = self.write_root.join(Self::relative(object, OP)?);

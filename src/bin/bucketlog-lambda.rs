@@ -30,7 +30,10 @@ impl From<Failure> for Diagnostic {
     }
 }
 
-#[tokio::main]
+/// One thread: below 1,769 MB Lambda gives less than one vCPU, and the handler is one
+/// task whose CPU work (decompress, parse, compress) gains nothing from a second worker
+/// but the hand-offs between them.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     let config = match Config::from_lookup(|name| std::env::var(name).ok()) {
         Ok(config) => config,

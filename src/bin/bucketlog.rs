@@ -279,7 +279,8 @@ fn handler_setup(s3: bool) -> Result<(Config, tokio::runtime::Runtime, bool)> {
     let config = Config::from_lookup(|name| std::env::var(name).ok())?;
     init_text_logging(&config.log_level);
     let use_s3 = s3 || std::env::var_os("AWS_ENDPOINT_URL").is_some();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // One thread: the handler is one task, and its CPU work stays on it (no hand-offs).
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
