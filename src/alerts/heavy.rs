@@ -6,13 +6,18 @@
 //! (kept or not) is at most its kept count plus [`HeavyHitters::max_undercount`]. Alerts
 //! are decided on the lower bounds, so the bound never invents an alert.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 
 /// A bounded map from keys to approximate counts, with a payload kept per key.
+///
+/// The map is hashbrown's with its default hasher (foldhash, seeded per process): keys are
+/// attacker-chosen, but the map never holds more than `capacity` of them, so a collision
+/// attack can at worst slow a bounded table, and one lookup per record costs a fraction
+/// of SipHash's two (BENCHMARKS.md, "The handler's cost per GiB").
 #[derive(Debug, Clone)]
 pub struct HeavyHitters<V> {
     capacity: usize,
-    entries: HashMap<Box<str>, Counted<V>>,
+    entries: HashMap<String, Counted<V>>,
     /// How many times every counter was decremented at once: the largest undercount.
     decrements: u64,
 }
@@ -39,27 +44,22 @@ impl<V: Default> HeavyHitters<V> {
     /// Counts `key` once and returns its payload to update, or `None` when the key was
     /// not kept (the counters were full and all of them were decremented instead).
     pub fn add(&mut self, key: &str) -> Option<&mut V> {
-        if self.entries.contains_key(key) {
-            let counted = self.entries.get_mut(key)?;
-            counted.count += 1;
-            return Some(&mut counted.value);
-        }
-        if self.entries.len() < self.capacity {
-            let counted = self.entries.entry(key.into()).or_insert(Counted {
-                count: 0,
-                value: V::default(),
+        if self.entries.len() >= self.capacity && !self.entries.contains_key(key) {
+            // Full: decrement every counter and drop those reaching zero. Each such step
+            // consumes `capacity + 1` counts, so the total work stays linear in the input.
+            self.decrements += 1;
+            self.entries.retain(|_, c| {
+                c.count -= 1;
+                c.count > 0
             });
-            counted.count += 1;
-            return Some(&mut counted.value);
+            return None;
         }
-        // Full: decrement every counter and drop those reaching zero. Each such step
-        // consumes `capacity + 1` counts, so the total work stays linear in the input.
-        self.decrements += 1;
-        self.entries.retain(|_, c| {
-            c.count -= 1;
-            c.count > 0
+        let counted = self.entries.entry_ref(key).or_insert_with(|| Counted {
+            count: 0,
+            value: V::default(),
         });
-        None
+        counted.count += 1;
+        Some(&mut counted.value)
     }
 
     /// The kept count of `key` (a lower bound), or 0.

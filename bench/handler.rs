@@ -1,0 +1,412 @@
+//! What the whole handler costs per GiB of logs, beside what the parser alone costs, in
+//! one run: the function's own `Pipeline::handle` over an in-memory object store (no
+//! filesystem, no network), with metrics rendered as EMF and the alert detectors on.
+//!
+//! ```sh
+//! cargo bench --bench handler -- --lines 200000 --runs 5
+//! cargo bench --bench handler -- --case gzip --case parse --runs 3
+//! ```
+//!
+//! Cases (all by default, interleaved run by run so that the machine's load falls on
+//! each alike):
+//! - `parse`: the curator alone into a discarding writer, what `bucketlog parse -q`
+//!   does to `/dev/null`;
+//! - `gzip`, `zstd`, `none`: the handler with that `OUTPUT_COMPRESSION`, over
+//!   [`MemoryStore`];
+//! - `local`: the handler over the local-folder store and the local detection state in a
+//!   temporary folder, as `bucketlog replay` runs it (its system time is a cost users see).
+//!
+//! CPU time is the process's user and system time (`getrusage`) around each run only;
+//! generating the input is not counted. For instruction counts, run one case under
+//! callgrind with collection limited to [`measured`]: `bench/handler_callgrind` does that.
+//!
+//! Under `cargo test --all-targets` (no `--bench` argument) it runs every case once on a
+//! small object and checks that each curated every line, so the benchmark cannot rot.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail, ensure};
+use bucketlog::adapters::emf::EmfMetrics;
+use bucketlog::adapters::local::LocalStore;
+use bucketlog::adapters::local_state::LocalDetectionState;
+use bucketlog::adapters::memory::MemoryStore;
+use bucketlog::config::Config;
+use bucketlog::curate::{Curator, WriterSink};
+use bucketlog::event::ObjectRef;
+use bucketlog::generate::{GenerateOptions, write_log};
+use bucketlog::input::ObjectDecoder;
+use bucketlog::pipeline::Pipeline;
+use serde_json::Value;
+
+/// The log bucket the benchmark's object is delivered to.
+const BUCKET: &str = "bench-logs";
+/// The object's key, under the default `RAW_PREFIX`.
+const KEY: &str = "raw/2026-11-20-14-05-12-5A1B2C3D4E5F6789";
+/// A fixed "now" an hour after the generated records, so no metric is too old to publish.
+const NOW: i64 = 1_795_190_400;
+
+/// One thing to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Case {
+    Parse,
+    Handler(&'static str),
+    Local,
+}
+
+impl Case {
+    fn parse(name: &str) -> Result<Self> {
+        Ok(match name {
+            "parse" => Case::Parse,
+            "gzip" => Case::Handler("gzip"),
+            "zstd" => Case::Handler("zstd"),
+            "none" => Case::Handler("none"),
+            "local" => Case::Local,
+            other => bail!("unknown case {other:?} (parse, gzip, zstd, none, local)"),
+        })
+    }
+
+    fn name(self) -> String {
+        match self {
+            Case::Parse => "parse (curator → discarded NDJSON)".into(),
+            Case::Handler(c) => format!("handler, in-memory store, OUTPUT_COMPRESSION={c}"),
+            Case::Local => "handler, local folders (bucketlog replay), gzip".into(),
+        }
+    }
+}
+
+/// Options from the command line.
+struct Options {
+    lines: u64,
+    runs: usize,
+    cases: Vec<Case>,
+}
+
+fn options(args: &[String]) -> Result<Options> {
+    let mut lines = 200_000;
+    let mut runs = 3;
+    let mut cases = Vec::new();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--lines" => lines = value()?.parse().context("--lines")?,
+            "--runs" => runs = value()?.parse().context("--runs")?,
+            "--case" => cases.push(Case::parse(value()?)?),
+            "--bench" => {}
+            other => bail!("unknown argument {other:?}"),
+        }
+    }
+    if cases.is_empty() {
+        cases = ["parse", "gzip", "zstd", "none", "local"]
+            .into_iter()
+            .map(Case::parse)
+            .collect::<Result<_>>()?;
+    }
+    ensure!(lines > 0 && runs > 0, "--lines and --runs must be positive");
+    Ok(Options { lines, runs, cases })
+}
+
+/// User and system CPU seconds of this process so far.
+fn cpu_seconds() -> (f64, f64) {
+    // SAFETY: getrusage only writes the struct it is given.
+    let usage = unsafe {
+        let mut usage = std::mem::zeroed::<libc::rusage>();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (secs(usage.ru_utime), secs(usage.ru_stime))
+}
+
+/// The S3 event for the benchmark's object, from the sample event shipped in `events/`.
+fn event(size: usize) -> Result<Value> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("events/s3-put.json");
+    let text = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
+    let mut event: Value = serde_json::from_str(&text)?;
+    let s3 = &mut event["Records"][0]["s3"];
+    s3["bucket"]["name"] = BUCKET.into();
+    s3["bucket"]["arn"] = format!("arn:aws:s3:::{BUCKET}").into();
+    s3["object"]["key"] = KEY.into();
+    s3["object"]["size"] = size.into();
+    Ok(event)
+}
+
+fn config(compression: &str) -> Result<Config> {
+    let compression = compression.to_string();
+    Ok(Config::from_lookup(|name| match name {
+        "OUTPUT_COMPRESSION" => Some(compression.clone()),
+        "METRICS_MODE" => Some("emf".into()),
+        _ => None,
+    })?)
+}
+
+/// What one run read and wrote.
+struct Ran {
+    records: u64,
+    output_bytes: u64,
+}
+
+/// The records a handler response reports, over every processed object.
+fn records_in(response: &Value) -> u64 {
+    response["objects"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|o| o["records"].as_u64())
+        .sum()
+}
+
+/// One run of `case` on `log`. Only what happens in here is counted by callgrind
+/// (`--toggle-collect`), so it must not be inlined.
+#[inline(never)]
+fn measured(
+    case: Case,
+    log: &bytes::Bytes,
+    event: &Value,
+    runtime: &tokio::runtime::Runtime,
+    scratch: &Path,
+) -> Result<Ran> {
+    match case {
+        Case::Parse => {
+            let mut out = CountingSink(0);
+            let sink = WriterSink::new(&mut out, std::io::sink());
+            let mut decoder = ObjectDecoder::new(Curator::new(sink, None));
+            for chunk in log.chunks(bucketlog::adapters::memory::READ_CHUNK) {
+                decoder.push(chunk)?;
+            }
+            let (curator, _) = decoder.finish()?;
+            let records = curator.stats().records;
+            curator.into_sink().finish()?;
+            Ok(Ran {
+                records,
+                output_bytes: out.0,
+            })
+        }
+        Case::Handler(compression) => {
+            let store = MemoryStore::new();
+            store.insert(&log_object(), log.clone());
+            let pipeline = Pipeline::new(store, config(compression)?)
+                .with_metrics(Box::new(EmfMetrics::to_writer(
+                    "S3AccessLogs".into(),
+                    Box::new(std::io::sink()),
+                )))
+                .with_clock(|| NOW);
+            let response = runtime.block_on(pipeline.handle(event))?;
+            let output_bytes = pipeline
+                .store()
+                .objects()
+                .iter()
+                .filter(|(_, key, _)| key.starts_with("curated/"))
+                .map(|(_, _, size)| size)
+                .sum();
+            Ok(Ran {
+                records: records_in(&response),
+                output_bytes,
+            })
+        }
+        Case::Local => {
+            let out = scratch.join("out");
+            let _ = std::fs::remove_dir_all(&out);
+            let state = LocalDetectionState::under(&out)?;
+            let metrics = std::fs::File::create(scratch.join("metrics.emf.ndjson"))?;
+            let pipeline = Pipeline::new(
+                LocalStore::layered(&out, scratch.join("store")),
+                config("gzip")?,
+            )
+            .with_metrics(Box::new(EmfMetrics::to_writer(
+                "S3AccessLogs".into(),
+                Box::new(metrics),
+            )))
+            .with_detection_state(Box::new(state))
+            .with_clock(|| NOW);
+            let response = runtime.block_on(pipeline.handle(event))?;
+            Ok(Ran {
+                records: records_in(&response),
+                output_bytes: folder_bytes(&out.join(BUCKET).join("curated"))?,
+            })
+        }
+    }
+}
+
+/// Counts what the parse case writes, and discards it.
+struct CountingSink(u64);
+
+impl Write for CountingSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn log_object() -> ObjectRef {
+    ObjectRef {
+        bucket: BUCKET.into(),
+        key: KEY.into(),
+    }
+}
+
+/// Bytes in every file under `dir`.
+fn folder_bytes(dir: &Path) -> Result<u64> {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).with_context(|| d.display().to_string())? {
+            let entry = entry?;
+            let meta = entry.metadata()?;
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else {
+                total += meta.len();
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// A temporary folder holding the local case's log object, removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(log: &[u8]) -> Result<Self> {
+        let dir = std::env::temp_dir().join(format!("bucketlog-bench-{}", std::process::id()));
+        let raw = dir.join("store").join(BUCKET).join(KEY);
+        if let Some(parent) = raw.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&raw, log)?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// One case's measurements.
+struct Measured {
+    case: Case,
+    user: Vec<f64>,
+    sys: Vec<f64>,
+    wall: Vec<f64>,
+    ran: Option<Ran>,
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn run(opts: &Options) -> Result<Vec<Measured>> {
+    let mut log = Vec::new();
+    write_log(&mut log, GenerateOptions::default(), opts.lines)?;
+    let log = bytes::Bytes::from(log);
+    let event = event(log.len())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let scratch = Scratch::new(&log)?;
+    let mut results: Vec<Measured> = opts
+        .cases
+        .iter()
+        .map(|&case| Measured {
+            case,
+            user: Vec::new(),
+            sys: Vec::new(),
+            wall: Vec::new(),
+            ran: None,
+        })
+        .collect();
+    for _ in 0..opts.runs {
+        for m in &mut results {
+            let (u0, s0) = cpu_seconds();
+            let t0 = Instant::now();
+            let ran = measured(m.case, &log, &event, &runtime, &scratch.0)?;
+            let wall = t0.elapsed().as_secs_f64();
+            let (u1, s1) = cpu_seconds();
+            ensure!(
+                ran.records == opts.lines,
+                "{}: {} of {} lines curated",
+                m.case.name(),
+                ran.records,
+                opts.lines
+            );
+            m.user.push(u1 - u0);
+            m.sys.push(s1 - s0);
+            m.wall.push(wall);
+            m.ran = Some(ran);
+        }
+    }
+    Ok(results)
+}
+
+fn report(opts: &Options, input_bytes: u64, results: &[Measured]) {
+    let gib = input_bytes as f64 / (1u64 << 30) as f64;
+    let cpu = |m: &Measured| {
+        median(
+            &m.user
+                .iter()
+                .zip(&m.sys)
+                .map(|(u, s)| u + s)
+                .collect::<Vec<_>>(),
+        )
+    };
+    let parse = results.iter().find(|m| m.case == Case::Parse).map(cpu);
+    println!(
+        "{} lines, {:.1} MiB of generated log, {} runs each, interleaved; medians\n",
+        opts.lines,
+        input_bytes as f64 / (1u64 << 20) as f64,
+        opts.runs
+    );
+    println!(
+        "| case | CPU s (user + sys) | of which sys | lines per CPU-s | CPU-s per GiB | × parse | curated output |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for m in results {
+        let total = cpu(m);
+        let ratio = parse.map_or("–".to_string(), |p| format!("{:.2}×", total / p));
+        let out = m
+            .ran
+            .as_ref()
+            .map_or(0.0, |r| r.output_bytes as f64 / (1u64 << 20) as f64);
+        println!(
+            "| {} | {:.3} | {:.3} | {:.0} | {:.2} | {} | {:.1} MiB |",
+            m.case.name(),
+            total,
+            median(&m.sys),
+            opts.lines as f64 / total,
+            total / gib,
+            ratio,
+            out
+        );
+    }
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if !args.iter().any(|a| a == "--bench") {
+        // `cargo test --all-targets`: every case once on a small object.
+        let opts = options(&["--lines".into(), "2000".into(), "--runs".into(), "1".into()])?;
+        let results = run(&opts)?;
+        ensure!(results.len() == 5, "every case ran");
+        println!(
+            "bench/handler.rs: every case curated all {} lines",
+            opts.lines
+        );
+        return Ok(());
+    }
+    let opts = options(&args)?;
+    let mut log = Vec::new();
+    write_log(&mut log, GenerateOptions::default(), opts.lines)?;
+    let results = run(&opts)?;
+    report(&opts, log.len() as u64, &results);
+    Ok(())
+}
