@@ -121,9 +121,7 @@ impl MemberEncoder {
             Format::Zstd(encoder) => {
                 loop {
                     self.output.reserve(OUTPUT_STEP);
-                    let pos = self.output.len();
-                    let mut out = OutBuffer::around_pos(&mut self.output, pos);
-                    if encoder.finish(&mut out, true)? == 0 {
+                    if encoder.finish(&mut appending(&mut self.output), true)? == 0 {
                         break;
                     }
                 }
@@ -155,9 +153,7 @@ impl MemberEncoder {
                     if consumed == input.len() {
                         break;
                     }
-                    if self.output.capacity() - self.output.len() < OUTPUT_STEP / 2 {
-                        self.output.reserve(OUTPUT_STEP);
-                    }
+                    keep_room(&mut self.output);
                     deflate
                         .compress_vec(&input[consumed..], &mut self.output, FlushCompress::None)
                         .map_err(io::Error::other)?;
@@ -166,13 +162,9 @@ impl MemberEncoder {
             Format::Zstd(encoder) => {
                 let mut consumed = 0;
                 while consumed < input.len() {
-                    if self.output.capacity() - self.output.len() < OUTPUT_STEP / 2 {
-                        self.output.reserve(OUTPUT_STEP);
-                    }
-                    let pos = self.output.len();
-                    let mut out = OutBuffer::around_pos(&mut self.output, pos);
+                    keep_room(&mut self.output);
                     let mut inp = zstd::zstd_safe::InBuffer::around(&input[consumed..]);
-                    encoder.run(&mut inp, &mut out)?;
+                    encoder.run(&mut inp, &mut appending(&mut self.output))?;
                     consumed += inp.pos();
                 }
             }
@@ -180,6 +172,20 @@ impl MemberEncoder {
         self.stage.clear();
         Ok(())
     }
+}
+
+/// Grows `output` by [`OUTPUT_STEP`] when less than half a step is free, so every
+/// compressor call has room to make progress.
+fn keep_room(output: &mut Vec<u8>) {
+    if output.capacity() - output.len() < OUTPUT_STEP / 2 {
+        output.reserve(OUTPUT_STEP);
+    }
+}
+
+/// A zstd output buffer that appends to `output` (into its spare capacity).
+fn appending(output: &mut Vec<u8>) -> OutBuffer<'_, Vec<u8>> {
+    let pos = output.len();
+    OutBuffer::around_pos(output, pos)
 }
 
 #[cfg(test)]

@@ -116,17 +116,20 @@ pub async fn open_uploads(client: &Client, bucket: &str) -> usize {
 /// Decompresses gzip or zstd (or returns plain bytes as they are) and splits into JSON
 /// lines.
 pub fn ndjson(bytes: &[u8]) -> Vec<Value> {
+    use bucketlog::input::{Compression, detect_compression};
     use std::io::Read;
     let mut text = String::new();
-    if bytes.starts_with(&[0x1f, 0x8b]) {
-        flate2::read::MultiGzDecoder::new(bytes)
-            .read_to_string(&mut text)
-            .expect("gunzip");
-    } else if bytes.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        let plain = zstd::stream::decode_all(bytes).expect("zstd -d");
-        text = String::from_utf8(plain).expect("utf-8");
-    } else {
-        text = String::from_utf8(bytes.to_vec()).expect("utf-8");
+    match detect_compression(bytes) {
+        Some(Compression::Gzip) => {
+            flate2::read::MultiGzDecoder::new(bytes)
+                .read_to_string(&mut text)
+                .expect("gunzip");
+        }
+        Some(Compression::Zstd) => {
+            let plain = zstd::stream::decode_all(bytes).expect("zstd -d");
+            text = String::from_utf8(plain).expect("utf-8");
+        }
+        _ => text = String::from_utf8(bytes.to_vec()).expect("utf-8"),
     }
     text.lines()
         .map(|l| serde_json::from_str(l).expect("json line"))
