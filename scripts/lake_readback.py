@@ -43,6 +43,9 @@ COLUMNS = {
     "requester_type": "string", "requester_account_id": "string",
     "user_agent_family": "string", "source_line": "int64", "source_object": "string",
     "utf8_lossy": "bool", "endpoint_region": "string",
+    "client_country": "string", "client_city": "string", "client_asn": "int64",
+    "client_as_org": "string", "user_agent_name": "string", "user_agent_version": "string",
+    "user_agent_os": "string", "user_agent_device": "string",
     "extra_json_fields": "map<string, string>",
 }
 MAPS = {"unparsed_fields", "extra_json_fields"}

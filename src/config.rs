@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use crate::alerts::AlertSettings;
+use crate::geo::DatabaseLocation;
 
 /// How curated and rejected output is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,6 +131,10 @@ pub struct Config {
     /// Days a requester or address stays known after it was last seen
     /// (`DETECTION_SEEN_TTL_DAYS`, default 90): forgetting is by TTL.
     pub detection_seen_ttl_days: i64,
+    /// The City or Country database for `client_country` and `client_city` (`GEOIP_DB`).
+    pub geoip_db: Option<DatabaseLocation>,
+    /// The ASN database for `client_asn` and `client_as_org` (`ASN_DB`).
+    pub asn_db: Option<DatabaseLocation>,
 }
 
 impl Default for Config {
@@ -153,6 +158,8 @@ impl Default for Config {
             detection_table: None,
             detection_ttl_days: 10,
             detection_seen_ttl_days: 90,
+            geoip_db: None,
+            asn_db: None,
         }
     }
 }
@@ -318,7 +325,18 @@ impl Config {
         let detection_seen_ttl_days =
             days("DETECTION_SEEN_TTL_DAYS", defaults.detection_seen_ttl_days)?;
         let sdk_timeouts = sdk_timeouts(&get)?;
+        let geoip_db = DatabaseLocation::from_setting(get("GEOIP_DB"));
+        let asn_db = DatabaseLocation::from_setting(get("ASN_DB"));
+        if asn_db.is_none() && !alerts.allow_asns.is_empty() {
+            return Err(invalid(
+                "ALERT_ALLOW_ASNS",
+                get("ALERT_ALLOW_ASNS").unwrap_or_default(),
+                "it needs ASN_DB, the database that tells an address's ASN",
+            ));
+        }
         let config = Config {
+            geoip_db,
+            asn_db,
             detection_table,
             detection_ttl_days,
             detection_seen_ttl_days,

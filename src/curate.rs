@@ -2,9 +2,11 @@
 //! non-blank line ends up in exactly one of the two, and both carry their lineage.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use crate::access_log::{ParseError, parse_line_counting_quotes};
 use crate::enrich::{Enriched, KeyScratch, Lineage, UserAgentCache};
+use crate::geo::{ClientLookups, ClientNetwork, NetworkCache};
 use crate::json::{ObjectWriter, key, render_field};
 use crate::json_record::{JsonReject, looks_like_json, parse_json_record};
 use crate::lines::Line;
@@ -134,6 +136,10 @@ pub struct Curator<S> {
     spaces: Vec<u64>,
     /// The `source_object` field, rendered once for every record.
     source_object_json: Option<Vec<u8>>,
+    /// The client databases (none by default: every client field is null).
+    lookups: Arc<ClientLookups>,
+    /// This object's address lookups, bounded.
+    networks: NetworkCache,
 }
 
 impl<S: CurationSink> Curator<S> {
@@ -152,7 +158,15 @@ impl<S: CurationSink> Curator<S> {
             user_agents: UserAgentCache::default(),
             key_scratch: KeyScratch::default(),
             spaces: Vec::new(),
+            lookups: Arc::new(ClientLookups::none()),
+            networks: NetworkCache::default(),
         }
+    }
+
+    /// Looks every record's `remote_ip` up in these databases (`GEOIP_DB`, `ASN_DB`).
+    pub fn with_lookups(mut self, lookups: Arc<ClientLookups>) -> Self {
+        self.lookups = lookups;
+        self
     }
 
     /// What has happened to the lines so far.
@@ -221,13 +235,14 @@ impl<S: CurationSink> LineHandler for Curator<S> {
             match parse_line_counting_quotes(&text, spaces) {
                 Ok((record, delimiter_quotes)) => {
                     let clean = !scan.has_backslash_or_control && scan.quotes == delimiter_quotes;
-                    let enriched = Enriched::with_cache(
+                    let mut enriched = Enriched::with_cache(
                         record,
                         lineage,
                         lossy,
                         &mut self.user_agents,
                         &mut self.key_scratch,
                     );
+                    enriched.client = client_network(&self.lookups, &mut self.networks, &enriched);
                     self.stats.records += 1;
                     let rendered = Rendered {
                         sink: &mut self.sink,
@@ -273,8 +288,9 @@ impl<S: CurationSink> Curator<S> {
             source_line,
         };
         let (record, leftovers) = parsed.to_log_record()?;
-        let enriched =
+        let mut enriched =
             Enriched::from_json(record, &leftovers, lineage, lossy, &mut self.user_agents);
+        enriched.client = client_network(&self.lookups, &mut self.networks, &enriched);
         self.stats.records += 1;
         let rendered = Rendered {
             sink: &mut self.sink,
@@ -284,6 +300,19 @@ impl<S: CurationSink> Curator<S> {
         rendered.curated(&enriched, false);
         Ok(())
     }
+}
+
+/// What the databases say about the record's client; nothing is looked up without them.
+#[inline(always)]
+fn client_network(
+    lookups: &ClientLookups,
+    networks: &mut NetworkCache,
+    record: &Enriched<'_>,
+) -> Option<Arc<ClientNetwork>> {
+    if lookups.is_empty() {
+        return None;
+    }
+    networks.lookup(lookups, record.record.remote_ip?)
 }
 
 /// The parts of a [`Curator`] a curated record is rendered with, borrowed apart from the

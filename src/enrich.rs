@@ -3,16 +3,18 @@
 //! from. [`Enriched::write_json`] renders the NDJSON contract documented in `SCHEMA.md`.
 
 use std::borrow::Cow;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 
 use crate::access_log::LogRecord;
+use crate::geo::ClientNetwork;
 use crate::json::{ObjectWriter, key};
 use crate::json_record::JsonLeftovers;
 use crate::keys::decode_logged_key_in;
 use crate::keys::hex_value;
 pub use crate::keys::{KeyEncoding, KeyScratch, decode_logged_key};
+use crate::user_agent::{UserAgentDetails, cached_details};
 
 /// Where a line came from: the log object (when known) and the 1-based line number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -264,8 +266,16 @@ impl UserAgentFamily {
 /// Its size is fixed: memory does not grow with the number of distinct agents.
 #[derive(Debug, Default)]
 pub struct UserAgentCache {
-    entries: [Option<(Box<str>, UserAgentFamily)>; USER_AGENT_CACHE_SLOTS],
+    entries: [Option<CachedAgent>; USER_AGENT_CACHE_SLOTS],
     next_victim: usize,
+}
+
+/// One remembered user agent: its family and its parsed details.
+#[derive(Debug)]
+struct CachedAgent {
+    user_agent: Box<str>,
+    family: UserAgentFamily,
+    details: Arc<UserAgentDetails>,
 }
 
 const USER_AGENT_CACHE_SLOTS: usize = 16;
@@ -273,18 +283,26 @@ const USER_AGENT_CACHE_SLOTS: usize = 16;
 impl UserAgentCache {
     /// Same answer as [`UserAgentFamily::classify`], usually faster.
     pub fn classify(&mut self, user_agent: &str) -> UserAgentFamily {
-        let hit = self
-            .entries
-            .iter()
-            .flatten()
-            .find(|(ua, _)| ua.len() == user_agent.len() && **ua == *user_agent);
-        if let Some(&(_, family)) = hit {
-            return family;
+        self.agent(user_agent).0
+    }
+
+    /// The family and the details (name, version, OS, device) of `user_agent`.
+    pub fn agent(&mut self, user_agent: &str) -> (UserAgentFamily, Arc<UserAgentDetails>) {
+        let hit = self.entries.iter().flatten().find(|cached| {
+            cached.user_agent.len() == user_agent.len() && *cached.user_agent == *user_agent
+        });
+        if let Some(cached) = hit {
+            return (cached.family, Arc::clone(&cached.details));
         }
         let family = UserAgentFamily::classify(user_agent);
-        self.entries[self.next_victim] = Some((user_agent.into(), family));
+        let details = cached_details(user_agent, family);
+        self.entries[self.next_victim] = Some(CachedAgent {
+            user_agent: user_agent.into(),
+            family,
+            details: Arc::clone(&details),
+        });
         self.next_victim = (self.next_victim + 1) % USER_AGENT_CACHE_SLOTS;
-        family
+        (family, details)
     }
 }
 
@@ -364,6 +382,12 @@ pub struct Enriched<'a> {
     pub utf8_lossy: bool,
     /// The AWS Region of the endpoint in the host header ([`crate::endpoint`]).
     pub endpoint_region: Option<&'a str>,
+    /// Where the client is and whose network it is on ([`crate::geo`]); `None` without
+    /// databases or when they know nothing of the address.
+    pub client: Option<Arc<ClientNetwork>>,
+    /// The user agent's name, version, OS and device ([`crate::user_agent`]); `None`
+    /// without a user agent.
+    pub user_agent_details: Option<Arc<UserAgentDetails>>,
     /// What a JSON record held beyond the log fields; `None` for a text line.
     pub json_leftovers: Option<&'a JsonLeftovers>,
 }
@@ -375,8 +399,11 @@ impl<'a> Enriched<'a> {
         let key_decoded = record
             .key
             .map(|key| decode_logged_key(key, record.operation, record.bucket, request.path));
-        let family = record.user_agent.map(UserAgentFamily::classify);
-        Self::assemble(record, request, lineage, utf8_lossy, key_decoded, family)
+        let agent = record.user_agent.map(|ua| {
+            let family = UserAgentFamily::classify(ua);
+            (family, cached_details(ua, family))
+        });
+        Self::assemble(record, request, lineage, utf8_lossy, key_decoded, agent)
     }
 
     /// Like [`Enriched::new`], reusing a user-agent cache across records of one stream and
@@ -399,8 +426,8 @@ impl<'a> Enriched<'a> {
                 key_scratch,
             ))
         });
-        let family = record.user_agent.map(|ua| user_agents.classify(ua));
-        Self::assemble(record, request, lineage, utf8_lossy, key_decoded, family)
+        let agent = record.user_agent.map(|ua| user_agents.agent(ua));
+        Self::assemble(record, request, lineage, utf8_lossy, key_decoded, agent)
     }
 
     /// A JSON record's enrichment: its key is the real key already (the structured
@@ -414,9 +441,8 @@ impl<'a> Enriched<'a> {
     ) -> Self {
         let request = RequestLine::split(record.request_uri);
         let key_decoded = record.key.map(Cow::Borrowed);
-        let family = record.user_agent.map(|ua| user_agents.classify(ua));
-        let mut enriched =
-            Self::assemble(record, request, lineage, utf8_lossy, key_decoded, family);
+        let agent = record.user_agent.map(|ua| user_agents.agent(ua));
+        let mut enriched = Self::assemble(record, request, lineage, utf8_lossy, key_decoded, agent);
         enriched.json_leftovers = Some(leftovers);
         enriched
     }
@@ -428,10 +454,11 @@ impl<'a> Enriched<'a> {
         lineage: Lineage<'a>,
         utf8_lossy: bool,
         key_decoded: Option<Cow<'a, str>>,
-        user_agent_family: Option<UserAgentFamily>,
+        agent: Option<(UserAgentFamily, Arc<UserAgentDetails>)>,
     ) -> Self {
         let (requester_type, requester_account_id) =
             RequesterType::classify_with_account(record.requester);
+        let (user_agent_family, user_agent_details) = agent.unzip();
         Self {
             key_decoded,
             request,
@@ -442,6 +469,8 @@ impl<'a> Enriched<'a> {
             endpoint_region: record
                 .host_header
                 .and_then(crate::endpoint::endpoint_region),
+            client: None,
+            user_agent_details,
             record,
             lineage,
             utf8_lossy,
@@ -537,6 +566,7 @@ impl<'a> Enriched<'a> {
         // Client and endpoint context (issue 13) comes last, so older fields keep their
         // places.
         o.str(key!("endpoint_region"), self.endpoint_region);
+        self.write_client_context(&mut o);
         if let Some(unknown) = self.json_leftovers.map(|l| &l.unknown)
             && !unknown.is_empty()
         {
@@ -546,6 +576,39 @@ impl<'a> Enriched<'a> {
             );
         }
         o.finish();
+    }
+
+    /// The client's network and software: database values and names taken from a user
+    /// agent may hold anything, so each is escaped as needed.
+    fn write_client_context(&self, o: &mut ObjectWriter<'_>) {
+        let client = self.client.as_deref();
+        o.untrusted_str(
+            key!("client_country"),
+            client.and_then(|c| c.country.as_deref()),
+        );
+        o.untrusted_str(key!("client_city"), client.and_then(|c| c.city.as_deref()));
+        o.u64(
+            key!("client_asn"),
+            client.and_then(|c| c.asn).map(u64::from),
+        );
+        o.untrusted_str(
+            key!("client_as_org"),
+            client.and_then(|c| c.as_org.as_deref()),
+        );
+        let agent = self.user_agent_details.as_deref();
+        o.untrusted_str(
+            key!("user_agent_name"),
+            agent.and_then(|a| a.name.as_deref()),
+        );
+        o.untrusted_str(
+            key!("user_agent_version"),
+            agent.and_then(|a| a.version.as_deref()),
+        );
+        o.untrusted_str(key!("user_agent_os"), agent.and_then(|a| a.os.as_deref()));
+        o.untrusted_str(
+            key!("user_agent_device"),
+            agent.and_then(|a| a.device.as_deref()),
+        );
     }
 }
 

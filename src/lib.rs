@@ -14,6 +14,8 @@
 //! - [`keys`]: the object's real key from the log's key field, which S3 encodes twice for
 //!   most operations and once for multi-object deletes and lifecycle actions.
 //! - [`endpoint`]: the AWS Region of the endpoint named in the host header.
+//! - [`geo`]: the client's country, city and network from MaxMind-format databases.
+//! - [`user_agent`]: the client software's name, version, OS and device (uap-core).
 //! - [`cwl`], [`batch_ops`]: CloudWatch Logs subscription batches and S3 Batch Operations
 //!   jobs, the envelopes beside S3 events.
 //! - [`json_record`]: AWS's structured (JSON) delivery read onto the same record.
@@ -58,6 +60,7 @@ pub mod endpoint;
 pub mod enrich;
 pub mod event;
 pub mod generate;
+pub mod geo;
 pub mod input;
 mod json;
 pub mod json_record;
@@ -71,3 +74,4 @@ pub mod outputs;
 pub mod pipeline;
 pub mod ports;
 mod scan;
+pub mod user_agent;

@@ -24,6 +24,7 @@ use bucketlog::generate::{
 };
 use bucketlog::input::decode_reader;
 use bucketlog::lines::Line;
+use bucketlog::user_agent::UserAgentDetails;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use serde_json::Value;
@@ -692,11 +693,18 @@ fn check_json(
         ("object_size", r.object_size),
         ("total_time_ms", r.total_time_ms),
         ("turn_around_time_ms", r.turn_around_time_ms),
+        ("client_asn", None),
     ];
     let request = RequestLine::split(r.request_uri);
     let decoded = r
         .key
         .map(|key| decode_logged_key(key, r.operation, r.bucket, request.path));
+    let agent = r
+        .user_agent
+        .map(|ua| bucketlog::user_agent::parse_user_agent(ua, UserAgentFamily::classify(ua)));
+    let agent_field = |pick: fn(&UserAgentDetails) -> &Option<Box<str>>| {
+        agent.as_ref().and_then(|a| pick(a).as_deref())
+    };
     let derived = [
         ("key_decoded", decoded.as_deref()),
         ("request_method", request.method),
@@ -719,6 +727,14 @@ fn check_json(
             "endpoint_region",
             r.host_header.and_then(bucketlog::endpoint::endpoint_region),
         ),
+        // No client databases here: the client's place and network are unknown.
+        ("client_country", None),
+        ("client_city", None),
+        ("client_as_org", None),
+        ("user_agent_name", agent_field(|a| &a.name)),
+        ("user_agent_version", agent_field(|a| &a.version)),
+        ("user_agent_os", agent_field(|a| &a.os)),
+        ("user_agent_device", agent_field(|a| &a.device)),
     ];
     for (name, value) in strings.iter().chain(&derived) {
         prop_assert_eq!(&json[name], &opt(*value), "field {}", name);

@@ -14,15 +14,20 @@ use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
 use aws_config::timeout::TimeoutConfig;
 
 use crate::config::{Config, MetricsMode, SdkTimeouts};
+use crate::geo::{ClientLookups, GeoDbError};
 use crate::pipeline::Pipeline;
 use crate::ports::{MetricsSink, NoMetrics};
-use tracing::warn;
+use tracing::{info, warn};
 
 /// The pipeline the Lambda function (and `bucketlog replay --s3`) runs: S3 through the SDK,
 /// metrics as `METRICS_MODE` says, and SNS when `ALERT_TOPIC_ARN` is set, all from one
 /// shared AWS configuration (credentials, region, `AWS_ENDPOINT_URL`) with the
 /// function's timeouts ([`with_timeouts`]).
-pub async fn aws_pipeline(config: Config) -> Pipeline<s3::S3Store> {
+///
+/// The client databases (`GEOIP_DB`, `ASN_DB`) are opened here, at cold start; an
+/// `s3://` one is copied into the temporary folder first. One that cannot be used is an
+/// error naming its variable.
+pub async fn aws_pipeline(config: Config) -> Result<Pipeline<s3::S3Store>, GeoDbError> {
     let shared = with_timeouts(&aws_config::load_from_env().await, &config.sdk_timeouts);
     let namespace = config.metrics_namespace.clone();
     let metrics: Box<dyn MetricsSink> = match config.metrics_mode {
@@ -37,18 +42,30 @@ pub async fn aws_pipeline(config: Config) -> Pipeline<s3::S3Store> {
         dynamodb::DynamoDetectionState::from_shared(&shared, table)
             .with_ttl_days(config.detection_ttl_days, config.detection_seen_ttl_days)
     });
-    let mut pipeline =
-        Pipeline::new(s3::S3Store::from_shared(&shared), config).with_metrics(metrics);
+    let store = s3::S3Store::from_shared(&shared);
+    let lookups = ClientLookups::open(
+        &store,
+        config.geoip_db.as_ref(),
+        config.asn_db.as_ref(),
+        &std::env::temp_dir(),
+    )
+    .await?;
+    if !lookups.is_empty() {
+        info!(databases = %lookups.describe(), "client databases loaded");
+    }
+    let mut pipeline = Pipeline::new(store, config)
+        .with_metrics(metrics)
+        .with_client_lookups(lookups);
     match detection {
         Some(state) => pipeline = pipeline.with_detection_state(Box::new(state)),
         None => warn!(
             "DETECTION_TABLE is not set: 403 spikes and new requesters are detected within each log object only, which misses attacks spread over many objects (docs/deploy.md creates the table)"
         ),
     }
-    match topic {
+    Ok(match topic {
         Some(arn) => pipeline.with_notifier(Box::new(sns::SnsNotifier::from_shared(&shared, arn))),
         None => pipeline,
-    }
+    })
 }
 
 /// `shared` with the function's timeouts, so that every client built from it (S3,

@@ -140,6 +140,7 @@ impl Baseline {
                     source_object: source_object.to_string(),
                     detected_at: None,
                     detection_delay_seconds: None,
+                    client: None,
                 });
             }
             if !rest.is_empty() {
@@ -189,6 +190,7 @@ impl Baseline {
                     source_object: source_object.to_string(),
                     detected_at: None,
                     detection_delay_seconds: None,
+                    client: None,
                 });
             }
         }

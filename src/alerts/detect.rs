@@ -277,6 +277,14 @@ impl Detector {
             {
                 samples.push(sample(record));
             }
+            // Novelty only: an allowed network's addresses still count toward 403 spikes.
+            let novelty_allowed = i == 1
+                && self
+                    .settings
+                    .asn_allowed(record.client.as_ref().and_then(|c| c.asn));
+            if novelty_allowed {
+                continue;
+            }
             if let Some(seen) = counters.seen.add(subject) {
                 if seen.sample.time.is_empty() {
                     *seen = Seen {
@@ -553,6 +561,7 @@ fn bucket_spikes(bucket: &BucketCounters, s: &AlertSettings, source: &str) -> Ve
                 source_object: source.to_string(),
                 detected_at: None,
                 detection_delay_seconds: None,
+                client: None,
             }
         })
         .collect()
@@ -651,6 +660,7 @@ fn subject_spikes(
                 source_object: source.to_string(),
                 detected_at: None,
                 detection_delay_seconds: None,
+                client: None,
             });
         }
     }
@@ -699,6 +709,7 @@ fn aggregate_alert(
         source_object: source.to_string(),
         detected_at: None,
         detection_delay_seconds: None,
+        client: None,
     }
 }
 

@@ -162,6 +162,56 @@ pub struct Alert {
     /// objects that completed the window arrived.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detection_delay_seconds: Option<i64>,
+    /// Where the address the alert is about is, and whose network it is on; its fields
+    /// are omitted when unknown (no database, no match, or not about an address).
+    #[serde(flatten)]
+    pub client: Option<AlertClient>,
+}
+
+/// The client context an alert about an address carries, from `GEOIP_DB` and `ASN_DB`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct AlertClient {
+    /// ISO 3166-1 alpha-2 country.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_country: Option<String>,
+    /// The city's English name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_city: Option<String>,
+    /// The autonomous system number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_asn: Option<u32>,
+    /// The autonomous system's organisation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_as_org: Option<String>,
+}
+
+impl Alert {
+    /// Adds what `lookups` know of the alert's address to the alert and its summary
+    /// (`… 203.0.113.9 (DE, AS3320 Deutsche Telekom AG) …`). Alerts not about an address,
+    /// or about one the databases do not know, are left as they are.
+    pub fn add_client_context(&mut self, lookups: &crate::geo::ClientLookups) {
+        let Some(subject) = self
+            .subject
+            .as_ref()
+            .filter(|s| s.kind == SubjectKind::RemoteIp)
+        else {
+            return;
+        };
+        let Some(network) = lookups.lookup_text(&subject.value) else {
+            return;
+        };
+        if let Some(at) = self.summary.find(subject.value.as_str()) {
+            let end = at + subject.value.len();
+            self.summary
+                .insert_str(end, &format!(" ({})", network.describe()));
+        }
+        self.client = Some(AlertClient {
+            client_country: network.country.map(String::from),
+            client_city: network.city.map(String::from),
+            client_asn: network.asn,
+            client_as_org: network.as_org.map(String::from),
+        });
+    }
 }
 
 /// A stable 64-bit FNV-1a digest of the parts, as 16 hex digits. Not `DefaultHasher`,
@@ -218,6 +268,10 @@ pub struct AlertSettings {
     pub allow_requesters: Vec<Pattern>,
     /// Addresses never reported as new (`ALERT_ALLOW_CIDRS`, comma-separated).
     pub allow_cidrs: Vec<Cidr>,
+    /// Autonomous systems whose addresses are never reported as new
+    /// (`ALERT_ALLOW_ASNS`, comma-separated numbers, `AS` prefix optional): a CDN's or
+    /// your own cloud's. Needs `ASN_DB`.
+    pub allow_asns: Vec<u32>,
     /// Buckets on which successful anonymous requests alert (`ALERT_PRIVATE_BUCKETS`,
     /// comma-separated names or patterns; empty means none).
     pub private_buckets: Vec<Pattern>,
@@ -237,6 +291,7 @@ impl Default for AlertSettings {
             baseline_max_entries: 5000,
             allow_requesters: Vec::new(),
             allow_cidrs: Vec::new(),
+            allow_asns: Vec::new(),
             private_buckets: Vec::new(),
         }
     }
@@ -370,6 +425,22 @@ impl AlertSettings {
                 }
             }
         }
+        for text in list("ALERT_ALLOW_ASNS") {
+            let digits = text
+                .strip_prefix("AS")
+                .or_else(|| text.strip_prefix("as"))
+                .unwrap_or(&text);
+            match digits.parse::<u32>() {
+                Ok(asn) => s.allow_asns.push(asn),
+                Err(_) => {
+                    return Err((
+                        "ALERT_ALLOW_ASNS",
+                        text,
+                        "autonomous system numbers such as 16509 or AS13335",
+                    ));
+                }
+            }
+        }
         s.private_buckets = list("ALERT_PRIVATE_BUCKETS")
             .iter()
             .map(|p| Pattern::new(p))
@@ -396,6 +467,11 @@ impl AlertSettings {
     /// True when the requester is allowlisted.
     pub fn requester_allowed(&self, requester: &str) -> bool {
         self.allow_requesters.iter().any(|p| p.matches(requester))
+    }
+
+    /// True when addresses of this autonomous system are never reported as new.
+    pub fn asn_allowed(&self, asn: Option<u32>) -> bool {
+        asn.is_some_and(|asn| self.allow_asns.contains(&asn))
     }
 
     /// True when the address is allowlisted (or is not an address at all).
@@ -446,11 +522,20 @@ mod tests {
             ("ALERT_BUCKET_403_MIN", "0"),
             ("ALERT_DISABLE", "everything"),
             ("ALERT_ALLOW_CIDRS", "10.0.0.0/99"),
+            ("ALERT_ALLOW_ASNS", "AS-cdn"),
             ("ALERT_LEARNING_HOURS", "-1"),
         ] {
             let err = settings(&[(var, value)]).unwrap_err();
             assert_eq!((err.0, err.1.as_str()), (var, value));
         }
+    }
+
+    #[test]
+    fn allowed_asns_take_an_optional_as_prefix() {
+        let s = settings(&[("ALERT_ALLOW_ASNS", "16509, AS13335,as64500")]).unwrap();
+        assert_eq!(s.allow_asns, [16509, 13335, 64500]);
+        assert!(s.asn_allowed(Some(13335)) && !s.asn_allowed(Some(3320)));
+        assert!(!s.asn_allowed(None));
     }
 
     #[test]

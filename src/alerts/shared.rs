@@ -376,6 +376,7 @@ pub fn subject_alert(
         source_object: detection.source.to_string(),
         detected_at: None,
         detection_delay_seconds: None,
+        client: None,
     };
     detection.stamp(&mut alert, f.end);
     alert
@@ -435,6 +436,7 @@ pub fn bucket_alert(
         source_object: detection.source.to_string(),
         detected_at: None,
         detection_delay_seconds: None,
+        client: None,
     };
     detection.stamp(&mut alert, f.end);
     alert

@@ -43,7 +43,13 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         }
     };
     init_json_logging(&config.log_level);
-    let pipeline = Arc::new(aws_pipeline(config).await);
+    let pipeline = match aws_pipeline(config).await {
+        Ok(pipeline) => Arc::new(pipeline),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start: a client database is unusable");
+            return Err(e.into());
+        }
+    };
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let pipeline = Arc::clone(&pipeline);
         // The request ID and deadline make each attempt's marker ID and its lease.

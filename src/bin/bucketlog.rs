@@ -4,6 +4,7 @@
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Read, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -15,6 +16,7 @@ use bucketlog::batch_ops::BackfillRange;
 use bucketlog::config::Config;
 use bucketlog::curate::{Curator, WriterSink};
 use bucketlog::generate::{GenerateOptions, Shape, write_shaped_log};
+use bucketlog::geo::{ClientLookups, DatabaseLocation};
 use bucketlog::input::{ReadError, decode_reader};
 use bucketlog::logging::init_text_logging;
 use bucketlog::pipeline::Pipeline;
@@ -42,6 +44,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Parse access logs (plain or gzip, from files or stdin) into NDJSON on stdout.
+    /// GEOIP_DB and ASN_DB (local .mmdb paths) add the client's country, city and network.
     Parse {
         /// Log files; none, or `-`, reads stdin.
         files: Vec<PathBuf>,
@@ -297,7 +300,7 @@ fn replay(
     let (config, runtime, use_s3) = handler_setup(s3)?;
     runtime.block_on(async {
         if use_s3 {
-            let pipeline = aws_pipeline(config).await;
+            let pipeline = aws_pipeline(config).await?;
             replay_events(&pipeline, &events).await?;
             eprintln!("bucketlog: outputs written through the S3 API");
         } else {
@@ -349,7 +352,9 @@ fn local_pipeline(config: Config, folders: &Folders) -> Result<Pipeline<LocalSto
     // Counts, alert episodes and first sightings persist under --out, so successive
     // runs see each other's, as the function's invocations share its table.
     let state = LocalDetectionState::under(out).context("cannot open the detection state")?;
+    let lookups = ClientLookups::open_local(config.geoip_db.as_ref(), config.asn_db.as_ref())?;
     Ok(Pipeline::new(LocalStore::layered(out, store), config)
+        .with_client_lookups(lookups)
         .with_metrics(Box::new(sink))
         .with_detection_state(Box::new(state))
         .with_batch_output_bucket(LOCAL_BATCH_BUCKET))
@@ -392,6 +397,10 @@ struct Totals {
 
 fn parse(files: Vec<PathBuf>, rejects: Option<PathBuf>, quiet: bool) -> Result<()> {
     let started = Instant::now();
+    let lookups = Arc::new(ClientLookups::open_local(
+        DatabaseLocation::from_setting(std::env::var("GEOIP_DB").ok()).as_ref(),
+        DatabaseLocation::from_setting(std::env::var("ASN_DB").ok()).as_ref(),
+    )?);
     let stdout = BufWriter::with_capacity(1 << 18, io::stdout().lock());
     let rejects_out: Box<dyn Write> = match &rejects {
         Some(path) => Box::new(BufWriter::new(
@@ -428,7 +437,7 @@ fn parse(files: Vec<PathBuf>, rejects: Option<PathBuf>, quiet: bool) -> Result<(
             && size.is_some_and(|s| s >= PROGRESS_THRESHOLD_BYTES);
         let reader = Progress::new(reader, size.filter(|_| show_progress));
         let label = name.clone().unwrap_or_else(|| "stdin".into());
-        let curator = Curator::new(sink, name);
+        let curator = Curator::new(sink, name).with_lookups(Arc::clone(&lookups));
         match decode_reader(reader, curator) {
             Ok((curator, summary)) => {
                 let stats = curator.stats();

@@ -117,6 +117,15 @@ pub const COLUMNS: &[(&str, ColumnType)] = &[
     ("source_object", ColumnType::Text),
     ("utf8_lossy", ColumnType::Boolean),
     ("endpoint_region", ColumnType::Text),
+    ("client_country", ColumnType::Text),
+    ("client_city", ColumnType::Text),
+    // Four-byte AS numbers pass i32::MAX.
+    ("client_asn", ColumnType::BigInt),
+    ("client_as_org", ColumnType::Text),
+    ("user_agent_name", ColumnType::Text),
+    ("user_agent_version", ColumnType::Text),
+    ("user_agent_os", ColumnType::Text),
+    ("user_agent_device", ColumnType::Text),
     ("extra_json_fields", ColumnType::TextMap),
 ];
 

@@ -69,7 +69,11 @@ impl<S: ObjectStore> Pipeline<S> {
             return self.notify(object, own, cutoff).await;
         }
         let mut all = own.to_vec();
-        all.extend(to_send.iter().map(|t| t.alert.clone()));
+        all.extend(to_send.iter().map(|t| {
+            let mut alert = t.alert.clone();
+            alert.add_client_context(&self.lookups);
+            alert
+        }));
         self.write_alert_document(object, output_bucket, &all)
             .await?;
         self.notify(object, &all, cutoff).await?;

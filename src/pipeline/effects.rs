@@ -77,6 +77,9 @@ impl<S: ObjectStore> Pipeline<S> {
         if findings.untracked_records > 0 {
             warn!(object = %location, records = findings.untracked_records, "records from too many source buckets were not checked for alerts");
         }
+        for alert in &mut alerts {
+            alert.add_client_context(&self.lookups);
+        }
         self.write_alert_document(object, output_bucket, &alerts)
             .await?;
         let metrics = self.metric_batches(object, streamed.metrics, &alerts, now);

@@ -257,6 +257,8 @@ pub struct Pipeline<S> {
     detection: Option<Box<dyn DetectionState>>,
     clock: fn() -> i64,
     batch_output_bucket: Option<String>,
+    /// The client databases every record's address is looked up in.
+    lookups: std::sync::Arc<crate::geo::ClientLookups>,
 }
 
 impl<S: ObjectStore> Pipeline<S> {
@@ -271,7 +273,15 @@ impl<S: ObjectStore> Pipeline<S> {
             detection: None,
             clock: system_now,
             batch_output_bucket: None,
+            lookups: std::sync::Arc::new(crate::geo::ClientLookups::none()),
         }
+    }
+
+    /// Looks every record's and every alert's address up in these databases
+    /// (`GEOIP_DB`, `ASN_DB`, opened at start-up).
+    pub fn with_client_lookups(mut self, lookups: crate::geo::ClientLookups) -> Self {
+        self.lookups = std::sync::Arc::new(lookups);
+        self
     }
 
     /// Publishes metrics to `sink`.

@@ -64,7 +64,8 @@ impl<S: ObjectStore> Pipeline<S> {
             metrics: MetricsAggregator::default(),
             detector: Detector::new(self.config.alerts.clone(), object.to_string()),
         };
-        let curator = Curator::new(sink, Some(object.to_string()));
+        let curator = Curator::new(sink, Some(object.to_string()))
+            .with_lookups(std::sync::Arc::clone(&self.lookups));
         let mut decoder = ObjectDecoder::new(curator);
         let decode_error = |source| ProcessError::Decode {
             object: object.clone(),

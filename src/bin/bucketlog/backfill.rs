@@ -52,7 +52,7 @@ pub fn backfill(plan: BackfillPlan, folders: Folders, s3: bool) -> Result<()> {
     let (config, runtime, use_s3) = handler_setup(s3)?;
     runtime.block_on(async {
         if use_s3 {
-            let pipeline = aws_pipeline(config).await;
+            let pipeline = aws_pipeline(config).await?;
             run(&plan, pipeline.store(), &pipeline).await
         } else {
             // Log objects are listed where they are (--store); outputs go under --out.

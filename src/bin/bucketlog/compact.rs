@@ -38,7 +38,7 @@ pub fn compact(plan: CompactPlan) -> Result<()> {
             let Some(bucket) = plan.bucket.clone().or_else(|| config.output_bucket.clone()) else {
                 bail!("compacting S3 needs --bucket (or OUTPUT_BUCKET)");
             };
-            let pipeline = aws_pipeline(config).await;
+            let pipeline = aws_pipeline(config).await?;
             failed += compact_bucket(pipeline.store(), &bucket, pipeline.config(), settle).await?;
         } else {
             let store = LocalStore::new(&plan.out);
