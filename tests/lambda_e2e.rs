@@ -105,6 +105,13 @@ async fn lambda_binary_processes_an_event_through_the_runtime_emulator() {
     )
     .unwrap();
     put(&s3, &bucket, key, log).await;
+    // The client databases are S3 objects the function copies into its /tmp at start-up.
+    for name in ["test-city.mmdb", "test-asn.mmdb"] {
+        let bytes = std::fs::read(support::geo::database(name)).expect("test database");
+        put(&s3, &bucket, &format!("geo/{name}"), bytes).await;
+    }
+    let scratch = std::env::temp_dir().join(format!("bucketlog-e2e-tmp-{bucket}"));
+    std::fs::create_dir_all(&scratch).expect("scratch folder");
 
     let cargo_lambda = cargo_lambda();
     let port = free_port();
@@ -141,6 +148,9 @@ async fn lambda_binary_processes_an_event_through_the_runtime_emulator() {
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("AWS_REGION", "us-east-1")
         .env("LOG_LEVEL", "info")
+        .env("GEOIP_DB", format!("s3://{bucket}/geo/test-city.mmdb"))
+        .env("ASN_DB", format!("s3://{bucket}/geo/test-asn.mmdb"))
+        .env("TMPDIR", &scratch)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -155,7 +165,30 @@ async fn lambda_binary_processes_an_event_through_the_runtime_emulator() {
     assert_eq!(response["objects"][0]["outcome"], "processed", "{response}");
     assert_eq!(response["objects"][0]["records"], 62, "{response}");
     assert_eq!(response["objects"][0]["rejected"], 1, "{response}");
-    assert!(!list(&s3, &bucket, "curated/").await.is_empty());
+    let mut curated = Vec::new();
+    for (key, _) in list(&s3, &bucket, "curated/").await {
+        curated.extend(ndjson(&get(&s3, &bucket, &key).await));
+    }
+    assert_eq!(curated.len(), 62);
+    // The sample's IPv6 client is in the test data's NL network.
+    let six = curated
+        .iter()
+        .find(|r| r["remote_ip"] == "2001:db8:f31b::6fdd")
+        .expect("the sample's IPv6 record");
+    assert_eq!(
+        [
+            &six["client_country"],
+            &six["client_city"],
+            &six["client_asn"],
+            &six["client_as_org"]
+        ],
+        [
+            &Value::from("NL"),
+            &Value::from("Amsterdam"),
+            &Value::from(64501),
+            &Value::from("Example Six")
+        ]
+    );
     assert_eq!(list(&s3, &bucket, "state/processed/").await.len(), 1);
 
     // The same event again is a duplicate; an unknown payload is an error the runtime reports.
@@ -192,4 +225,27 @@ async fn lambda_binary_processes_an_event_through_the_runtime_emulator() {
         "{text}"
     );
     assert_eq!(list(&s3, &bucket, "state/processed/").await.len(), 1);
+    let _ = std::fs::remove_dir_all(&scratch);
+}
+
+/// A client database the function cannot use stops it at start-up, before it asks the
+/// runtime for an event, with an error naming the variable: never a column of nulls.
+#[test]
+fn lambda_binary_refuses_to_start_with_an_unusable_database() {
+    let output = Command::new(env!("CARGO_BIN_EXE_bucketlog-lambda"))
+        // Nothing listens here: the function must stop before it would call it.
+        .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
+        .env("AWS_LAMBDA_FUNCTION_NAME", "bucketlog-lambda")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        .env("AWS_REGION", "us-east-1")
+        .env("ASN_DB", "/nonexistent/GeoLite2-ASN.mmdb")
+        .output()
+        .expect("run bucketlog-lambda");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("ASN_DB=/nonexistent/GeoLite2-ASN.mmdb: cannot read the database"),
+        "{stderr}"
+    );
 }

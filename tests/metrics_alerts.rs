@@ -21,6 +21,7 @@ use bucketlog::adapters::s3::S3Store;
 use bucketlog::alerts::Alert;
 use bucketlog::config::Config;
 use bucketlog::event::ObjectRef;
+use bucketlog::geo::{ClientLookups, DatabaseLocation};
 use bucketlog::metrics::MetricDatum;
 use bucketlog::pipeline::Pipeline;
 use bucketlog::ports::{
@@ -387,6 +388,143 @@ async fn a_new_requester_alerts_only_after_the_learning_period() {
             "{who} in {baseline}"
         );
     }
+}
+
+/// Issue 13 through the real handler over moto: the databases are `s3://` objects the
+/// pipeline copies at start-up, curated records carry the client's country, city and
+/// network, a new address's alert names them, and an address of an `ALERT_ALLOW_ASNS`
+/// network never alerts as new. The new addresses come in separate, late log objects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_addresses_alert_with_their_network_unless_the_network_is_allowed() {
+    let w = World::new("geo").await;
+    for name in ["test-city.mmdb", "test-asn.mmdb"] {
+        let bytes = std::fs::read(support::geo::database(name)).expect("test database");
+        s3::put(&w.s3, &w.bucket, &format!("geo/{name}"), bytes).await;
+    }
+    let city = format!("s3://{}/geo/test-city.mmdb", w.bucket);
+    let asn = format!("s3://{}/geo/test-asn.mmdb", w.bucket);
+    let config = w.config(&[
+        ("ALERT_LEARNING_HOURS", "1"),
+        ("GEOIP_DB", &city),
+        ("ASN_DB", &asn),
+        ("ALERT_ALLOW_ASNS", "AS64500"),
+    ]);
+    let scratch = std::env::temp_dir().join(format!("bucketlog-geo-{}", w.bucket));
+    std::fs::create_dir_all(&scratch).expect("scratch folder");
+    let store = S3Store::new(w.s3.clone());
+    let missing = DatabaseLocation::parse(&format!("s3://{}/geo/missing.mmdb", w.bucket));
+    let refused = ClientLookups::open(&store, Some(&missing), None, &scratch)
+        .await
+        .expect_err("a missing database must stop the start-up");
+    assert!(
+        refused.to_string().starts_with("GEOIP_DB=s3://"),
+        "{refused}"
+    );
+    let lookups = ClientLookups::open(
+        &store,
+        config.geoip_db.as_ref(),
+        config.asn_db.as_ref(),
+        &scratch,
+    )
+    .await
+    .expect("databases copied from S3");
+    let pipeline = w.pipeline(config).with_client_lookups(lookups);
+
+    let t0 = now() - 4 * 3600;
+    let alice = "arn:aws:iam::123456789012:user/alice";
+    let learned = w
+        .log_object(
+            "2026-11-22-08-00-00-A",
+            &[line(&w.bucket, t0, "192.0.2.1", alice, 200, 1)],
+        )
+        .await;
+    pipeline.handle(&learned).await.expect("handled");
+    // Two hours on, three new addresses in three objects, delivered newest first.
+    let objects = [
+        ("2026-11-22-10-05-00-D", "2001:db8::9"),
+        ("2026-11-22-10-01-00-C", "198.51.100.7"),
+        ("2026-11-22-10-00-00-B", "192.0.2.77"),
+    ];
+    for (i, (name, ip)) in objects.iter().enumerate() {
+        let event = w
+            .log_object(
+                name,
+                &[line(&w.bucket, t0 + 7200 + i as i64, ip, alice, 200, 1)],
+            )
+            .await;
+        pipeline.handle(&event).await.expect("handled");
+    }
+
+    let mut alerts: Vec<Value> = w
+        .delivered()
+        .await
+        .into_iter()
+        .filter(|a| a["type"] == "new_remote_ip")
+        .collect();
+    alerts.sort_by_key(|a| {
+        a["subject"]["value"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    });
+    let described: Vec<(&str, &str, &str, u64, &str)> = alerts
+        .iter()
+        .map(|a| {
+            (
+                a["subject"]["value"].as_str().unwrap_or_default(),
+                a["client_country"].as_str().unwrap_or_default(),
+                a["client_city"].as_str().unwrap_or_default(),
+                a["client_asn"].as_u64().unwrap_or_default(),
+                a["client_as_org"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    // 192.0.2.77 is new too, but AS64500 is allowed.
+    assert_eq!(
+        described,
+        [
+            (
+                "198.51.100.7",
+                "US",
+                "Seattle",
+                4_200_000_001,
+                "Example Cloud"
+            ),
+            ("2001:db8::9", "NL", "Amsterdam", 64501, "Example Six"),
+        ]
+    );
+    let summary = alerts[0]["summary"].as_str().unwrap_or_default();
+    assert!(
+        summary.contains("198.51.100.7 (US, Seattle, AS4200000001 Example Cloud)"),
+        "{summary}"
+    );
+
+    let mut by_ip = HashMap::new();
+    for (key, _) in s3::list(&w.s3, &w.bucket, "curated/").await {
+        for record in s3::ndjson(&s3::get(&w.s3, &w.bucket, &key).await) {
+            let ip = record["remote_ip"].as_str().unwrap_or_default().to_string();
+            by_ip.insert(ip, record);
+        }
+    }
+    assert_eq!(by_ip.len(), 4, "{by_ip:?}");
+    let allowed = &by_ip["192.0.2.77"];
+    assert_eq!(
+        (
+            &allowed["client_country"],
+            &allowed["client_city"],
+            &allowed["client_asn"],
+            &allowed["client_as_org"],
+            &allowed["user_agent_name"],
+        ),
+        (
+            &Value::from("DE"),
+            &Value::from("Berlin"),
+            &Value::from(64500),
+            &Value::from("Example Telecom"),
+            &Value::from("aws-cli"),
+        )
+    );
+    let _ = std::fs::remove_dir_all(&scratch);
 }
 
 /// An object store that makes the first two baseline reads wait for each other, so two

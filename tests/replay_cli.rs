@@ -352,3 +352,223 @@ fn zstd_outputs_are_read_by_duckdb_and_compacted_into_the_lake() {
     assert!(summary["rows"].as_u64().expect("rows") > 500, "{summary}");
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// One access-log line from `ip` with `user_agent`.
+fn log_line(ip: &str, user_agent: &str) -> String {
+    format!(
+        "79a5 geo-bucket [20/Nov/2026:14:00:00 +0000] {ip} - REQ-{ip} REST.GET.OBJECT a.txt \
+         \"GET /geo-bucket/a.txt HTTP/1.1\" 200 - 1 1 2 1 \"-\" \"{user_agent}\" - HOSTID SigV4 \
+         ECDHE-RSA-AES128-GCM-SHA256 AuthHeader geo-bucket.s3.eu-west-1.amazonaws.com TLSv1.3 - -"
+    )
+}
+
+/// Runs `bucketlog parse` on `log` with only `envs` of the client databases set; returns
+/// the exit status, the curated records and stderr.
+fn parse_with(log: &str, envs: &[(&str, &str)]) -> (bool, Vec<Value>, String) {
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("bucketlog-geo-{}-{run}.log", std::process::id()));
+    std::fs::write(&path, log).expect("write log");
+    let output = Command::new(env!("CARGO_BIN_EXE_bucketlog"))
+        .arg("parse")
+        .arg("-q")
+        .arg(&path)
+        .env_remove("GEOIP_DB")
+        .env_remove("ASN_DB")
+        .envs(envs.iter().copied())
+        .output()
+        .expect("run bucketlog parse");
+    let _ = std::fs::remove_file(&path);
+    let records = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("an NDJSON record"))
+        .collect();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output.status.success(), records, stderr)
+}
+
+/// The client fields of a curated record: country, city, ASN, AS organisation.
+fn client_fields(record: &Value) -> (Value, Value, Value, Value) {
+    (
+        record["client_country"].clone(),
+        record["client_city"].clone(),
+        record["client_asn"].clone(),
+        record["client_as_org"].clone(),
+    )
+}
+
+/// Issue 13 through `bucketlog parse`: both databases answer for IPv4 and IPv6 clients;
+/// an address in no network, a network with no AS record and a `-` address give nulls; a
+/// Country database gives no city; user agents are named by uap-core and the AWS rules.
+#[test]
+fn parse_adds_client_network_and_user_agent_fields_from_the_databases() {
+    let chrome = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 \
+                  (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1";
+    let cli = "aws-cli/2.15.30 Python/3.11.8 Linux/6.1.79 exe/x86_64.amzn.2023 prompt/off";
+    let log: String = [
+        log_line("192.0.2.10", cli),
+        log_line("198.51.100.7", chrome),
+        log_line("203.0.113.9", "curl/8.5.0"),
+        log_line("2001:db8:85a3::8a2e:370:7334", cli),
+        log_line("10.1.2.3", cli),
+        log_line("-", cli),
+    ]
+    .iter()
+    .map(|l| format!("{l}\n"))
+    .collect();
+    let city = support::geo::database("test-city.mmdb");
+    let asn = support::geo::database("test-asn.mmdb");
+    let (ok, records, stderr) = parse_with(&log, &[("GEOIP_DB", &city), ("ASN_DB", &asn)]);
+    assert!(ok, "{stderr}");
+    let got: Vec<_> = records.iter().map(client_fields).collect();
+    let null = Value::Null;
+    let v = |s: &str| Value::from(s);
+    assert_eq!(
+        got,
+        [
+            (
+                v("DE"),
+                v("Berlin"),
+                Value::from(64500),
+                v("Example Telecom")
+            ),
+            (
+                v("US"),
+                v("Seattle"),
+                Value::from(4_200_000_001u64),
+                v("Example Cloud")
+            ),
+            (v("JP"), null.clone(), null.clone(), null.clone()),
+            (
+                v("NL"),
+                v("Amsterdam"),
+                Value::from(64501),
+                v("Example Six")
+            ),
+            (null.clone(), null.clone(), null.clone(), null.clone()),
+            (null.clone(), null.clone(), null.clone(), null.clone()),
+        ]
+    );
+    let agent = |r: &Value| {
+        [
+            "user_agent_name",
+            "user_agent_version",
+            "user_agent_os",
+            "user_agent_device",
+        ]
+        .map(|f| r[f].as_str().map(String::from))
+    };
+    let some = |s: &str| Some(s.to_string());
+    assert_eq!(
+        agent(&records[0]),
+        [some("aws-cli"), some("2.15.30"), some("Linux"), None]
+    );
+    assert_eq!(
+        agent(&records[1]),
+        [
+            some("Mobile Safari"),
+            some("17.4"),
+            some("iOS"),
+            some("iPhone")
+        ]
+    );
+    assert_eq!(
+        agent(&records[2]),
+        [some("curl"), some("8.5.0"), None, None]
+    );
+
+    // A Country database: countries, no cities; without ASN_DB, no networks.
+    let country = support::geo::database("test-country.mmdb");
+    let (ok, records, stderr) = parse_with(&log, &[("GEOIP_DB", &country)]);
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        client_fields(&records[3]),
+        (v("NL"), null.clone(), null.clone(), null.clone())
+    );
+
+    // No database: every client field is null, and the user agent is still named.
+    let (ok, records, stderr) = parse_with(&log, &[]);
+    assert!(ok, "{stderr}");
+    assert!(
+        records
+            .iter()
+            .all(|r| client_fields(r) == (null.clone(), null.clone(), null.clone(), null.clone()))
+    );
+    assert_eq!(records[1]["user_agent_name"], "Mobile Safari");
+}
+
+/// A database that is missing, is not a MaxMind DB, or is of the wrong kind stops
+/// `bucketlog parse` before any record, with an error naming the variable.
+#[test]
+fn parse_refuses_unusable_databases_naming_the_variable() {
+    let log = format!("{}\n", log_line("192.0.2.10", "curl/8.5.0"));
+    let manifest = repo("Cargo.toml").display().to_string();
+    let asn = support::geo::database("test-asn.mmdb");
+    let cases = [
+        (
+            "GEOIP_DB",
+            "/nonexistent/GeoLite2-City.mmdb".to_string(),
+            "cannot read the database",
+        ),
+        ("ASN_DB", manifest, "not a MaxMind DB"),
+        ("GEOIP_DB", asn, "database type is `GeoLite2-ASN`"),
+        (
+            "ASN_DB",
+            "s3://geo-bucket/asn.mmdb".to_string(),
+            "local files only",
+        ),
+    ];
+    for (variable, value, why) in cases {
+        let (ok, records, stderr) = parse_with(&log, &[(variable, &value)]);
+        assert!(!ok, "{variable}={value} was accepted");
+        assert!(records.is_empty(), "{variable}={value}: {records:?}");
+        assert!(
+            stderr.contains(&format!("{variable}={value}")) && stderr.contains(why),
+            "{variable}={value}: {stderr}"
+        );
+    }
+}
+
+/// The sample events replayed with both databases: the curated records carry the
+/// client fields (the samples' 198.51.100.4 is in the test data's US network), and the
+/// lake compacted from them has the same values, as pyarrow and DuckDB read them.
+#[test]
+fn replay_with_databases_enriches_the_records_and_the_lake() {
+    let city = support::geo::database("test-city.mmdb");
+    let asn = support::geo::database("test-asn.mmdb");
+    let out = replay_all_samples("geo", &[("GEOIP_DB", &city), ("ASN_DB", &asn)]);
+    let root = out.join("store").join("bucketlog-sample-logs");
+    let records = support::s3::ndjson_under(&root.join("curated"));
+    let seattle: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["remote_ip"] == "198.51.100.4")
+        .collect();
+    assert!(!seattle.is_empty());
+    for record in &seattle {
+        assert_eq!(
+            client_fields(record),
+            (
+                Value::from("US"),
+                Value::from("Seattle"),
+                Value::from(4_200_000_001u64),
+                Value::from("Example Cloud")
+            )
+        );
+    }
+    let tokyo = records
+        .iter()
+        .find(|r| r["remote_ip"] == "203.0.113.66")
+        .expect("a sample record from 203.0.113.66");
+    assert_eq!(tokyo["client_country"], "JP");
+    assert_eq!(tokyo["client_asn"], Value::Null);
+    let out_text = out.join("store");
+    compact(&[
+        "--out",
+        out_text.to_str().expect("utf-8"),
+        "--settle-minutes",
+        "0",
+    ]);
+    let summary = support::lake::readback(&root.join("lake"), &root.join("curated"));
+    assert!(summary["rows"].as_u64().expect("rows") > 500, "{summary}");
+    let _ = std::fs::remove_dir_all(&out);
+}

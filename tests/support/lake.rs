@@ -12,7 +12,7 @@ use super::s3;
 
 /// The Python that has pyarrow and DuckDB: `.venv/bin/python`, which `scripts/test`
 /// installs. A missing one fails the test (it is never skipped).
-fn python() -> PathBuf {
+pub fn python() -> PathBuf {
     let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
     assert!(
         venv.is_file(),

@@ -1,11 +1,12 @@
 //! Shared helpers for integration tests: `mod support;` then `support::moto`, `support::s3`,
-//! `support::pipeline`, `support::delivery`, `support::inbox`.
+//! `support::pipeline`, `support::delivery`, `support::inbox`, `support::geo`.
 #![allow(dead_code)]
 
 pub mod cwl;
 pub mod delivery;
 pub mod dynamodb;
 pub mod fault_proxy;
+pub mod geo;
 pub mod inbox;
 pub mod lake;
 pub mod moto;
