@@ -283,6 +283,12 @@ impl Stack {
 
     /// One function's configuration, parsed by the function's own code.
     fn config_of(&self, function: &str) -> Config {
+        self.try_config_of(function)
+            .unwrap_or_else(|e| panic!("the template's environment is refused: {e}"))
+    }
+
+    /// The same, or the function's own refusal of its environment.
+    fn try_config_of(&self, function: &str) -> Result<Config, bucketlog::config::ConfigError> {
         let mut env = self.env_of(function);
         // `Ref` on an SNS topic resolves to its ARN at deploy time.
         if let Some(topic) = env.get_mut("ALERT_TOPIC_ARN") {
@@ -296,11 +302,43 @@ impl Stack {
             *table = table.replace("{DetectionTable}", "bucketlog-DetectionTable-ABC123");
         }
         Config::from_lookup(|name| env.get(name).cloned())
-            .unwrap_or_else(|e| panic!("the template's environment is refused: {e}"))
+    }
+
+    /// The template's `Rules`, checked as CloudFormation checks them before it creates
+    /// or updates anything: the first assertion that fails, by rule and description.
+    fn failed_rule(&self) -> Option<String> {
+        let rules = self.template.get("Rules")?.as_object().expect("Rules");
+        for (name, rule) in rules {
+            if rule
+                .get("RuleCondition")
+                .is_some_and(|condition| !self.truth(condition))
+            {
+                continue;
+            }
+            for assertion in rule["Assertions"].as_array().expect("Assertions") {
+                if !self.truth(&assertion["Assert"]) {
+                    return Some(format!(
+                        "{name}: {}",
+                        scalar(&assertion["AssertDescription"])
+                    ));
+                }
+            }
+        }
+        None
     }
 
     fn role_statements(&self) -> Vec<Value> {
         self.statements_of("FunctionRole")
+    }
+
+    /// The object ARNs of `GeoIpDb` and `AsnDb` where they are `s3://bucket/key` URIs,
+    /// as the function reads them: exactly what its role may read outside the log bucket.
+    fn database_objects(&self) -> Vec<String> {
+        ["GeoIpDb", "AsnDb"]
+            .iter()
+            .filter_map(|p| self.param(p).strip_prefix("s3://").map(str::to_string))
+            .map(|object| format!("arn:aws:s3:::{object}"))
+            .collect()
     }
 
     /// Every statement of one role's inline policies.
@@ -362,8 +400,22 @@ fn scenarios() -> Vec<(&'static str, Stack)> {
                 ("LogBucketVersioning", "Enabled"),
             ]),
         ),
+        (
+            "client databases from S3 and a layer, an ASN allowlist",
+            Stack::new(&[
+                ("GeoIpDb", GEO_DB_OBJECT),
+                ("AsnDb", ASN_DB_LAYER),
+                ("AlertAllowAsns", "16509, AS13335"),
+            ]),
+        ),
     ]
 }
+
+/// A City database as an S3 object, for `GeoIpDb` (not in the log bucket: nothing but
+/// the tables and the dashboard may name a location there).
+const GEO_DB_OBJECT: &str = "s3://geo-data-example/maxmind/GeoLite2-City.mmdb";
+/// An ASN database in a Lambda layer, for `AsnDb`.
+const ASN_DB_LAYER: &str = "/opt/geo/GeoLite2-ASN.mmdb";
 
 /// Principals that copy other providers' logs in, for `RawWriterPrincipalArns`.
 const RAW_WRITERS: [&str; 2] = [
@@ -413,6 +465,7 @@ fn prefix_defaults_are_the_functions_defaults() {
 #[test]
 fn function_environment_is_a_valid_configuration_that_matches_the_parameters() {
     for (name, stack) in scenarios() {
+        assert_eq!(stack.failed_rule(), None, "{name}");
         let config = stack.function_config();
         assert_eq!(config.raw_prefix, stack.param("RawPrefix"), "{name}");
         assert_eq!(
@@ -442,6 +495,25 @@ fn function_environment_is_a_valid_configuration_that_matches_the_parameters() {
         );
         assert_eq!(env["METRICS_MODE"], stack.param("MetricsMode"), "{name}");
         assert_eq!(env["ALERT_TOPIC_ARN"], "{AlertTopic}", "{name}");
+        for (variable, param, location) in [
+            ("GEOIP_DB", "GeoIpDb", &config.geoip_db),
+            ("ASN_DB", "AsnDb", &config.asn_db),
+        ] {
+            assert_eq!(env[variable], stack.param(param), "{name}");
+            assert_eq!(
+                location
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+                stack.param(param),
+                "{name}: {param} reaches the function"
+            );
+        }
+        assert_eq!(
+            env["ALERT_ALLOW_ASNS"],
+            stack.param("AlertAllowAsns"),
+            "{name}"
+        );
         let alerts = &config.alerts;
         for (param, value) in [
             ("AlertSubject403Min", alerts.subject_403_min.to_string()),
@@ -535,6 +607,8 @@ fn iam_reads_only_raw_and_state_and_writes_only_the_output_prefixes() {
             .map(|p| stack.object_arn(p))
             .collect();
         let bucket_arn = format!("arn:aws:s3:::{LOG_BUCKET}");
+        // The client databases given as s3:// URIs, each object by its exact ARN.
+        let databases = stack.database_objects();
         let mut granted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for statement in stack.role_statements() {
             assert_eq!(statement["Effect"], "Allow", "{name}: {statement}");
@@ -575,11 +649,12 @@ fn iam_reads_only_raw_and_state_and_writes_only_the_output_prefixes() {
         let on = |action: &str| granted.get(action).cloned().unwrap_or_default();
         let set = |items: &[&String]| items.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
 
-        assert_eq!(
-            on("s3:GetObject"),
-            set(&[&raw, &state]),
-            "{name}: GetObject"
-        );
+        let readable: BTreeSet<String> = [&raw, &state]
+            .into_iter()
+            .chain(&databases)
+            .cloned()
+            .collect();
+        assert_eq!(on("s3:GetObject"), readable, "{name}: GetObject");
         let writable: BTreeSet<String> = outputs.iter().chain([&state]).cloned().collect();
         assert_eq!(on("s3:PutObject"), writable, "{name}: PutObject");
         assert_eq!(
@@ -615,8 +690,11 @@ fn iam_reads_only_raw_and_state_and_writes_only_the_output_prefixes() {
                 "{name}: unexpected {action}"
             );
             for resource in &granted[action] {
+                let database = action == "s3:GetObject" && databases.contains(resource);
                 assert!(
-                    resource == &bucket_arn || resource.starts_with(&format!("{bucket_arn}/")),
+                    database
+                        || resource == &bucket_arn
+                        || resource.starts_with(&format!("{bucket_arn}/")),
                     "{name}: {action} outside the log bucket: {resource}"
                 );
             }
@@ -655,6 +733,103 @@ fn iam_reads_only_raw_and_state_and_writes_only_the_output_prefixes() {
             assert!(!granted.contains_key("sqs:ReceiveMessage"), "{name}");
         }
     }
+}
+
+#[test]
+fn the_role_reads_a_client_database_in_s3_and_only_that_object() {
+    const CITY: &str = "s3://geo-data-example/maxmind/GeoLite2-City.mmdb";
+    const ASN: &str = "s3://geo-data-example/maxmind/GeoLite2-ASN.mmdb";
+    const CITY_ARN: &str = "arn:aws:s3:::geo-data-example/maxmind/GeoLite2-City.mmdb";
+    const ASN_ARN: &str = "arn:aws:s3:::geo-data-example/maxmind/GeoLite2-ASN.mmdb";
+    let cases: [(&str, &str, &[&str]); 7] = [
+        ("", "", &[]),
+        ("/opt/geo/GeoLite2-City.mmdb", ASN_DB_LAYER, &[]),
+        (CITY, "", &[CITY_ARN]),
+        ("", ASN, &[ASN_ARN]),
+        (CITY, ASN, &[CITY_ARN, ASN_ARN]),
+        ("/opt/geo/GeoLite2-City.mmdb", ASN, &[ASN_ARN]),
+        // Only a value that starts with s3:// is an object.
+        ("/opt/geo/s3://GeoLite2-City.mmdb", "", &[]),
+    ];
+    for (geo, asn, expected) in cases {
+        let name = format!("GeoIpDb={geo:?} AsnDb={asn:?}");
+        let stack = Stack::new(&[("GeoIpDb", geo), ("AsnDb", asn)]);
+        let grants: Vec<Value> = stack
+            .role_statements()
+            .into_iter()
+            .filter(|s| s["Sid"] == "ReadClientDatabases")
+            .collect();
+        if expected.is_empty() {
+            assert!(grants.is_empty(), "{name}: {grants:?}");
+        } else {
+            assert_eq!(grants.len(), 1, "{name}: {grants:?}");
+            let grant = &grants[0];
+            assert_eq!(strings(&grant["Action"]), ["s3:GetObject"], "{name}");
+            assert_eq!(strings(&grant["Resource"]), expected, "{name}");
+            assert!(grant.get("Condition").is_none(), "{name}");
+        }
+        assert_eq!(stack.database_objects(), expected, "{name}");
+        let env = stack.function_env();
+        assert_eq!(env["GEOIP_DB"], geo, "{name}");
+        assert_eq!(env["ASN_DB"], asn, "{name}");
+        // Only the function that curates records opens the databases.
+        let compactor = stack.env_of("CompactionFunction");
+        assert!(
+            !compactor.contains_key("GEOIP_DB") && !compactor.contains_key("ASN_DB"),
+            "{name}"
+        );
+        assert!(
+            stack
+                .statements_of("CompactionRole")
+                .iter()
+                .all(|s| s["Sid"] != "ReadClientDatabases"),
+            "{name}"
+        );
+    }
+
+    // Databases in a layer: the layers reach the function (under /opt), and only it.
+    let none = Stack::new(&[]);
+    assert!(
+        none.deployed("BucketlogFunction")["Properties"]
+            .get("Layers")
+            .is_none()
+    );
+    let layer = "arn:aws:lambda:us-east-1:123456789012:layer:geo-databases:3";
+    let layered = Stack::new(&[
+        ("FunctionLayerArns", layer),
+        ("GeoIpDb", "/opt/geo/GeoLite2-City.mmdb"),
+    ]);
+    assert_eq!(
+        layered.deployed("BucketlogFunction")["Properties"]["Layers"],
+        json!([layer])
+    );
+    assert!(
+        layered.deployed("CompactionFunction")["Properties"]
+            .get("Layers")
+            .is_none()
+    );
+    assert!(layered.database_objects().is_empty());
+}
+
+#[test]
+fn an_asn_allowlist_without_an_asn_database_is_refused_at_deploy_as_at_cold_start() {
+    let refused = Stack::new(&[("AlertAllowAsns", "16509")]);
+    let rule = refused
+        .failed_rule()
+        .expect("a rule refuses AlertAllowAsns alone");
+    assert!(rule.contains("AsnDb"), "{rule}");
+    let error = refused
+        .try_config_of("BucketlogFunction")
+        .expect_err("the function refuses ALERT_ALLOW_ASNS without ASN_DB");
+    assert!(error.to_string().contains("ALERT_ALLOW_ASNS"), "{error}");
+
+    let allowed = Stack::new(&[
+        ("AlertAllowAsns", "16509, AS13335"),
+        ("AsnDb", ASN_DB_LAYER),
+    ]);
+    assert_eq!(allowed.failed_rule(), None);
+    assert_eq!(allowed.function_config().alerts.allow_asns, [16509, 13335]);
+    assert_eq!(Stack::new(&[]).failed_rule(), None);
 }
 
 #[test]
@@ -979,6 +1154,10 @@ fn dashboard_body_is_valid_json_and_shows_every_metric() {
     }
     assert!(body.contains("{\\\"S3AccessLogs\\\",Bucket}"));
     assert!(body.contains("{\\\"S3AccessLogs\\\",AlertType}"));
+    // No metric per country or network: the dashboard names the saved query instead.
+    let query = stack.deployed("ForbiddenByCountryQuery");
+    let query_name = scalar(&query["Properties"]["Name"]);
+    assert!(body.contains(&query_name), "no pointer to {query_name}");
 }
 
 /// The curated-record field names from SCHEMA.md: every table row before "Decoding the
@@ -1156,8 +1335,18 @@ fn athena_named_queries_read_the_lake_and_filter_on_the_injected_bucket_partitio
     let stack = Stack::new(&[]);
     let queries = stack.resources_of_type("AWS::Athena::NamedQuery");
     assert!(
-        queries.len() >= 4,
-        "top requesters, 403s by IP, largest downloads, anonymous"
+        queries.len() >= 6,
+        "top requesters, 403s by IP, largest downloads, anonymous, 403s by country and \
+         ASN, clients by user agent"
+    );
+    // Countries and networks are columns, not metrics (a series per country is billed).
+    let by_network = stack.deployed("ForbiddenByCountryQuery");
+    let sql = scalar(&by_network["Properties"]["QueryString"]);
+    assert!(
+        sql.contains("GROUP BY client_country, client_asn, client_as_org")
+            && sql.contains("count(DISTINCT remote_ip)")
+            && sql.contains("http_status = 403"),
+        "{sql}"
     );
     let quoted = |table: &str| format!("\"{}\".\"{table}\"", stack.param("GlueDatabaseName"));
     let lake = format!("FROM {}", quoted(&stack.param("GlueLakeTableName")));
