@@ -308,7 +308,7 @@ fn client_network(
     lookups: &ClientLookups,
     networks: &mut NetworkCache,
     record: &Enriched<'_>,
-) -> Option<Arc<ClientNetwork>> {
+) -> Option<ClientNetwork> {
     if lookups.is_empty() {
         return None;
     }

@@ -384,7 +384,7 @@ pub struct Enriched<'a> {
     pub endpoint_region: Option<&'a str>,
     /// Where the client is and whose network it is on ([`crate::geo`]); `None` without
     /// databases or when they know nothing of the address.
-    pub client: Option<Arc<ClientNetwork>>,
+    pub client: Option<ClientNetwork>,
     /// The user agent's name, version, OS and device ([`crate::user_agent`]); `None`
     /// without a user agent.
     pub user_agent_details: Option<Arc<UserAgentDetails>>,
@@ -581,19 +581,19 @@ impl<'a> Enriched<'a> {
     /// The client's network and software: database values and names taken from a user
     /// agent may hold anything, so each is escaped as needed.
     fn write_client_context(&self, o: &mut ObjectWriter<'_>) {
-        let client = self.client.as_deref();
+        let client = self.client.as_ref();
         o.untrusted_str(
             key!("client_country"),
-            client.and_then(|c| c.country.as_deref()),
+            client.and_then(ClientNetwork::country),
         );
-        o.untrusted_str(key!("client_city"), client.and_then(|c| c.city.as_deref()));
+        o.untrusted_str(key!("client_city"), client.and_then(ClientNetwork::city));
         o.u64(
             key!("client_asn"),
-            client.and_then(|c| c.asn).map(u64::from),
+            client.and_then(ClientNetwork::asn).map(u64::from),
         );
         o.untrusted_str(
             key!("client_as_org"),
-            client.and_then(|c| c.as_org.as_deref()),
+            client.and_then(ClientNetwork::as_org),
         );
         let agent = self.user_agent_details.as_deref();
         o.untrusted_str(

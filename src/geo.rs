@@ -4,14 +4,18 @@
 //!
 //! Databases are memory-mapped, not read into the heap: their pages are file-backed, so
 //! the kernel can drop and re-read them under memory pressure, and the function's own
-//! memory does not grow with a 60 MB City database. Lookups go through a per-object
-//! [`NetworkCache`] of bounded size, because a log object repeats few addresses many
-//! times.
+//! memory does not grow with a 60 MB City database.
+//!
+//! Two bounded caches keep lookups cheap. A database record is shared by many networks
+//! (one city record serves every network in that city), so [`ClientLookups`] decodes each
+//! record once and keeps it by its offset in the database, for the life of the process.
+//! A log object repeats few addresses many times, so a per-object [`NetworkCache`] keeps
+//! each address's answer and skips even the walk down the database's tree.
 
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use maxminddb::Reader;
 use serde::Deserialize;
@@ -231,16 +235,19 @@ impl ClientDatabase {
         &self.reader.metadata().database_type
     }
 
-    /// The record for `address`, decoded into `T`; `None` when the address is in no
-    /// network of the database or its record does not decode: one odd record gives nulls
-    /// rather than failing a log object.
-    fn decode<'de, T: Deserialize<'de>>(&'de self, address: IpAddr) -> Option<T> {
-        self.reader
-            .lookup(address)
-            .ok()?
-            .decode::<T>()
-            .ok()
-            .flatten()
+    /// What the record for `address` says, decoded as `R` and turned into `F` once per
+    /// record (`cache` keeps it by its offset); `None` when the address is in no network
+    /// of the database or its record does not decode: one odd record gives nulls rather
+    /// than failing a log object.
+    fn record<'de, R: Deserialize<'de>, F>(
+        &'de self,
+        address: IpAddr,
+        cache: &RecordCache<F>,
+        facts: impl FnOnce(R) -> F,
+    ) -> Option<Arc<F>> {
+        let found = self.reader.lookup(address).ok()?;
+        let offset = found.offset()?;
+        cache.get_or_decode(offset, || found.decode::<R>().ok().flatten().map(facts))
     }
 }
 
@@ -276,35 +283,74 @@ struct AsnRecord<'a> {
     autonomous_system_organization: Option<&'a str>,
 }
 
-/// What the databases say about one address; each field is `None` when unknown.
+/// What a City or Country record says, decoded once and shared by every address that
+/// points at the record.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ClientNetwork {
+pub struct GeoFacts {
     /// ISO 3166-1 alpha-2 country code (`country.iso_code`).
     pub country: Option<Box<str>>,
     /// The city's English name (`city.names.en`).
     pub city: Option<Box<str>>,
+}
+
+/// What an ASN record says, decoded once and shared by every address that points at it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AsnFacts {
     /// The autonomous system number.
-    pub asn: Option<u32>,
+    pub number: Option<u32>,
     /// The autonomous system's organisation.
-    pub as_org: Option<Box<str>>,
+    pub organisation: Option<Box<str>>,
+}
+
+/// What the databases say about one address: the records it points at, if any. Cloning
+/// it copies two reference-counted pointers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientNetwork {
+    /// The City or Country record (`GEOIP_DB`).
+    pub geo: Option<Arc<GeoFacts>>,
+    /// The ASN record (`ASN_DB`).
+    pub asn: Option<Arc<AsnFacts>>,
 }
 
 impl ClientNetwork {
+    /// ISO 3166-1 alpha-2 country code.
+    pub fn country(&self) -> Option<&str> {
+        self.geo.as_deref()?.country.as_deref()
+    }
+
+    /// The city's English name.
+    pub fn city(&self) -> Option<&str> {
+        self.geo.as_deref()?.city.as_deref()
+    }
+
+    /// The autonomous system number.
+    pub fn asn(&self) -> Option<u32> {
+        self.asn.as_deref()?.number
+    }
+
+    /// The autonomous system's organisation.
+    pub fn as_org(&self) -> Option<&str> {
+        self.asn.as_deref()?.organisation.as_deref()
+    }
+
     /// True when neither database knew anything about the address.
     pub fn is_empty(&self) -> bool {
-        self.country.is_none() && self.city.is_none() && self.asn.is_none() && self.as_org.is_none()
+        self.country().is_none()
+            && self.city().is_none()
+            && self.asn().is_none()
+            && self.as_org().is_none()
     }
 
     /// `DE, Berlin, AS3320 Deutsche Telekom AG`: the known parts, for alert summaries.
     pub fn describe(&self) -> String {
-        let asn = match (self.asn, self.as_org.as_deref()) {
+        let asn = match (self.asn(), self.as_org()) {
             (Some(asn), Some(org)) => Some(format!("AS{asn} {org}")),
             (Some(asn), None) => Some(format!("AS{asn}")),
             (None, org) => org.map(str::to_string),
         };
         [
-            self.country.as_deref().map(str::to_string),
-            self.city.as_deref().map(str::to_string),
+            self.country().map(str::to_string),
+            self.city().map(str::to_string),
             asn,
         ]
         .into_iter()
@@ -314,11 +360,58 @@ impl ClientNetwork {
     }
 }
 
-/// The databases one process uses: either, both or neither.
+/// How many decoded records each database keeps; a full cache is cleared, so memory stays
+/// bounded (at most about 4 MiB each) whatever the number of records a process meets.
+pub const RECORD_CACHE_ENTRIES: usize = 32_768;
+
+/// Decoded records by their offset in the database's data section.
+#[derive(Debug)]
+struct RecordCache<T> {
+    map: Mutex<hashbrown::HashMap<usize, Arc<T>>>,
+}
+
+impl<T> Default for RecordCache<T> {
+    fn default() -> Self {
+        Self {
+            map: Mutex::new(hashbrown::HashMap::new()),
+        }
+    }
+}
+
+impl<T> RecordCache<T> {
+    /// The record at `offset`, made by `decode` the first time; `None` when it does not
+    /// decode (then nothing is remembered).
+    fn get_or_decode(&self, offset: usize, decode: impl FnOnce() -> Option<T>) -> Option<Arc<T>> {
+        // Every change is one call, so a lock poisoned elsewhere holds a consistent map.
+        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(hit) = map.get(&offset) {
+            return Some(Arc::clone(hit));
+        }
+        let record = Arc::new(decode()?);
+        if map.len() >= RECORD_CACHE_ENTRIES {
+            map.clear();
+        }
+        map.insert(offset, Arc::clone(&record));
+        Some(record)
+    }
+
+    /// How many records are remembered (for tests of the bound).
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.map
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+}
+
+/// The databases one process uses (either, both or neither), with their decoded records.
 #[derive(Debug, Default)]
 pub struct ClientLookups {
     geo: Option<ClientDatabase>,
     asn: Option<ClientDatabase>,
+    geo_records: RecordCache<GeoFacts>,
+    asn_records: RecordCache<AsnFacts>,
 }
 
 impl ClientLookups {
@@ -329,7 +422,11 @@ impl ClientLookups {
 
     /// These databases; each must already be checked for its role.
     pub fn new(geo: Option<ClientDatabase>, asn: Option<ClientDatabase>) -> Self {
-        Self { geo, asn }
+        Self {
+            geo,
+            asn,
+            ..Self::default()
+        }
     }
 
     /// Opens local files (the CLI's case; the function also fetches `s3://` ones).
@@ -390,28 +487,27 @@ impl ClientLookups {
 
     /// Looks `address` up in both databases.
     pub fn lookup(&self, address: IpAddr) -> ClientNetwork {
-        let mut network = ClientNetwork::default();
-        if let Some(record) = self
-            .geo
-            .as_ref()
-            .and_then(|db| db.decode::<GeoRecord>(address))
-        {
-            network.country = record.country.and_then(|c| c.iso_code).map(Box::from);
-            network.city = record
-                .city
-                .and_then(|c| c.names)
-                .and_then(|n| n.en)
-                .map(Box::from);
-        }
-        if let Some(record) = self
-            .asn
-            .as_ref()
-            .and_then(|db| db.decode::<AsnRecord>(address))
-        {
-            network.asn = record.autonomous_system_number;
-            network.as_org = record.autonomous_system_organization.map(Box::from);
-        }
-        network
+        let geo = self.geo.as_ref().and_then(|db| {
+            db.record(address, &self.geo_records, |record: GeoRecord<'_>| {
+                GeoFacts {
+                    country: record.country.and_then(|c| c.iso_code).map(Box::from),
+                    city: record
+                        .city
+                        .and_then(|c| c.names)
+                        .and_then(|n| n.en)
+                        .map(Box::from),
+                }
+            })
+        });
+        let asn = self.asn.as_ref().and_then(|db| {
+            db.record(address, &self.asn_records, |record: AsnRecord<'_>| {
+                AsnFacts {
+                    number: record.autonomous_system_number,
+                    organisation: record.autonomous_system_organization.map(Box::from),
+                }
+            })
+        });
+        ClientNetwork { geo, asn }
     }
 
     /// Looks up a logged `remote_ip` (`-`, a bracketed or unparsable value gives `None`).
@@ -480,6 +576,9 @@ async fn download<S: ObjectStore + ?Sized>(
 
 /// A logged address as an [`IpAddr`]; S3 writes plain IPv4 and IPv6 text.
 fn parse_address(text: &str) -> Option<IpAddr> {
+    if let Ok(address) = text.parse() {
+        return Some(address);
+    }
     let text = text.trim();
     let text = text
         .strip_prefix('[')
@@ -488,42 +587,47 @@ fn parse_address(text: &str) -> Option<IpAddr> {
     text.parse().ok()
 }
 
-/// How many addresses a [`NetworkCache`] remembers before it starts again.
-pub const NETWORK_CACHE_ENTRIES: usize = 4096;
+/// How many addresses a [`NetworkCache`] generation holds; the cache holds at most two.
+pub const NETWORK_CACHE_ENTRIES: usize = 16_384;
 
-/// Remembers lookups for one log object, keyed by the address as logged. Bounded: when
-/// full it is cleared, so memory does not grow with the number of distinct addresses.
+/// Remembers lookups for one log object, keyed by the parsed address, so a hit costs no
+/// allocation. Bounded in two generations: when the newer is full it becomes the older
+/// and the older is dropped, and a hit in the older is carried into the newer. So a busy
+/// client stays remembered however many one-off addresses pass (a scan, say), and memory
+/// does not grow with the number of distinct addresses.
 #[derive(Debug, Default)]
 pub struct NetworkCache {
-    entries: hashbrown::HashMap<Box<str>, Option<Arc<ClientNetwork>>>,
+    newer: hashbrown::HashMap<IpAddr, Option<ClientNetwork>>,
+    older: hashbrown::HashMap<IpAddr, Option<ClientNetwork>>,
 }
 
 impl NetworkCache {
-    /// What `lookups` say about `remote_ip`, from the cache when it was asked before.
-    pub fn lookup(
-        &mut self,
-        lookups: &ClientLookups,
-        remote_ip: &str,
-    ) -> Option<Arc<ClientNetwork>> {
-        if let Some(hit) = self.entries.get(remote_ip) {
+    /// What `lookups` say about `remote_ip` as logged, from the cache when it was asked
+    /// before; `None` when it is not an address or the databases know nothing of it.
+    pub fn lookup(&mut self, lookups: &ClientLookups, remote_ip: &str) -> Option<ClientNetwork> {
+        let address = parse_address(remote_ip)?;
+        if let Some(hit) = self.newer.get(&address) {
             return hit.clone();
         }
-        if self.entries.len() >= NETWORK_CACHE_ENTRIES {
-            self.entries.clear();
+        let network = match self.older.remove(&address) {
+            Some(remembered) => remembered,
+            None => Some(lookups.lookup(address)).filter(|n| !n.is_empty()),
+        };
+        if self.newer.len() >= NETWORK_CACHE_ENTRIES {
+            self.older = std::mem::take(&mut self.newer);
         }
-        let network = lookups.lookup_text(remote_ip).map(Arc::new);
-        self.entries.insert(remote_ip.into(), network.clone());
+        self.newer.insert(address, network.clone());
         network
     }
 
     /// How many addresses are remembered (for tests of the bound).
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.newer.len() + self.older.len()
     }
 
     /// True when nothing is remembered.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0
     }
 }
 
@@ -611,20 +715,44 @@ mod tests {
     fn without_databases_nothing_is_known_and_the_cache_stays_bounded() {
         let lookups = ClientLookups::none();
         let mut cache = NetworkCache::default();
-        for i in 0..(NETWORK_CACHE_ENTRIES as u32 + 10) {
+        for i in 0..(3 * NETWORK_CACHE_ENTRIES as u32) {
             let ip = std::net::Ipv4Addr::from(i).to_string();
             assert_eq!(cache.lookup(&lookups, &ip), None);
         }
-        assert!(cache.len() <= NETWORK_CACHE_ENTRIES);
+        assert!(cache.len() <= 2 * NETWORK_CACHE_ENTRIES);
+    }
+
+    #[test]
+    fn records_are_decoded_once_per_offset_and_the_cache_stays_bounded() {
+        let cache = RecordCache::<u32>::default();
+        let first = cache.get_or_decode(7, || Some(1)).expect("decodes");
+        let again = cache
+            .get_or_decode(7, || panic!("decoded twice"))
+            .expect("remembered");
+        assert!(Arc::ptr_eq(&first, &again));
+        assert_eq!(cache.get_or_decode(8, || None), None);
+        assert_eq!(
+            cache.len(),
+            1,
+            "a record that does not decode is not remembered"
+        );
+        for offset in 0..RECORD_CACHE_ENTRIES + 10 {
+            cache.get_or_decode(offset, || Some(0));
+        }
+        assert!(cache.len() <= RECORD_CACHE_ENTRIES);
     }
 
     #[test]
     fn descriptions_name_what_is_known() {
         let network = ClientNetwork {
-            country: Some("DE".into()),
-            city: None,
-            asn: Some(3320),
-            as_org: Some("Deutsche Telekom AG".into()),
+            geo: Some(Arc::new(GeoFacts {
+                country: Some("DE".into()),
+                city: None,
+            })),
+            asn: Some(Arc::new(AsnFacts {
+                number: Some(3320),
+                organisation: Some("Deutsche Telekom AG".into()),
+            })),
         };
         assert_eq!(network.describe(), "DE, AS3320 Deutsche Telekom AG");
         assert_eq!(ClientNetwork::default().describe(), "");

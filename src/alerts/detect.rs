@@ -14,6 +14,7 @@ use super::{
     alert_id,
 };
 use crate::enrich::{Enriched, RequesterType, UserAgentFamily};
+use crate::geo::ClientNetwork;
 
 /// Counters for 403s per (minute, subject), per subject kind and bucket.
 pub const FORBIDDEN_COUNTERS: usize = 1024;
@@ -281,7 +282,7 @@ impl Detector {
             let novelty_allowed = i == 1
                 && self
                     .settings
-                    .asn_allowed(record.client.as_ref().and_then(|c| c.asn));
+                    .asn_allowed(record.client.as_ref().and_then(ClientNetwork::asn));
             if novelty_allowed {
                 continue;
             }

@@ -206,10 +206,10 @@ impl Alert {
                 .insert_str(end, &format!(" ({})", network.describe()));
         }
         self.client = Some(AlertClient {
-            client_country: network.country.map(String::from),
-            client_city: network.city.map(String::from),
-            client_asn: network.asn,
-            client_as_org: network.as_org.map(String::from),
+            client_country: network.country().map(String::from),
+            client_city: network.city().map(String::from),
+            client_asn: network.asn(),
+            client_as_org: network.as_org().map(String::from),
         });
     }
 }
