@@ -107,8 +107,9 @@ GENERATED_V6 = "2001:db8::/32"
 def write_bench(out, count, seed):
     """Databases that answer for every client `bucketlog gen` writes, as a real database
     answers for nearly every routable address: each /16 of the generator's first octets,
-    and `count` random /24s inside them with records of their own, so a lookup walks 16
-    to 24 levels of an IPv4 tree and decodes a full City record."""
+    and `count` random /24s inside them, so a lookup walks 16 to 24 levels of an IPv4
+    tree. As in a real database, networks share records: each gets one of 10,000 City
+    records (full GeoLite2-shaped records, 250 countries) and one of 20,000 AS records."""
     rng = random.Random(seed)
     city, asn = writer("GeoLite2-City"), writer("GeoLite2-ASN")
     networks = [f"{a}.{b}.0.0/16" for a in GENERATED_OCTETS for b in range(256)]
@@ -117,15 +118,17 @@ def write_bench(out, count, seed):
     while len(inside) < count:
         inside.add((rng.choice(GENERATED_OCTETS), rng.randrange(256), rng.randrange(256)))
     networks += [f"{a}.{b}.{c}.0/24" for a, b, c in sorted(inside)]
-    for i, network in enumerate(networks):
-        iso = "C" + chr(ord("A") + i % 26)
+    for network in networks:
+        place = rng.randrange(10_000)
+        iso = chr(ord("A") + place % 250 // 26 % 26) + chr(ord("A") + place % 26)
+        system = rng.randrange(20_000)
         cidr = IPSet([network])
-        city.insert_network(cidr, geo_record(iso, f"Country {iso}", f"City {i % 5000}", True))
+        city.insert_network(cidr, geo_record(iso, f"Country {iso}", f"City {place}", True))
         asn.insert_network(
             cidr,
             {
-                "autonomous_system_number": MmdbU32(64512 + i // 8),
-                "autonomous_system_organization": f"Network {i // 8}",
+                "autonomous_system_number": MmdbU32(64512 + system),
+                "autonomous_system_organization": f"Network {system}",
             },
         )
     city.to_db_file(os.path.join(out, "bench-city.mmdb"))
