@@ -480,11 +480,6 @@ impl ClientLookups {
         self.geo.is_none() && self.asn.is_none()
     }
 
-    /// True when an ASN database is loaded (`ALERT_ALLOW_ASNS` needs one).
-    pub fn has_asn(&self) -> bool {
-        self.asn.is_some()
-    }
-
     /// Looks `address` up in both databases.
     pub fn lookup(&self, address: IpAddr) -> ClientNetwork {
         let geo = self.geo.as_ref().and_then(|db| {
