@@ -29,7 +29,9 @@ const LOG_NAME: &str = "2026-11-20-14-05-12-5A1B2C3D4E5F6789";
 /// How long any one pipeline run may take before the test calls it hung.
 const HANG_GUARD: Duration = Duration::from_secs(90);
 
-/// `n` generated records over `span_seconds`, then one line that is rejected.
+/// `n` generated lines over the last `span_seconds` before an hour ago, and one line that
+/// is not a record. Recent, because CloudWatch takes no data older than two weeks, so
+/// older records publish no metrics (and a test waiting for a metrics call waits forever).
 fn sample_log(n: u64, seed: u64, span_seconds: u64) -> Vec<u8> {
     let mut log = Vec::new();
     write_log(
@@ -37,7 +39,7 @@ fn sample_log(n: u64, seed: u64, span_seconds: u64) -> Vec<u8> {
         GenerateOptions {
             seed,
             span_seconds,
-            ..Default::default()
+            start_unix_seconds: system_now() - 3600 - span_seconds as i64,
         },
         n,
     )
