@@ -27,7 +27,10 @@ pub struct CompactPlan {
 
 /// Compacts the dirty partitions of every bucket the plan names.
 pub fn compact(plan: CompactPlan) -> Result<()> {
-    let (config, runtime, use_s3) = handler_setup(plan.s3)?;
+    let (mut config, runtime, use_s3) = handler_setup(plan.s3)?;
+    // Compaction reads curated records and looks nothing up: a GEOIP_DB or ASN_DB left in
+    // the environment must not be opened (or copied from S3) for it.
+    (config.geoip_db, config.asn_db) = (None, None);
     let settle = plan.settle_minutes.unwrap_or(config.lake.settle_minutes);
     if settle < 0 {
         bail!("--settle-minutes must be 0 or more");
