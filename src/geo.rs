@@ -99,28 +99,30 @@ impl std::fmt::Display for DatabaseLocation {
 }
 
 /// A database that cannot be used; each names the variable, so a wrong setting is found
-/// at start-up instead of as a column of nulls.
+/// at start-up instead of as a column of nulls. The underlying error is part of the
+/// message (the function logs only the message), not a `source`, so printers that follow
+/// the chain, such as the CLI's, do not repeat it.
 #[derive(Debug, thiserror::Error)]
 pub enum GeoDbError {
     /// The file is missing or unreadable.
-    #[error("{variable}={location}: cannot read the database: {source}")]
+    #[error("{variable}={location}: cannot read the database: {cause}")]
     Unreadable {
         /// `GEOIP_DB` or `ASN_DB`.
         variable: &'static str,
         /// The value as given.
         location: String,
         /// Why.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The file is not in the MaxMind DB format.
-    #[error("{variable}={location}: not a MaxMind DB (.mmdb) file: {source}")]
+    #[error("{variable}={location}: not a MaxMind DB (.mmdb) file: {cause}")]
     NotMaxMind {
         /// `GEOIP_DB` or `ASN_DB`.
         variable: &'static str,
         /// The value as given.
         location: String,
         /// What the reader said.
-        source: maxminddb::MaxMindDbError,
+        cause: maxminddb::MaxMindDbError,
     },
     /// A MaxMind DB of the wrong kind, such as an ASN database in `GEOIP_DB`.
     #[error("{variable}={location}: its database type is `{database_type}`, not {expected}")]
@@ -186,10 +188,10 @@ impl ClientDatabase {
     /// Like [`ClientDatabase::open`], naming `location` (the `s3://` URI a copy came from)
     /// in errors instead of the path.
     fn open_named(role: DatabaseRole, path: &Path, location: String) -> Result<Self, GeoDbError> {
-        let unreadable = |source| GeoDbError::Unreadable {
+        let unreadable = |cause| GeoDbError::Unreadable {
             variable: role.variable(),
             location: location.clone(),
-            source,
+            cause,
         };
         let file = std::fs::File::open(path).map_err(unreadable)?;
         // SAFETY: the map is read-only and the file is not modified while it is open (see
@@ -213,10 +215,10 @@ impl ClientDatabase {
         location: String,
         bytes: DatabaseBytes,
     ) -> Result<Self, GeoDbError> {
-        let reader = Reader::from_source(bytes).map_err(|source| GeoDbError::NotMaxMind {
+        let reader = Reader::from_source(bytes).map_err(|cause| GeoDbError::NotMaxMind {
             variable: role.variable(),
             location: location.clone(),
-            source,
+            cause,
         })?;
         let database_type = &reader.metadata().database_type;
         if !role.accepts(database_type) {
