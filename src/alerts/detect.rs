@@ -48,13 +48,29 @@ pub fn is_legacy_tls(version: &str) -> bool {
 }
 
 fn sample(record: &Enriched<'_>) -> Sample {
-    Sample {
-        request_id: record.record.request_id.map(String::from),
-        key: record
-            .record
-            .key
-            .map(|k| cut(k, MAX_SAMPLE_KEY).to_string()),
-        time: record.record.time.rfc3339().as_str().to_string(),
+    let mut sample = Sample::default();
+    fill_sample(&mut sample, record);
+    sample
+}
+
+/// Makes `sample` point at `record`, writing into the strings it already has.
+fn fill_sample(sample: &mut Sample, record: &Enriched<'_>) {
+    let r = &record.record;
+    refill(&mut sample.request_id, r.request_id);
+    refill(&mut sample.key, r.key.map(|k| cut(k, MAX_SAMPLE_KEY)));
+    sample.time.clear();
+    sample.time.push_str(r.time.rfc3339().as_str());
+}
+
+/// Sets `slot` to `text`, reusing the string it holds.
+fn refill(slot: &mut Option<String>, text: Option<&str>) {
+    match (slot.as_mut(), text) {
+        (Some(buf), Some(text)) => {
+            buf.clear();
+            buf.push_str(text);
+        }
+        (None, Some(text)) => *slot = Some(text.to_string()),
+        (_, None) => *slot = None,
     }
 }
 
@@ -76,8 +92,17 @@ pub struct Seen {
     pub first: i64,
     /// Last event time.
     pub last: i64,
-    /// Their first request.
+    /// Their first request (an empty `time` until one is taken).
     pub sample: Sample,
+}
+
+impl super::heavy::Recycle for Seen {
+    /// Keeps the sample's strings for the next subject's first request.
+    fn recycle(&mut self) {
+        self.first = 0;
+        self.last = 0;
+        self.sample.time.clear();
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -288,11 +313,9 @@ impl Detector {
             }
             if let Some(seen) = counters.seen.add(subject) {
                 if seen.sample.time.is_empty() {
-                    *seen = Seen {
-                        first: time,
-                        last: time,
-                        sample: sample(record),
-                    };
+                    seen.first = time;
+                    seen.last = time;
+                    fill_sample(&mut seen.sample, record);
                 } else {
                     seen.first = seen.first.min(time);
                     seen.last = seen.last.max(time);

@@ -6,20 +6,55 @@
 //! (kept or not) is at most its kept count plus [`HeavyHitters::max_undercount`]. Alerts
 //! are decided on the lower bounds, so the bound never invents an alert.
 
-use hashbrown::HashMap;
+use std::hash::BuildHasher;
+
+use hashbrown::{DefaultHashBuilder, HashTable};
 
 /// A bounded map from keys to approximate counts, with a payload kept per key.
 ///
-/// The map is hashbrown's with its default hasher (foldhash, seeded per process): keys are
-/// attacker-chosen, but the map never holds more than `capacity` of them, so a collision
-/// attack can at worst slow a bounded table, and one lookup per record costs a fraction
-/// of SipHash's two (BENCHMARKS.md, "The handler's cost per GiB").
+/// Keys live in a fixed set of slots, found through a hash table of slot numbers (foldhash,
+/// seeded per process). A slot freed when its count reaches zero keeps its key's buffer
+/// for the next key, so once the counters are full, counting allocates nothing: a spray
+/// of distinct addresses reuses the same `capacity` strings. Keys are attacker-chosen, but
+/// the table never holds more than `capacity` of them, so a collision attack can at worst
+/// slow a bounded table (BENCHMARKS.md, "The handler's cost per GiB").
 #[derive(Debug, Clone)]
 pub struct HeavyHitters<V> {
     capacity: usize,
-    entries: HashMap<String, Counted<V>>,
+    hasher: DefaultHashBuilder,
+    /// Indices into `slots` of the kept keys.
+    table: HashTable<u32>,
+    slots: Vec<Slot<V>>,
+    /// Slots whose key was dropped, for reuse.
+    free: Vec<u32>,
     /// How many times every counter was decremented at once: the largest undercount.
     decrements: u64,
+}
+
+/// One key's place: its text, hash and count (a count of zero marks a free slot).
+#[derive(Debug, Clone)]
+struct Slot<V> {
+    key: String,
+    hash: u64,
+    counted: Counted<V>,
+}
+
+/// A payload that can be made fresh for a reused slot, keeping what it owns for reuse.
+pub trait Recycle: Default {
+    /// Makes the payload equal to a new one; by default by replacing it.
+    fn recycle(&mut self) {
+        *self = Self::default();
+    }
+}
+
+impl Recycle for () {}
+
+impl<T> Recycle for Option<T> {}
+
+impl<T> Recycle for Vec<T> {
+    fn recycle(&mut self) {
+        self.clear();
+    }
 }
 
 /// A kept key's count and payload.
@@ -31,40 +66,87 @@ pub struct Counted<V> {
     pub value: V,
 }
 
-impl<V: Default> HeavyHitters<V> {
+impl<V: Recycle> HeavyHitters<V> {
     /// An empty counter set holding at most `capacity` keys.
     pub fn new(capacity: usize) -> Self {
         Self {
             capacity: capacity.max(1),
-            entries: HashMap::new(),
+            hasher: DefaultHashBuilder::default(),
+            table: HashTable::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
             decrements: 0,
         }
+    }
+
+    fn find(&self, key: &str, hash: u64) -> Option<u32> {
+        let slots = &self.slots;
+        self.table
+            .find(hash, |&s| slots[s as usize].key == key)
+            .copied()
     }
 
     /// Counts `key` once and returns its payload to update, or `None` when the key was
     /// not kept (the counters were full and all of them were decremented instead).
     pub fn add(&mut self, key: &str) -> Option<&mut V> {
-        if self.entries.len() >= self.capacity && !self.entries.contains_key(key) {
-            // Full: decrement every counter and drop those reaching zero. Each such step
-            // consumes `capacity + 1` counts, so the total work stays linear in the input.
-            self.decrements += 1;
-            self.entries.retain(|_, c| {
-                c.count -= 1;
-                c.count > 0
-            });
+        let hash = self.hasher.hash_one(key);
+        if let Some(s) = self.find(key, hash) {
+            let counted = &mut self.slots[s as usize].counted;
+            counted.count += 1;
+            return Some(&mut counted.value);
+        }
+        if self.table.len() >= self.capacity {
+            self.decrement_all();
             return None;
         }
-        let counted = self.entries.entry_ref(key).or_insert_with(|| Counted {
-            count: 0,
-            value: V::default(),
-        });
-        counted.count += 1;
-        Some(&mut counted.value)
+        let s = match self.free.pop() {
+            Some(s) => s,
+            None => {
+                self.slots.push(Slot {
+                    key: String::new(),
+                    hash: 0,
+                    counted: Counted {
+                        count: 0,
+                        value: V::default(),
+                    },
+                });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let slot = &mut self.slots[s as usize];
+        slot.key.clear();
+        slot.key.push_str(key);
+        slot.hash = hash;
+        slot.counted.count = 1;
+        slot.counted.value.recycle();
+        let slots = &self.slots;
+        self.table
+            .insert_unique(hash, s, |&s| slots[s as usize].hash);
+        Some(&mut self.slots[s as usize].counted.value)
+    }
+
+    /// Full: decrements every counter and frees those reaching zero. Each such step
+    /// consumes `capacity + 1` counts, so the total work stays linear in the input.
+    fn decrement_all(&mut self) {
+        self.decrements += 1;
+        for (s, slot) in self.slots.iter_mut().enumerate() {
+            if slot.counted.count == 0 {
+                continue;
+            }
+            slot.counted.count -= 1;
+            if slot.counted.count == 0 {
+                if let Ok(entry) = self.table.find_entry(slot.hash, |&x| x as usize == s) {
+                    entry.remove();
+                }
+                self.free.push(s as u32);
+            }
+        }
     }
 
     /// The kept count of `key` (a lower bound), or 0.
     pub fn count(&self, key: &str) -> u64 {
-        self.entries.get(key).map_or(0, |c| c.count)
+        self.find(key, self.hasher.hash_one(key))
+            .map_or(0, |s| self.slots[s as usize].counted.count)
     }
 
     /// The largest amount by which any count may fall short of the truth.
@@ -79,17 +161,20 @@ impl<V: Default> HeavyHitters<V> {
 
     /// The kept keys with their counts and payloads, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Counted<V>)> {
-        self.entries.iter().map(|(k, c)| (k.as_ref(), c))
+        self.slots
+            .iter()
+            .filter(|slot| slot.counted.count > 0)
+            .map(|slot| (slot.key.as_str(), &slot.counted))
     }
 
     /// How many keys are kept.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.table.len()
     }
 
     /// True when nothing is kept.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.table.is_empty()
     }
 
     /// The `n` keys with the highest counts, highest first (ties by key, for stable output).
@@ -128,6 +213,7 @@ mod tests {
                 h.add(&format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255));
             }
             assert!(h.len() <= 64);
+            assert!(h.slots.len() <= 64, "freed slots are reused, not added to");
         }
         let kept = h.count("attacker");
         assert!(kept <= true_heavy, "counts are lower bounds");
@@ -144,5 +230,25 @@ mod tests {
         }
         let top: Vec<&str> = h.top(2).into_iter().map(|(k, _)| k).collect();
         assert_eq!(top, ["b", "c"]);
+    }
+
+    #[test]
+    fn a_reused_slot_starts_from_a_fresh_count_and_payload() {
+        let mut h: HeavyHitters<Vec<u32>> = HeavyHitters::new(2);
+        if let Some(v) = h.add("a") {
+            v.push(1);
+        }
+        if let Some(v) = h.add("b") {
+            v.push(2);
+        }
+        // Full: "c" decrements both to zero, freeing their slots.
+        assert!(h.add("c").is_none());
+        assert!(h.is_empty());
+        assert_eq!(h.add("d").map(|v| v.clone()), Some(Vec::new()));
+        assert_eq!(h.count("d"), 1);
+        assert_eq!(h.count("a"), 0);
+        assert_eq!(h.upper_bound("a"), 1);
+        let kept: Vec<&str> = h.iter().map(|(k, _)| k).collect();
+        assert_eq!(kept, ["d"]);
     }
 }
