@@ -106,6 +106,8 @@ pub struct MetricsAggregator {
     /// Each name's index in `buckets`: an object spread over thousands of buckets must not
     /// cost a scan of them per record.
     bucket_index: HashMap<String, u32>,
+    /// The previous record's bucket index.
+    last_bucket: u32,
     minutes: BTreeMap<(u32, i64), MinuteStats>,
     newest_record: Option<i64>,
     rejected: u64,
@@ -122,6 +124,9 @@ pub struct MetricReport {
     /// Records not counted because [`MAX_SERIES`] was reached.
     pub dropped_records: u64,
 }
+
+/// Up to this many buckets, a record's bucket is found by comparing names, not hashing.
+const FEW_BUCKETS: usize = 8;
 
 /// Keeps two significant digits (`1234` → `1200`), so that the number of distinct values
 /// per minute stays small (about 90 per decade) while averages stay within 10 %.
@@ -142,8 +147,19 @@ impl MetricsAggregator {
         self.newest_record = Some(self.newest_record.map_or(time, |t| t.max(time)));
         let minute = time.div_euclid(60) * 60;
         let bucket = record.bucket.unwrap_or(UNKNOWN_BUCKET);
-        let index = match self.bucket_index.get(bucket) {
-            Some(&i) => i,
+        // One log object's records name one bucket or a few: compare with the previous
+        // record's, then with a few names, before hashing.
+        let index = match self.buckets.get(self.last_bucket as usize) {
+            Some(name) if name == bucket => Some(self.last_bucket),
+            _ if self.buckets.len() <= FEW_BUCKETS => self
+                .buckets
+                .iter()
+                .position(|name| name == bucket)
+                .map(|i| i as u32),
+            _ => self.bucket_index.get(bucket).copied(),
+        };
+        let index = match index {
+            Some(i) => i,
             None if self.minutes.len() >= MAX_SERIES => {
                 self.dropped_records += 1;
                 return;
@@ -155,6 +171,7 @@ impl MetricsAggregator {
                 i
             }
         };
+        self.last_bucket = index;
         let key = (index, minute);
         if self.minutes.len() >= MAX_SERIES && !self.minutes.contains_key(&key) {
             self.dropped_records += 1;
@@ -475,6 +492,7 @@ pub fn emf_lines(namespace: &str, datums: &[MetricDatum]) -> Vec<String> {
         }
     }
     let mut lines = Vec::new();
+    let mut out = Vec::new();
     for (dimensions, timestamp, metrics) in groups {
         let documents = metrics
             .iter()
@@ -482,45 +500,88 @@ pub fn emf_lines(namespace: &str, datums: &[MetricDatum]) -> Vec<String> {
             .max()
             .unwrap_or(0);
         for part in 0..documents {
-            let mut definitions = Vec::new();
-            let mut doc = serde_json::Map::new();
-            for (name, value) in dimensions {
-                doc.insert((*name).to_string(), serde_json::Value::from(value.clone()));
-            }
-            for (datum, values) in &metrics {
-                let chunk: Vec<f64> = values
-                    .chunks(EMF_MAX_VALUES_PER_METRIC)
-                    .nth(part)
-                    .map(<[f64]>::to_vec)
-                    .unwrap_or_default();
-                if chunk.is_empty() {
-                    continue;
-                }
-                definitions
-                    .push(serde_json::json!({"Name": datum.name, "Unit": datum.unit.as_str()}));
-                let value = if chunk.len() == 1 {
-                    serde_json::json!(chunk[0])
-                } else {
-                    serde_json::json!(chunk)
-                };
-                doc.insert(datum.name.to_string(), value);
-            }
-            let names: Vec<&str> = dimensions.iter().map(|(n, _)| *n).collect();
-            doc.insert(
-                "_aws".into(),
-                serde_json::json!({
-                    "Timestamp": timestamp * 1000,
-                    "CloudWatchMetrics": [{
-                        "Namespace": namespace,
-                        "Dimensions": [names],
-                        "Metrics": definitions,
-                    }]
-                }),
-            );
-            lines.push(serde_json::Value::Object(doc).to_string());
+            let chunks: Vec<(&MetricDatum, &[f64])> = metrics
+                .iter()
+                .filter_map(|(datum, values)| {
+                    let chunk = values.chunks(EMF_MAX_VALUES_PER_METRIC).nth(part)?;
+                    Some((*datum, chunk))
+                })
+                .collect();
+            out.clear();
+            write_emf_document(&mut out, namespace, dimensions, timestamp, &chunks);
+            lines.push(String::from_utf8_lossy(&out).into_owned());
         }
     }
     lines
+}
+
+/// A value of an EMF document's top level.
+enum EmfMember<'d> {
+    Dimension(&'d str),
+    Metric(&'d [f64]),
+    Aws,
+}
+
+/// Writes one EMF document as serde_json writes a `Value` of it: members in key order
+/// (a later member replacing an earlier one of the same name), compact. Written directly
+/// because building the `Value` cost more than the rest of publishing.
+fn write_emf_document(
+    out: &mut Vec<u8>,
+    namespace: &str,
+    dimensions: &[(&'static str, String)],
+    timestamp: i64,
+    metrics: &[(&MetricDatum, &[f64])],
+) {
+    let mut members: Vec<(&str, EmfMember<'_>)> = dimensions
+        .iter()
+        .map(|(name, value)| (*name, EmfMember::Dimension(value)))
+        .chain(metrics.iter().map(|(d, v)| (d.name, EmfMember::Metric(v))))
+        .chain([("_aws", EmfMember::Aws)])
+        .collect();
+    members.reverse();
+    members.sort_by(|a, b| a.0.cmp(b.0));
+    members.dedup_by(|later, earlier| later.0 == earlier.0);
+    out.push(b'{');
+    for (i, (name, member)) in members.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        emf_json(out, name);
+        out.push(b':');
+        match member {
+            EmfMember::Dimension(value) => emf_json(out, value),
+            EmfMember::Metric([one]) => emf_json(out, one),
+            EmfMember::Metric(values) => emf_json(out, values),
+            EmfMember::Aws => {
+                out.extend_from_slice(b"{\"CloudWatchMetrics\":[{\"Dimensions\":[");
+                let names: Vec<&str> = dimensions.iter().map(|(n, _)| *n).collect();
+                emf_json(out, &names);
+                out.extend_from_slice(b"],\"Metrics\":[");
+                for (j, (datum, _)) in metrics.iter().enumerate() {
+                    if j > 0 {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(b"{\"Name\":");
+                    emf_json(out, datum.name);
+                    out.extend_from_slice(b",\"Unit\":");
+                    emf_json(out, datum.unit.as_str());
+                    out.push(b'}');
+                }
+                out.extend_from_slice(b"],\"Namespace\":");
+                emf_json(out, namespace);
+                out.extend_from_slice(b"}],\"Timestamp\":");
+                emf_json(out, &(timestamp * 1000));
+                out.push(b'}');
+            }
+        }
+    }
+    out.push(b'}');
+}
+
+/// Appends `value` as serde_json writes it (strings escaped, floats as `1.0`).
+fn emf_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    // Writing numbers, strings and arrays of them to a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, value);
 }
 
 /// Expands values × counts into repeated values, scaled down (largest remainder) when
@@ -674,6 +735,81 @@ mod tests {
             "0..99 exact, 100..999 by 10, 1000..1999 by 100"
         );
         assert_eq!(chunks.len(), 2);
+    }
+
+    /// One EMF document built as a `serde_json::Value`, as `emf_lines` once did: the
+    /// reference its direct writer must match byte for byte.
+    fn emf_document_via_value(
+        namespace: &str,
+        dimensions: &[(&'static str, String)],
+        timestamp: i64,
+        metrics: &[(&MetricDatum, &[f64])],
+    ) -> String {
+        let mut doc = serde_json::Map::new();
+        for (name, value) in dimensions {
+            doc.insert((*name).to_string(), serde_json::Value::from(value.clone()));
+        }
+        let mut definitions = Vec::new();
+        for (datum, values) in metrics {
+            definitions.push(serde_json::json!({"Name": datum.name, "Unit": datum.unit.as_str()}));
+            let value = match values {
+                [one] => serde_json::json!(one),
+                many => serde_json::json!(many),
+            };
+            doc.insert(datum.name.to_string(), value);
+        }
+        let names: Vec<&str> = dimensions.iter().map(|(n, _)| *n).collect();
+        doc.insert(
+            "_aws".into(),
+            serde_json::json!({
+                "Timestamp": timestamp * 1000,
+                "CloudWatchMetrics": [{
+                    "Namespace": namespace,
+                    "Dimensions": [names],
+                    "Metrics": definitions,
+                }]
+            }),
+        );
+        serde_json::Value::Object(doc).to_string()
+    }
+
+    #[test]
+    fn emf_documents_are_written_byte_for_byte_as_serde_json_would() {
+        let datum = |name, unit| MetricDatum {
+            name,
+            dimensions: Vec::new(),
+            timestamp: T0,
+            unit,
+            value: MetricValue::Value(0.0),
+        };
+        let (requests, bytes, time, clash) = (
+            datum("Requests", Unit::Count),
+            datum("BytesSent", Unit::Bytes),
+            datum("TotalTimeMs", Unit::Milliseconds),
+            datum("Bucket", Unit::Count),
+        );
+        let dimensions = [
+            ("Bucket", "logs \"quoted\" \u{e9}\u{1}".to_string()),
+            ("AlertType", "NewRequester".to_string()),
+        ];
+        let cases: [&[(&MetricDatum, &[f64])]; 3] = [
+            &[
+                (&requests, &[4.0]),
+                (&bytes, &[1e21]),
+                (&time, &[0.5, 5.0, 120.0]),
+            ],
+            &[(&time, &[])],
+            // A metric named like a dimension replaces it, as a map insert would.
+            &[(&clash, &[7.0]), (&requests, &[f64::MAX])],
+        ];
+        for metrics in cases {
+            let mut out = Vec::new();
+            write_emf_document(&mut out, "S3 \"Logs\"", &dimensions, T0, metrics);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                emf_document_via_value("S3 \"Logs\"", &dimensions, T0, metrics)
+            );
+        }
     }
 
     #[test]
