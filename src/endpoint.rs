@@ -1,7 +1,10 @@
 //! The AWS Region a request was sent to, read from its `Host` header: which regional S3
 //! endpoint the client called (`s3.eu-west-1.amazonaws.com`, a dual-stack, FIPS, access
 //! point, Object Lambda, S3 Express or VPC endpoint host) or the legacy global endpoint,
-//! which is `us-east-1`. Pure: no lookups, no allocation.
+//! which is `us-east-1`. No lookups; [`endpoint_region_cached`] remembers the last few
+//! hosts per thread, since one log object's requests come through a few.
+
+use std::cell::RefCell;
 
 /// The legacy global endpoint (`s3.amazonaws.com`, `s3-external-1.amazonaws.com`) serves
 /// `us-east-1`.
@@ -40,6 +43,78 @@ pub fn endpoint_region(host: &str) -> Option<&str> {
         .then_some(GLOBAL_ENDPOINT_REGION)
 }
 
+/// How many recent hosts each thread remembers: a log object's requests come through a
+/// few host names (one bucket, addressed a few ways).
+const REMEMBERED_HOSTS: usize = 4;
+
+/// Hosts up to this length are remembered.
+const MAX_REMEMBERED_HOST: usize = 255;
+
+/// One remembered host and where its region is, so the next record with the same host
+/// costs one comparison.
+#[derive(Default)]
+struct KnownHost {
+    host: String,
+    region: Option<Found>,
+}
+
+/// A region found in a host: a slice of it, or the global endpoint's.
+#[derive(Clone, Copy)]
+enum Found {
+    Slice(usize, usize),
+    Global,
+}
+
+/// The recent hosts of one thread, replaced in turn.
+#[derive(Default)]
+struct RecentHosts {
+    hosts: [KnownHost; REMEMBERED_HOSTS],
+    next: usize,
+}
+
+thread_local! {
+    static RECENT_HOSTS: RefCell<RecentHosts> = RefCell::new(RecentHosts::default());
+}
+
+/// [`endpoint_region`], remembering the last few hosts of this thread.
+pub fn endpoint_region_cached(host: &str) -> Option<&str> {
+    let cached = RECENT_HOSTS.with_borrow(|recent| {
+        recent
+            .hosts
+            .iter()
+            .find(|known| known.host == host)
+            .map(|known| known.region)
+    });
+    let found = match cached {
+        Some(found) => found,
+        None => {
+            let found = endpoint_region(host).map(|region| {
+                // The region is either part of the host or the global endpoint's.
+                let start = (region.as_ptr() as usize).wrapping_sub(host.as_ptr() as usize);
+                match start.checked_add(region.len()) {
+                    Some(end) if end <= host.len() => Found::Slice(start, end),
+                    _ => Found::Global,
+                }
+            });
+            if !host.is_empty() && host.len() <= MAX_REMEMBERED_HOST {
+                RECENT_HOSTS.with_borrow_mut(|recent| {
+                    let slot = recent.next;
+                    recent.next = (slot + 1) % REMEMBERED_HOSTS;
+                    let known = &mut recent.hosts[slot];
+                    known.host.clear();
+                    known.host.push_str(host);
+                    known.region = found;
+                });
+            }
+            found
+        }
+    };
+    match found? {
+        Found::Slice(start, end) => host.get(start..end),
+        Found::Global => Some(GLOBAL_ENDPOINT_REGION),
+    }
+}
+
 /// `s3`, `s3-fips`, `s3-accesspoint`, `s3-object-lambda`, `s3express-...`, `s3-website`, ...
 fn is_s3_label(label: &str) -> bool {
     label.len() >= 2 && label.as_bytes()[..2].eq_ignore_ascii_case(b"s3")
@@ -48,15 +123,16 @@ fn is_s3_label(label: &str) -> bool {
 /// `us-east-1`, `eu-central-2`, `us-gov-west-1`, `cn-north-1`, `ap-southeast-5`, ...:
 /// two letters, one or more letter-only parts, and a number, joined by dashes.
 fn is_region(label: &str) -> bool {
-    let parts: Vec<&str> = label.split('-').collect();
-    let [country, middle @ .., number] = parts.as_slice() else {
+    let Some((country, rest)) = label.split_once('-') else {
+        return false;
+    };
+    let Some((middle, number)) = rest.rsplit_once('-') else {
         return false;
     };
     country.len() == 2
         && country.bytes().all(|b| b.is_ascii_alphabetic())
-        && !middle.is_empty()
         && middle
-            .iter()
+            .split('-')
             .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphabetic()))
         && !number.is_empty()
         && number.len() <= 2
@@ -190,6 +266,36 @@ mod tests {
         ];
         for &(host, expected) in cases {
             assert_eq!(endpoint_region(host), expected, "{host}");
+        }
+    }
+
+    #[test]
+    fn the_cached_lookup_agrees_with_the_plain_one_host_after_host() {
+        let hosts = [
+            "s3.eu-west-1.amazonaws.com",
+            "s3.eu-west-1.amazonaws.com",
+            "s3.amazonaws.com",
+            "s3.amazonaws.com",
+            "storage.example.net",
+            "s3.eu-west-1.amazonaws.com",
+            "bucket.s3-us-west-2.amazonaws.com:443",
+            "",
+            "",
+            // More hosts than are remembered, then the first ones again.
+            "s3.ap-south-1.amazonaws.com",
+            "x.s3-website-eu-west-2.amazonaws.com",
+            "s3-external-1.amazonaws.com",
+            "s3.eu-west-1.amazonaws.com",
+            "s3.amazonaws.com",
+        ];
+        for host in hosts {
+            // A copy, so a cached answer cannot point into the previous record's text.
+            let owned = host.to_string();
+            assert_eq!(
+                endpoint_region_cached(&owned),
+                endpoint_region(host),
+                "{host}"
+            );
         }
     }
 

@@ -468,7 +468,7 @@ impl<'a> Enriched<'a> {
             user_agent_family,
             endpoint_region: record
                 .host_header
-                .and_then(crate::endpoint::endpoint_region),
+                .and_then(crate::endpoint::endpoint_region_cached),
             client: None,
             user_agent_details,
             record,
