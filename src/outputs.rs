@@ -250,6 +250,39 @@ impl Partition {
     }
 }
 
+/// How many (bucket, hour) → partition answers the router keeps at hand.
+const RECENT_PARTITIONS: usize = 4;
+
+/// The last few (bucket as logged, hour) → partition answers, replaced in turn. A bucket's
+/// entry keeps its string for the next bucket, so nothing is allocated once it is full.
+#[derive(Default)]
+struct RecentPartitions {
+    entries: Vec<(String, i64, usize)>,
+    next: usize,
+}
+
+impl RecentPartitions {
+    fn find(&self, logged: &str, unix_hour: i64) -> Option<usize> {
+        self.entries
+            .iter()
+            .find(|(bucket, hour, _)| *hour == unix_hour && bucket == logged)
+            .map(|&(_, _, i)| i)
+    }
+
+    fn remember(&mut self, logged: &str, unix_hour: i64, i: usize) {
+        if self.entries.len() < RECENT_PARTITIONS {
+            self.entries.push((logged.to_string(), unix_hour, i));
+            return;
+        }
+        let entry = &mut self.entries[self.next];
+        self.next = (self.next + 1) % RECENT_PARTITIONS;
+        entry.0.clear();
+        entry.0.push_str(logged);
+        entry.1 = unix_hour;
+        entry.2 = i;
+    }
+}
+
 /// A reusable compressor and the partition whose member it is writing.
 struct Slot {
     encoder: MemberEncoder,
@@ -265,8 +298,9 @@ pub struct OutputRouter {
     /// Curated partitions by bucket, then hour.
     index: HashMap<Box<str>, HashMap<i64, usize>>,
     rejected: Option<usize>,
-    /// The partition the previous record went to: most records go to the same one.
-    last: Option<usize>,
+    /// The partitions recent records went to, by their bucket as logged and their hour:
+    /// most records go to one of a few, found without re-checking the name or hashing.
+    recent: RecentPartitions,
     slots: Vec<Slot>,
     spill: Option<SpillSpace>,
     spill_factory: Option<SpillFactory>,
@@ -291,7 +325,7 @@ impl OutputRouter {
             partitions: Vec::new(),
             index: HashMap::new(),
             rejected: None,
-            last: None,
+            recent: RecentPartitions::default(),
             slots: Vec::new(),
             spill: None,
             spill_factory: spill,
@@ -335,12 +369,16 @@ impl OutputRouter {
     }
 
     fn route_curated(&mut self, record: &Enriched<'_>, json: &[u8]) -> io::Result<()> {
-        let bucket = record
-            .record
-            .bucket
-            .map_or(Cow::Borrowed(UNKNOWN_BUCKET), partition_safe);
+        let logged = record.record.bucket.unwrap_or(UNKNOWN_BUCKET);
         let unix_hour = record.record.time.unix_seconds().div_euclid(3600);
-        let i = self.curated_index(&bucket, unix_hour);
+        let i = match self.recent.find(logged, unix_hour) {
+            Some(i) => i,
+            None => {
+                let i = self.curated_index(&partition_safe(logged), unix_hour);
+                self.recent.remember(logged, unix_hour, i);
+                i
+            }
+        };
         self.write(i, json)
     }
 
@@ -358,21 +396,11 @@ impl OutputRouter {
 
     /// The partition for `bucket` (made [`partition_safe`]) at `unix_hour`, opened if new.
     fn curated_index(&mut self, bucket: &str, unix_hour: i64) -> usize {
-        if let Some(i) = self.last
-            && let Target::Curated {
-                bucket: b,
-                unix_hour: h,
-            } = &self.partitions[i].target
-            && *h == unix_hour
-            && **b == *bucket
-        {
-            return i;
-        }
         let found = self
             .index
             .get(bucket)
             .and_then(|hours| hours.get(&unix_hour));
-        let i = match found {
+        match found {
             Some(&i) => i,
             None => {
                 let i = self.open(Target::Curated {
@@ -385,9 +413,7 @@ impl OutputRouter {
                     .insert(unix_hour, i);
                 i
             }
-        };
-        self.last = Some(i);
-        i
+        }
     }
 
     fn open(&mut self, target: Target) -> usize {
@@ -488,11 +514,21 @@ impl OutputRouter {
     }
 
     /// Queues everything partition `i` holds as one upload part.
+    ///
+    /// A partition that filled one part is likely to fill the next, so its new buffer is
+    /// allocated at a part's size at once, when the budget has room for it: grown from
+    /// empty, it would be copied a dozen times on the way (every part's bytes twice over).
     fn cut_part(&mut self, i: usize) -> io::Result<()> {
         let bytes = self.take_pending(i)?;
         self.stats.parts += 1;
         let key = self.key(i);
         self.ready.push_back(OutputChunk::Part { key, bytes });
+        let whole_part = self.limits.part_size + PART_SLACK;
+        if self.stats.buffered + whole_part <= self.limits.budget {
+            let p = &mut self.partitions[i];
+            p.buf.reserve_exact(whole_part);
+            self.stats.buffered += p.buf.capacity();
+        }
         Ok(())
     }
 
@@ -582,6 +618,10 @@ fn append(buf: &mut Vec<u8>, bytes: &[u8], part_size: usize, stats: &mut RouterS
     stats.buffered = stats.buffered - cap + buf.capacity();
 }
 
+/// Room past a part's size that a buffer may take: the part is cut after the record (or
+/// compressed block) that crosses it.
+const PART_SLACK: usize = 64 * 1024;
+
 /// Makes room for `additional` bytes: by half again (from 256 bytes), but never far past
 /// a part, where the buffer is cut, so no buffer doubles to twice a part.
 fn grow(buf: &mut Vec<u8>, additional: usize, part_size: usize) {
@@ -589,7 +629,7 @@ fn grow(buf: &mut Vec<u8>, additional: usize, part_size: usize) {
     if needed <= buf.capacity() {
         return;
     }
-    let ceiling = (part_size + 64 * 1024).max(needed);
+    let ceiling = (part_size + PART_SLACK).max(needed);
     let target = (buf.capacity() + buf.capacity() / 2)
         .max(256)
         .max(needed)
