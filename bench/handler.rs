@@ -5,14 +5,23 @@
 //! ```sh
 //! cargo bench --bench handler -- --lines 200000 --runs 5
 //! cargo bench --bench handler -- --case gzip --case parse --runs 3
+//! cargo bench --bench handler -- --shape buckets:1     # one source bucket, as S3 writes
 //! ```
+//!
+//! The default input is `bucketlog gen`'s: three buckets taking random turns, record by
+//! record, over an hour. S3 itself writes one source bucket per log object; `--shape
+//! buckets:1` measures that.
 //!
 //! Cases (all by default, interleaved run by run so that the machine's load falls on
 //! each alike):
 //! - `parse`: the curator alone into a discarding writer, what `bucketlog parse -q`
 //!   does to `/dev/null`;
+//! - `parse+gzip`, `parse+zstd`: the curator straight into one of the handler's
+//!   compressors, output discarded: the floor under a handler writing that format, since
+//!   the compressed NDJSON must stay byte for byte what it is;
 //! - `gzip`, `zstd`, `none`: the handler with that `OUTPUT_COMPRESSION`, over
-//!   [`MemoryStore`];
+//!   [`MemoryStore::discarding_parts`] (uploaded parts are counted and dropped, as S3
+//!   takes them away from the function);
 //! - `local`: the handler over the local-folder store and the local detection state in a
 //!   temporary folder, as `bucketlog replay` runs it (its system time is a cost users see).
 //!
@@ -32,10 +41,12 @@ use bucketlog::adapters::emf::EmfMetrics;
 use bucketlog::adapters::local::LocalStore;
 use bucketlog::adapters::local_state::LocalDetectionState;
 use bucketlog::adapters::memory::MemoryStore;
+use bucketlog::codec::MemberEncoder;
 use bucketlog::config::Config;
-use bucketlog::curate::{Curator, WriterSink};
+use bucketlog::curate::{CurationSink, Curator, Rejected, WriterSink};
+use bucketlog::enrich::Enriched;
 use bucketlog::event::ObjectRef;
-use bucketlog::generate::{GenerateOptions, write_log};
+use bucketlog::generate::{GenerateOptions, Shape, write_shaped_log};
 use bucketlog::input::ObjectDecoder;
 use bucketlog::pipeline::Pipeline;
 use serde_json::Value;
@@ -51,6 +62,9 @@ const NOW: i64 = 1_795_190_400;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Case {
     Parse,
+    /// The curator straight into one compressor: the least any handler writing that
+    /// format pays, the floor under the handler's own case.
+    ParseCompressed(&'static str),
     Handler(&'static str),
     Local,
 }
@@ -59,17 +73,22 @@ impl Case {
     fn parse(name: &str) -> Result<Self> {
         Ok(match name {
             "parse" => Case::Parse,
+            "parse+gzip" => Case::ParseCompressed("gzip"),
+            "parse+zstd" => Case::ParseCompressed("zstd"),
             "gzip" => Case::Handler("gzip"),
             "zstd" => Case::Handler("zstd"),
             "none" => Case::Handler("none"),
             "local" => Case::Local,
-            other => bail!("unknown case {other:?} (parse, gzip, zstd, none, local)"),
+            other => bail!(
+                "unknown case {other:?} (parse, parse+gzip, parse+zstd, gzip, zstd, none, local)"
+            ),
         })
     }
 
     fn name(self) -> String {
         match self {
             Case::Parse => "parse (curator → discarded NDJSON)".into(),
+            Case::ParseCompressed(c) => format!("parse → one {c} compressor, discarded"),
             Case::Handler(c) => format!("handler, in-memory store, OUTPUT_COMPRESSION={c}"),
             Case::Local => "handler, local folders (bucketlog replay), gzip".into(),
         }
@@ -81,12 +100,15 @@ struct Options {
     lines: u64,
     runs: usize,
     cases: Vec<Case>,
+    /// How the generated records spread over buckets and hours (`bucketlog gen --shape`).
+    shape: Shape,
 }
 
 fn options(args: &[String]) -> Result<Options> {
     let mut lines = 200_000;
     let mut runs = 3;
     let mut cases = Vec::new();
+    let mut shape = Shape::TimeOrder;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let mut value = || it.next().with_context(|| format!("{arg} needs a value"));
@@ -94,18 +116,32 @@ fn options(args: &[String]) -> Result<Options> {
             "--lines" => lines = value()?.parse().context("--lines")?,
             "--runs" => runs = value()?.parse().context("--runs")?,
             "--case" => cases.push(Case::parse(value()?)?),
+            "--shape" => shape = value()?.parse().map_err(anyhow::Error::msg)?,
             "--bench" => {}
             other => bail!("unknown argument {other:?}"),
         }
     }
     if cases.is_empty() {
-        cases = ["parse", "gzip", "zstd", "none", "local"]
-            .into_iter()
-            .map(Case::parse)
-            .collect::<Result<_>>()?;
+        cases = [
+            "parse",
+            "parse+gzip",
+            "parse+zstd",
+            "gzip",
+            "zstd",
+            "none",
+            "local",
+        ]
+        .into_iter()
+        .map(Case::parse)
+        .collect::<Result<_>>()?;
     }
     ensure!(lines > 0 && runs > 0, "--lines and --runs must be positive");
-    Ok(Options { lines, runs, cases })
+    Ok(Options {
+        lines,
+        runs,
+        cases,
+        shape,
+    })
 }
 
 /// User and system CPU seconds of this process so far.
@@ -184,8 +220,35 @@ fn measured(
                 output_bytes: out.0,
             })
         }
+        Case::ParseCompressed(format) => {
+            let encoder = match format {
+                "zstd" => MemberEncoder::zstd()?,
+                _ => MemberEncoder::gzip(),
+            };
+            let mut sink = CompressingSink {
+                encoder,
+                bytes: 0,
+                error: None,
+            };
+            let mut decoder = ObjectDecoder::new(Curator::new(&mut sink, None));
+            for chunk in log.chunks(bucketlog::adapters::memory::READ_CHUNK) {
+                decoder.push(chunk)?;
+            }
+            let (curator, _) = decoder.finish()?;
+            let records = curator.stats().records;
+            drop(curator);
+            if let Some(e) = sink.error.take() {
+                return Err(e.into());
+            }
+            sink.encoder.finish_member()?;
+            sink.bytes += sink.encoder.output_mut().len() as u64;
+            Ok(Ran {
+                records,
+                output_bytes: sink.bytes,
+            })
+        }
         Case::Handler(compression) => {
-            let store = MemoryStore::new();
+            let store = MemoryStore::discarding_parts();
             store.insert(&log_object(), log.clone());
             let pipeline = Pipeline::new(store, config(compression)?)
                 .with_metrics(Box::new(EmfMetrics::to_writer(
@@ -227,6 +290,34 @@ fn measured(
                 output_bytes: folder_bytes(&out.join(BUCKET).join("curated"))?,
             })
         }
+    }
+}
+
+/// Compresses every record into one member, counting and discarding the output.
+struct CompressingSink {
+    encoder: MemberEncoder,
+    bytes: u64,
+    error: Option<std::io::Error>,
+}
+
+impl CompressingSink {
+    fn push(&mut self, json: &[u8]) {
+        if let Err(e) = self.encoder.push_record(json) {
+            self.error.get_or_insert(e);
+        }
+        let out = self.encoder.output_mut();
+        self.bytes += out.len() as u64;
+        out.clear();
+    }
+}
+
+impl CurationSink for &mut CompressingSink {
+    fn curated(&mut self, _record: &Enriched<'_>, json: &[u8]) {
+        self.push(json);
+    }
+
+    fn rejected(&mut self, _rejected: &Rejected<'_>, json: &[u8]) {
+        self.push(json);
     }
 }
 
@@ -331,7 +422,7 @@ fn warm_up_user_agents() -> Result<(f64, Option<u64>)> {
 
 fn run(opts: &Options) -> Result<Vec<Measured>> {
     let mut log = Vec::new();
-    write_log(&mut log, GenerateOptions::default(), opts.lines)?;
+    write_shaped_log(&mut log, GenerateOptions::default(), opts.shape, opts.lines)?;
     let log = bytes::Bytes::from(log);
     let event = event(log.len())?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -385,9 +476,10 @@ fn report(opts: &Options, input_bytes: u64, results: &[Measured]) {
     };
     let parse = results.iter().find(|m| m.case == Case::Parse).map(cpu);
     println!(
-        "{} lines, {:.1} MiB of generated log, {} runs each, interleaved; medians\n",
+        "{} lines, {:.1} MiB of generated log (shape {:?}), {} runs each, interleaved; medians\n",
         opts.lines,
         input_bytes as f64 / (1u64 << 20) as f64,
+        opts.shape,
         opts.runs
     );
     println!(
@@ -420,7 +512,7 @@ fn main() -> Result<()> {
         // `cargo test --all-targets`: every case once on a small object.
         let opts = options(&["--lines".into(), "2000".into(), "--runs".into(), "1".into()])?;
         let results = run(&opts)?;
-        ensure!(results.len() == 5, "every case ran");
+        ensure!(results.len() == opts.cases.len(), "every case ran");
         println!(
             "bench/handler.rs: every case curated all {} lines",
             opts.lines
@@ -429,7 +521,7 @@ fn main() -> Result<()> {
     }
     let opts = options(&args)?;
     let mut log = Vec::new();
-    write_log(&mut log, GenerateOptions::default(), opts.lines)?;
+    write_shaped_log(&mut log, GenerateOptions::default(), opts.shape, opts.lines)?;
     let (warm_cpu, warm_kib) = warm_up_user_agents()?;
     let results = run(&opts)?;
     report(&opts, log.len() as u64, &results);
