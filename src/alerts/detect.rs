@@ -743,6 +743,9 @@ mod tests {
     use crate::access_log::parse_line;
     use crate::enrich::Lineage;
 
+    /// 2026-11-20T14:59:59Z.
+    const T_59_59: i64 = 1_795_186_799;
+
     /// A log line at `14:MM:SS` on 2026-11-20.
     fn line(minute: u32, second: u32, ip: &str, requester: &str, status: u16, ua: &str) -> String {
         format!(
@@ -909,6 +912,33 @@ mod tests {
         );
         assert_eq!(f.alerts[0].top_subjects[0].value, "203.0.113.6");
         assert_eq!(f.alerts[2].top_subjects[0].value, "bob");
+    }
+
+    #[test]
+    fn a_subject_in_a_reused_counter_gets_its_own_first_request() {
+        // SEEN_COUNTERS + 1 addresses once each: the last one finds the counters full, and
+        // decrementing them frees every slot, which the next address then reuses.
+        let mut lines: Vec<String> = (0..=SEEN_COUNTERS as u32)
+            .map(|i| {
+                line(
+                    0,
+                    0,
+                    &format!("10.0.{}.{}", i >> 8, i & 255),
+                    "-",
+                    200,
+                    "curl/8",
+                )
+            })
+            .collect();
+        lines.push(line(59, 59, "198.51.100.9", "-", 200, "curl/8"));
+        let f = run(AlertSettings::default(), &lines);
+        let ips = &f.sightings[0].remote_ips;
+        assert_eq!(ips.len(), 1, "{ips:?}");
+        let (ip, seen) = &ips[0];
+        assert_eq!(ip, "198.51.100.9");
+        assert_eq!(seen.sample.request_id.as_deref(), Some("REQ5959"));
+        assert_eq!(seen.sample.time, "2026-11-20T14:59:59Z");
+        assert_eq!((seen.first, seen.last), (T_59_59, T_59_59));
     }
 
     #[test]

@@ -232,6 +232,44 @@ mod tests {
         assert_eq!(top, ["b", "c"]);
     }
 
+    proptest::proptest! {
+        /// The slots give exactly the counts of Misra–Gries over a plain map: the same
+        /// keys kept, the same counts, the same undercount, whatever the order of keys.
+        #[test]
+        fn counts_match_plain_misra_gries(
+            keys in proptest::collection::vec(0u8..12, 0..400),
+            capacity in 1usize..6,
+        ) {
+            let mut slots: HeavyHitters<()> = HeavyHitters::new(capacity);
+            let mut plain: std::collections::HashMap<String, u64> = Default::default();
+            let mut decrements = 0;
+            for k in keys {
+                let key = format!("subject-{k}");
+                let kept = slots.add(&key).is_some();
+                if plain.len() >= capacity && !plain.contains_key(&key) {
+                    decrements += 1;
+                    plain.retain(|_, c| {
+                        *c -= 1;
+                        *c > 0
+                    });
+                    proptest::prop_assert!(!kept);
+                } else {
+                    *plain.entry(key).or_default() += 1;
+                    proptest::prop_assert!(kept);
+                }
+                let mut got: Vec<(String, u64)> =
+                    slots.iter().map(|(k, c)| (k.to_string(), c.count)).collect();
+                let mut want: Vec<(String, u64)> =
+                    plain.iter().map(|(k, c)| (k.clone(), *c)).collect();
+                got.sort();
+                want.sort();
+                proptest::prop_assert_eq!(got, want);
+                proptest::prop_assert_eq!(slots.max_undercount(), decrements);
+                proptest::prop_assert!(slots.slots.len() <= capacity);
+            }
+        }
+    }
+
     #[test]
     fn a_reused_slot_starts_from_a_fresh_count_and_payload() {
         let mut h: HeavyHitters<Vec<u32>> = HeavyHitters::new(2);
