@@ -6,6 +6,8 @@
 
 use std::cell::RefCell;
 
+use crate::recent::RecentAnswers;
+
 /// The legacy global endpoint (`s3.amazonaws.com`, `s3-external-1.amazonaws.com`) serves
 /// `us-east-1`.
 const GLOBAL_ENDPOINT_REGION: &str = "us-east-1";
@@ -50,14 +52,6 @@ const REMEMBERED_HOSTS: usize = 4;
 /// Hosts up to this length are remembered.
 const MAX_REMEMBERED_HOST: usize = 255;
 
-/// One remembered host and where its region is, so the next record with the same host
-/// costs one comparison.
-#[derive(Default)]
-struct KnownHost {
-    host: String,
-    region: Option<Found>,
-}
-
 /// A region found in a host: a slice of it, or the global endpoint's.
 #[derive(Clone, Copy)]
 enum Found {
@@ -65,26 +59,16 @@ enum Found {
     Global,
 }
 
-/// The recent hosts of one thread, replaced in turn.
-#[derive(Default)]
-struct RecentHosts {
-    hosts: [KnownHost; REMEMBERED_HOSTS],
-    next: usize,
-}
-
 thread_local! {
-    static RECENT_HOSTS: RefCell<RecentHosts> = RefCell::new(RecentHosts::default());
+    /// The Region of this thread's recent hosts, so the next record with the same host
+    /// costs one comparison.
+    static RECENT_HOSTS: RefCell<RecentAnswers<Option<Found>, REMEMBERED_HOSTS>> =
+        RefCell::new(RecentAnswers::default());
 }
 
 /// [`endpoint_region`], remembering the last few hosts of this thread.
 pub fn endpoint_region_cached(host: &str) -> Option<&str> {
-    let cached = RECENT_HOSTS.with_borrow(|recent| {
-        recent
-            .hosts
-            .iter()
-            .find(|known| known.host == host)
-            .map(|known| known.region)
-    });
+    let cached = RECENT_HOSTS.with_borrow(|recent| recent.get(host).copied());
     let found = match cached {
         Some(found) => found,
         None => {
@@ -96,15 +80,8 @@ pub fn endpoint_region_cached(host: &str) -> Option<&str> {
                     _ => Found::Global,
                 }
             });
-            if !host.is_empty() && host.len() <= MAX_REMEMBERED_HOST {
-                RECENT_HOSTS.with_borrow_mut(|recent| {
-                    let slot = recent.next;
-                    recent.next = (slot + 1) % REMEMBERED_HOSTS;
-                    let known = &mut recent.hosts[slot];
-                    known.host.clear();
-                    known.host.push_str(host);
-                    known.region = found;
-                });
+            if host.len() <= MAX_REMEMBERED_HOST {
+                RECENT_HOSTS.with_borrow_mut(|recent| recent.remember(host, found));
             }
             found
         }

@@ -14,6 +14,7 @@ use crate::json_record::JsonLeftovers;
 use crate::keys::decode_logged_key_in;
 use crate::keys::hex_value;
 pub use crate::keys::{KeyEncoding, KeyScratch, decode_logged_key};
+use crate::recent::RecentAnswers;
 use crate::user_agent::{UserAgentDetails, cached_details};
 
 /// Where a line came from: the log object (when known) and the 1-based line number.
@@ -266,16 +267,7 @@ impl UserAgentFamily {
 /// Its size is fixed: memory does not grow with the number of distinct agents.
 #[derive(Debug, Default)]
 pub struct UserAgentCache {
-    entries: [Option<CachedAgent>; USER_AGENT_CACHE_SLOTS],
-    next_victim: usize,
-}
-
-/// One remembered user agent: its family and its parsed details.
-#[derive(Debug)]
-struct CachedAgent {
-    user_agent: Box<str>,
-    family: UserAgentFamily,
-    details: Arc<UserAgentDetails>,
+    recent: RecentAnswers<(UserAgentFamily, Arc<UserAgentDetails>), USER_AGENT_CACHE_SLOTS>,
 }
 
 const USER_AGENT_CACHE_SLOTS: usize = 16;
@@ -288,20 +280,13 @@ impl UserAgentCache {
 
     /// The family and the details (name, version, OS, device) of `user_agent`.
     pub fn agent(&mut self, user_agent: &str) -> (UserAgentFamily, Arc<UserAgentDetails>) {
-        let hit = self.entries.iter().flatten().find(|cached| {
-            cached.user_agent.len() == user_agent.len() && *cached.user_agent == *user_agent
-        });
-        if let Some(cached) = hit {
-            return (cached.family, Arc::clone(&cached.details));
+        if let Some((family, details)) = self.recent.get(user_agent) {
+            return (*family, Arc::clone(details));
         }
         let family = UserAgentFamily::classify(user_agent);
         let details = cached_details(user_agent, family);
-        self.entries[self.next_victim] = Some(CachedAgent {
-            user_agent: user_agent.into(),
-            family,
-            details: Arc::clone(&details),
-        });
-        self.next_victim = (self.next_victim + 1) % USER_AGENT_CACHE_SLOTS;
+        self.recent
+            .remember(user_agent, (family, Arc::clone(&details)));
         (family, details)
     }
 }
@@ -862,7 +847,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(cache.entries.len(), USER_AGENT_CACHE_SLOTS);
+        assert_eq!(cache.recent.len(), USER_AGENT_CACHE_SLOTS);
     }
 
     #[test]

@@ -73,5 +73,6 @@ pub mod metrics;
 pub mod outputs;
 pub mod pipeline;
 pub mod ports;
+pub mod recent;
 mod scan;
 pub mod user_agent;

@@ -35,6 +35,7 @@ use crate::codec::MemberEncoder;
 use crate::config::OutputCompression;
 use crate::curate::{CurationSink, Rejected};
 use crate::enrich::Enriched;
+use crate::recent::RecentAnswers;
 
 /// The size at which an output's buffer is cut into an upload part: S3's minimum part size.
 pub const PART_SIZE: usize = 5 * 1024 * 1024;
@@ -253,36 +254,6 @@ impl Partition {
 /// How many (bucket, hour) → partition answers the router keeps at hand.
 const RECENT_PARTITIONS: usize = 4;
 
-/// The last few (bucket as logged, hour) → partition answers, replaced in turn. A bucket's
-/// entry keeps its string for the next bucket, so nothing is allocated once it is full.
-#[derive(Default)]
-struct RecentPartitions {
-    entries: Vec<(String, i64, usize)>,
-    next: usize,
-}
-
-impl RecentPartitions {
-    fn find(&self, logged: &str, unix_hour: i64) -> Option<usize> {
-        self.entries
-            .iter()
-            .find(|(bucket, hour, _)| *hour == unix_hour && bucket == logged)
-            .map(|&(_, _, i)| i)
-    }
-
-    fn remember(&mut self, logged: &str, unix_hour: i64, i: usize) {
-        if self.entries.len() < RECENT_PARTITIONS {
-            self.entries.push((logged.to_string(), unix_hour, i));
-            return;
-        }
-        let entry = &mut self.entries[self.next];
-        self.next = (self.next + 1) % RECENT_PARTITIONS;
-        entry.0.clear();
-        entry.0.push_str(logged);
-        entry.1 = unix_hour;
-        entry.2 = i;
-    }
-}
-
 /// A reusable compressor and the partition whose member it is writing.
 struct Slot {
     encoder: MemberEncoder,
@@ -300,7 +271,7 @@ pub struct OutputRouter {
     rejected: Option<usize>,
     /// The partitions recent records went to, by their bucket as logged and their hour:
     /// most records go to one of a few, found without re-checking the name or hashing.
-    recent: RecentPartitions,
+    recent: RecentAnswers<(i64, usize), RECENT_PARTITIONS>,
     slots: Vec<Slot>,
     spill: Option<SpillSpace>,
     spill_factory: Option<SpillFactory>,
@@ -325,7 +296,7 @@ impl OutputRouter {
             partitions: Vec::new(),
             index: HashMap::new(),
             rejected: None,
-            recent: RecentPartitions::default(),
+            recent: RecentAnswers::default(),
             slots: Vec::new(),
             spill: None,
             spill_factory: spill,
@@ -371,11 +342,11 @@ impl OutputRouter {
     fn route_curated(&mut self, record: &Enriched<'_>, json: &[u8]) -> io::Result<()> {
         let logged = record.record.bucket.unwrap_or(UNKNOWN_BUCKET);
         let unix_hour = record.record.time.unix_seconds().div_euclid(3600);
-        let i = match self.recent.find(logged, unix_hour) {
-            Some(i) => i,
+        let i = match self.recent.find(logged, |&(hour, _)| hour == unix_hour) {
+            Some(&(_, i)) => i,
             None => {
                 let i = self.curated_index(&partition_safe(logged), unix_hour);
-                self.recent.remember(logged, unix_hour, i);
+                self.recent.remember(logged, (unix_hour, i));
                 i
             }
         };
