@@ -400,21 +400,28 @@ mod tests {
         assert!(!store.delete_if_match(&m, &etag).await.unwrap());
     }
 
+    /// Starts an upload of `o` and sends "world" as part 2, then "hello " as part 1; gives
+    /// the upload ID and the parts in order, ready to complete.
+    async fn upload_hello_world(store: &MemoryStore, o: &ObjectRef) -> (String, Vec<UploadedPart>) {
+        let id = store.start_upload(o, "").await.unwrap();
+        let p2 = store
+            .upload_part(o, &id, 2, b"world".to_vec())
+            .await
+            .unwrap();
+        let p1 = store
+            .upload_part(o, &id, 1, b"hello ".to_vec())
+            .await
+            .unwrap();
+        (id, vec![p1, p2])
+    }
+
     #[tokio::test]
     async fn an_upload_appears_only_when_completed_in_part_order() {
         let store = MemoryStore::new();
         let o = at("curated/x.ndjson.gz");
-        let id = store.start_upload(&o, "").await.unwrap();
-        let p2 = store
-            .upload_part(&o, &id, 2, b"world".to_vec())
-            .await
-            .unwrap();
-        let p1 = store
-            .upload_part(&o, &id, 1, b"hello ".to_vec())
-            .await
-            .unwrap();
+        let (id, parts) = upload_hello_world(&store, &o).await;
         assert!(store.bytes(&o).is_none());
-        store.complete_upload(&o, &id, vec![p1, p2]).await.unwrap();
+        store.complete_upload(&o, &id, parts).await.unwrap();
         assert_eq!(store.bytes(&o).as_deref(), Some(&b"hello world"[..]));
         assert_eq!(store.open_uploads(), 0);
         let aborted = store.start_upload(&o, "").await.unwrap();
@@ -426,16 +433,8 @@ mod tests {
     async fn a_discarding_store_keeps_an_uploads_size_but_not_its_bytes() {
         let store = MemoryStore::discarding_parts();
         let o = at("curated/x.ndjson.gz");
-        let id = store.start_upload(&o, "").await.unwrap();
-        let p1 = store
-            .upload_part(&o, &id, 1, b"hello ".to_vec())
-            .await
-            .unwrap();
-        let p2 = store
-            .upload_part(&o, &id, 2, b"world".to_vec())
-            .await
-            .unwrap();
-        store.complete_upload(&o, &id, vec![p1, p2]).await.unwrap();
+        let (id, parts) = upload_hello_world(&store, &o).await;
+        store.complete_upload(&o, &id, parts).await.unwrap();
         assert_eq!(store.bytes(&o).as_deref(), Some(&b""[..]));
         let sizes: Vec<u64> = store.objects().iter().map(|(_, _, size)| *size).collect();
         assert_eq!(sizes, [11]);
