@@ -105,6 +105,20 @@ pub struct GeneratedRecord {
 }
 
 impl GeneratedRecord {
+    /// Makes the record one of `bucket`'s: its bucket field, and the bucket its path-style
+    /// request line names, as S3 would log a request to that bucket.
+    pub fn move_to(&mut self, bucket: String) {
+        let old = format!(" /{}", self.bucket);
+        if let Some(at) = self.request_uri.find(&old) {
+            let end = at + old.len();
+            let rest = &self.request_uri[end..];
+            if rest.is_empty() || rest.starts_with(['/', '?', ' ']) {
+                self.request_uri.replace_range(at + 2..end, &bucket);
+            }
+        }
+        self.bucket = bucket;
+    }
+
     /// Writes the record as one access log line, without the newline.
     pub fn write_line(&self, out: &mut impl Write) -> io::Result<()> {
         let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
@@ -592,10 +606,10 @@ pub fn write_shaped_log(
         let mut record = generator.next_record();
         match shape {
             Shape::TimeOrder | Shape::Fuzzed => {}
-            Shape::Interleaved(n) => record.bucket = shape_bucket(index % u64::from(n)),
-            Shape::Buckets(n) => record.bucket = shape_bucket(rng.below(u64::from(n))),
+            Shape::Interleaved(n) => record.move_to(shape_bucket(index % u64::from(n))),
+            Shape::Buckets(n) => record.move_to(shape_bucket(rng.below(u64::from(n)))),
             Shape::RandomHours { buckets, hours } => {
-                record.bucket = shape_bucket(rng.below(u64::from(buckets)));
+                record.move_to(shape_bucket(rng.below(u64::from(buckets))));
                 let hour = rng.below(u64::from(hours)) as i64;
                 record.time = LogTime::from_unix_seconds(
                     options.start_unix_seconds + hour * 3600 + rng.below(3600) as i64,
@@ -771,5 +785,35 @@ mod tests {
         let mut f = Vec::new();
         write_shaped_log(&mut f, GenerateOptions::default(), Shape::Fuzzed, 100).unwrap();
         assert_eq!(f.iter().filter(|&&c| c == b'\n').count(), 100);
+    }
+
+    #[test]
+    fn a_moved_record_names_its_new_bucket_in_the_request_path() {
+        let mut out = Vec::new();
+        write_shaped_log(&mut out, GenerateOptions::default(), Shape::Buckets(3), 300).unwrap();
+        let text = std::str::from_utf8(&out).unwrap();
+        let mut path_style = 0;
+        for line in text.lines() {
+            let bucket = line.split(' ').nth(1).unwrap();
+            let Some((_, request)) = line.split_once(" \"") else {
+                continue;
+            };
+            let path = request.split(' ').nth(1).unwrap_or("");
+            if path.starts_with('/') {
+                path_style += 1;
+                let named = path[1..].split(['/', '?']).next().unwrap();
+                assert_eq!(named, bucket, "{line}");
+            }
+        }
+        assert!(path_style > 200, "{path_style} path-style request lines");
+
+        let mut record = Generator::new(GenerateOptions::default(), 1).next_record();
+        record.request_uri = format!("GET /{0}x/{0}/k HTTP/1.1", record.bucket);
+        record.move_to("other".into());
+        assert_eq!(record.bucket, "other");
+        assert!(
+            record.request_uri.starts_with("GET /example-"),
+            "a longer name is not cut"
+        );
     }
 }
