@@ -23,7 +23,8 @@
 //!   [`MemoryStore::discarding_parts`] (uploaded parts are counted and dropped, as S3
 //!   takes them away from the function);
 //! - `local`: the handler over the local-folder store and the local detection state in a
-//!   temporary folder, as `bucketlog replay` runs it (its system time is a cost users see).
+//!   temporary folder, as `bucketlog replay` runs it with the default output (zstd); its
+//!   system time is a cost users see.
 //!
 //! CPU time is the process's user and system time (`getrusage`) around each run only;
 //! generating the input is not counted. For instruction counts, run one case under
@@ -90,7 +91,7 @@ impl Case {
             Case::Parse => "parse (curator → discarded NDJSON)".into(),
             Case::ParseCompressed(c) => format!("parse → one {c} compressor, discarded"),
             Case::Handler(c) => format!("handler, in-memory store, OUTPUT_COMPRESSION={c}"),
-            Case::Local => "handler, local folders (bucketlog replay), gzip".into(),
+            Case::Local => "handler, local folders (bucketlog replay), zstd".into(),
         }
     }
 }
@@ -276,7 +277,7 @@ fn measured(
             let metrics = std::fs::File::create(scratch.join("metrics.emf.ndjson"))?;
             let pipeline = Pipeline::new(
                 LocalStore::layered(&out, scratch.join("store")),
-                config("gzip")?,
+                config("zstd")?,
             )
             .with_metrics(Box::new(EmfMetrics::to_writer(
                 "S3AccessLogs".into(),

@@ -10,12 +10,15 @@ use crate::geo::DatabaseLocation;
 /// How curated and rejected output is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutputCompression {
-    /// `.ndjson.gz` (the default: NDJSON compresses about 10:1, and Athena reads gzip).
+    /// `.ndjson.gz`, gzip level 1 (about 7:1), for readers that take only gzip (`zcat`,
+    /// Python's `gzip`, Spark or Hive without a zstd codec).
     Gzip,
     /// Plain `.ndjson`.
     None,
-    /// `.ndjson.zst`: zstd level 1, faster than gzip's level 1 and smaller (BENCHMARKS.md).
-    /// Athena, DuckDB and `zstd -d` read it; the lake's compaction does too.
+    /// `.ndjson.zst`, zstd level 1: the default. About 13:1, so half gzip's bytes, which
+    /// is what storing and scanning the output costs, for less CPU than gzip's level 1
+    /// (BENCHMARKS.md, "Cost model"). Athena (engine v3), DuckDB, Arrow, `zstd -d` and the
+    /// lake's compaction read it.
     Zstd,
 }
 
@@ -147,7 +150,7 @@ impl Default for Config {
             alerts_prefix: "alerts/".into(),
             state_prefix: "state/".into(),
             lake: LakeSettings::default(),
-            output_compression: OutputCompression::Gzip,
+            output_compression: OutputCompression::Zstd,
             log_level: "info".into(),
             metrics_namespace: "S3AccessLogs".into(),
             metrics_mode: MetricsMode::Api,
@@ -215,9 +218,9 @@ impl Config {
             other => other,
         };
         let output_compression = match get("OUTPUT_COMPRESSION").as_deref() {
-            None | Some("") | Some("gzip") => OutputCompression::Gzip,
+            None | Some("") | Some("zstd") => OutputCompression::Zstd,
+            Some("gzip") => OutputCompression::Gzip,
             Some("none") => OutputCompression::None,
-            Some("zstd") => OutputCompression::Zstd,
             Some(other) => {
                 return Err(ConfigError::Invalid {
                     variable: "OUTPUT_COMPRESSION",
@@ -544,7 +547,7 @@ mod tests {
         let c = config(&[]).unwrap();
         assert_eq!(c, Config::default());
         assert_eq!(c.curated_prefix, "curated/");
-        assert_eq!(c.output_compression, OutputCompression::Gzip);
+        assert_eq!(c.output_compression, OutputCompression::Zstd);
     }
 
     #[test]
@@ -624,11 +627,14 @@ mod tests {
         for (name, want) in [
             ("none", OutputCompression::None),
             ("zstd", OutputCompression::Zstd),
+            ("gzip", OutputCompression::Gzip),
+            ("", OutputCompression::Zstd),
         ] {
             let got = config(&[("OUTPUT_COMPRESSION", name)]).unwrap();
             assert_eq!(got.output_compression, want);
         }
         assert_eq!(OutputCompression::Zstd.suffix(), ".ndjson.zst");
+        assert_eq!(OutputCompression::Gzip.suffix(), ".ndjson.gz");
     }
 
     #[test]

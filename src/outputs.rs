@@ -3,7 +3,8 @@
 //! outside thing it touches is a [`Spill`] the caller hands it (a temporary file in the
 //! function, an in-memory cursor in tests).
 //!
-//! Layout: `{curated}bucket={source bucket}/dt={YYYY-MM-DD}/hour={HH}/{name}.ndjson.gz`,
+//! Layout: `{curated}bucket={source bucket}/dt={YYYY-MM-DD}/hour={HH}/{name}.ndjson.zst`
+//! (`.ndjson.gz` or `.ndjson` with the other [`OutputCompression`]s),
 //! by each record's own event time, where `{name}` is the log object's file name and a
 //! short hash of its full key (see [`crate::logkey::output_name`]). Rejected lines go to
 //! one object per log object under `{rejected}` (see [`OutputPlan`]). Every key derives
@@ -11,12 +12,13 @@
 //!
 //! **One object per partition per log object, whatever the record order.** A partition's
 //! output is buffered until the end of the log object, or cut into multipart parts of at
-//! least [`PART_SIZE`] bytes as it grows; it is never closed early. With gzip, only
-//! [`OPEN_MEMBERS`] partitions have a compressor at a time (its state is about 300 KiB):
-//! when another partition needs one, the least recently used partition's gzip *member* is
-//! finished and the compressor is reset and reused. A partition that comes back starts a
-//! new member appended to the same output. gzip allows concatenated members, and gzip,
-//! zcat, Python's `gzip`, DuckDB and Athena all read them as one stream.
+//! least [`PART_SIZE`] bytes as it grows; it is never closed early. Only [`OPEN_MEMBERS`]
+//! partitions have a compressor at a time: when another partition needs one, the least
+//! recently used partition's *member* (a zstd frame, or a gzip member) is finished and
+//! the compressor is reset and reused. A partition that comes back starts a new member
+//! appended to the same output. Both formats allow concatenated members: `zstd -d`,
+//! DuckDB, Arrow and Athena read frames in a row as one stream, and gzip, `zcat`,
+//! Python's `gzip`, DuckDB and Athena do the same for gzip members.
 //!
 //! **Bounded memory, whatever the record order.** All partitions' buffered (compressed)
 //! bytes share one budget ([`BUFFER_BUDGET`], counted as allocated capacity). A partition

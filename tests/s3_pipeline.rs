@@ -73,11 +73,11 @@ async fn direct_event_writes_partitioned_records_rejects_and_a_marker() {
     assert_eq!(lines, (1..=200).collect::<Vec<_>>());
     // Each record sits in the partition of its own event time and bucket.
     for (key, _) in list(&f.client, &f.bucket, "curated/").await {
-        // `{log name}.{12 hex digits of the raw key's hash}.ndjson.gz`.
+        // `{log name}.{12 hex digits of the raw key's hash}.ndjson.zst` (the default).
         let name = key.rsplit('/').next().unwrap();
         let hash = name
             .strip_prefix(&format!("{LOG_NAME}."))
-            .and_then(|rest| rest.strip_suffix(".ndjson.gz"))
+            .and_then(|rest| rest.strip_suffix(".ndjson.zst"))
             .unwrap_or_default();
         assert!(
             hash.len() == 12 && hash.bytes().all(|b| b.is_ascii_hexdigit()),

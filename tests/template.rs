@@ -458,7 +458,7 @@ fn prefix_defaults_are_the_functions_defaults() {
     ] {
         assert_eq!(stack.param(param), expected, "default of {param}");
     }
-    assert_eq!(stack.param("OutputCompression"), "gzip");
+    assert_eq!(stack.param("OutputCompression"), "zstd");
     assert_eq!(stack.param("MetricsNamespace"), "S3AccessLogs");
 }
 
