@@ -799,9 +799,9 @@ mod tests {
                 continue;
             };
             let path = request.split(' ').nth(1).unwrap_or("");
-            if path.starts_with('/') {
+            if let Some(rest) = path.strip_prefix('/') {
                 path_style += 1;
-                let named = path[1..].split(['/', '?']).next().unwrap();
+                let named = rest.split(['/', '?']).next().unwrap();
                 assert_eq!(named, bucket, "{line}");
             }
         }
