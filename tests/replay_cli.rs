@@ -34,6 +34,7 @@ fn replay_files(events: &[&str], args: &[&str], envs: &[(&str, &str)]) -> String
         .args(events.iter().map(|e| repo(e)))
         .args(args)
         .env_remove("OUTPUT_BUCKET")
+        .env_remove("OUTPUT_COMPRESSION")
         .envs(envs.iter().copied())
         .env("METRICS_MODE", "off");
     succeeded(&mut command)
@@ -325,35 +326,51 @@ fn files_in(dir: &std::path::Path) -> Vec<PathBuf> {
     found
 }
 
-/// `OUTPUT_COMPRESSION=zstd` end to end on the sample events: every curated output is a
-/// `.ndjson.zst`, DuckDB reads each with its own decompression (the readback checks),
-/// and the compaction reads them into a lake equal to them.
+/// Each `OUTPUT_COMPRESSION` end to end on the sample events: the default writes
+/// `.ndjson.zst` objects, `gzip` writes `.ndjson.gz` ones, each starts with its format's
+/// magic bytes, DuckDB reads each with its own decompression (the readback checks), and
+/// the compaction reads them into a lake equal to them.
 #[test]
-fn zstd_outputs_are_read_by_duckdb_and_compacted_into_the_lake() {
-    let out = replay_all_samples("zstd", &[("OUTPUT_COMPRESSION", "zstd")]);
-    let root = out.join("store").join("bucketlog-sample-logs");
-    let curated = files_in(&root.join("curated"));
-    assert!(curated.len() >= 10, "{curated:?}");
-    for path in &curated {
-        let name = path.display().to_string();
-        assert!(name.ends_with(".ndjson.zst"), "{name}");
-        let bytes = std::fs::read(path).expect("read output");
+fn default_zstd_and_gzip_outputs_are_read_by_duckdb_and_compacted_into_the_lake() {
+    let zstd_magic: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
+    let gzip_magic: &[u8] = &[0x1f, 0x8b];
+    for (label, envs, suffix, magic) in [
+        ("default", &[][..], ".ndjson.zst", zstd_magic),
+        (
+            "gzip",
+            &[("OUTPUT_COMPRESSION", "gzip")][..],
+            ".ndjson.gz",
+            gzip_magic,
+        ),
+    ] {
+        let out = replay_all_samples(label, envs);
+        let root = out.join("store").join("bucketlog-sample-logs");
+        let curated = files_in(&root.join("curated"));
+        assert!(curated.len() >= 10, "{label}: {curated:?}");
+        for path in &curated {
+            let name = path.display().to_string();
+            assert!(name.ends_with(suffix), "{label}: {name}");
+            let bytes = std::fs::read(path).expect("read output");
+            assert!(bytes.starts_with(magic), "{label}: {name} is not {suffix}");
+        }
+        let out_text = out.join("store");
+        let first = compact(&[
+            "--out",
+            out_text.to_str().expect("utf-8"),
+            "--settle-minutes",
+            "0",
+        ]);
         assert!(
-            bytes.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]),
-            "{name} is not zstd"
+            first.matches("compacted bucket=").count() >= 10,
+            "{label}: {first}"
         );
+        let summary = support::lake::readback(&root.join("lake"), &root.join("curated"));
+        assert!(
+            summary["rows"].as_u64().expect("rows") > 500,
+            "{label}: {summary}"
+        );
+        let _ = std::fs::remove_dir_all(&out);
     }
-    let out_text = out.join("store");
-    let first = compact(&[
-        "--out",
-        out_text.to_str().expect("utf-8"),
-        "--settle-minutes",
-        "0",
-    ]);
-    assert!(first.matches("compacted bucket=").count() >= 10, "{first}");
-    let summary = support::lake::readback(&root.join("lake"), &root.join("curated"));
-    assert!(summary["rows"].as_u64().expect("rows") > 500, "{summary}");
-    let _ = std::fs::remove_dir_all(&out);
 }
 
 /// One access-log line from `ip` with `user_agent`.
