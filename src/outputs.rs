@@ -87,7 +87,7 @@ pub struct Limits {
     pub part_size: usize,
     /// All buffers together ([`BUFFER_BUDGET`]); must exceed `part_size`.
     pub budget: usize,
-    /// Open gzip members ([`OPEN_MEMBERS`]).
+    /// Open compressed members, zstd frames or gzip members ([`OPEN_MEMBERS`]).
     pub open_members: usize,
 }
 
@@ -160,7 +160,8 @@ pub struct RouterStats {
     pub spilled: u64,
     /// The spill's size: its largest offset written.
     pub spill_size: u64,
-    /// gzip members started (more than `outputs` when partitions took turns).
+    /// Compressed members (zstd frames or gzip members) started (more than `outputs` when
+    /// partitions took turns).
     pub members: u64,
     /// Parts cut before the end.
     pub parts: u64,
@@ -243,7 +244,7 @@ struct Partition {
     buf: Vec<u8>,
     spilled: Vec<Extent>,
     spilled_len: u64,
-    /// The compressor slot of its open gzip member.
+    /// The compressor slot of its open member.
     slot: Option<usize>,
 }
 
@@ -436,7 +437,7 @@ impl OutputRouter {
         Ok(())
     }
 
-    /// The compressor slot writing partition `i`'s current gzip member; starts a member,
+    /// The compressor slot writing partition `i`'s current member; starts a member,
     /// finishing the least recently used one if every slot is taken.
     fn member_slot(&mut self, i: usize) -> io::Result<usize> {
         self.clock += 1;

@@ -104,7 +104,7 @@ impl<S: ObjectStore> Pipeline<S> {
         debug!(
             object = %object,
             outputs = outputs.outputs,
-            gzip_members = outputs.members,
+            members = outputs.members,
             early_parts = outputs.parts,
             peak_buffered = outputs.peak_buffered,
             spilled_bytes = outputs.spilled,
