@@ -23,8 +23,8 @@
 //!   [`MemoryStore::discarding_parts`] (uploaded parts are counted and dropped, as S3
 //!   takes them away from the function);
 //! - `local`: the handler over the local-folder store and the local detection state in a
-//!   temporary folder, as `bucketlog replay` runs it with the default output (zstd); its
-//!   system time is a cost users see.
+//!   temporary folder, as `bucketlog replay` runs it with the default output (zstd since
+//!   December 2026); its system time is a cost users see.
 //!
 //! CPU time is the process's user and system time (`getrusage`) around each run only;
 //! generating the input is not counted. For instruction counts, run one case under
@@ -91,7 +91,7 @@ impl Case {
             Case::Parse => "parse (curator → discarded NDJSON)".into(),
             Case::ParseCompressed(c) => format!("parse → one {c} compressor, discarded"),
             Case::Handler(c) => format!("handler, in-memory store, OUTPUT_COMPRESSION={c}"),
-            Case::Local => "handler, local folders (bucketlog replay), zstd".into(),
+            Case::Local => "handler, local folders (bucketlog replay), default output".into(),
         }
     }
 }
@@ -170,10 +170,11 @@ fn event(size: usize) -> Result<Value> {
     Ok(event)
 }
 
-fn config(compression: &str) -> Result<Config> {
-    let compression = compression.to_string();
+/// The function's configuration with metrics as EMF and `compression` as
+/// `OUTPUT_COMPRESSION` (`None`: the default).
+fn config(compression: Option<&str>) -> Result<Config> {
     Ok(Config::from_lookup(|name| match name {
-        "OUTPUT_COMPRESSION" => Some(compression.clone()),
+        "OUTPUT_COMPRESSION" => compression.map(str::to_string),
         "METRICS_MODE" => Some("emf".into()),
         _ => None,
     })?)
@@ -251,7 +252,7 @@ fn measured(
         Case::Handler(compression) => {
             let store = MemoryStore::discarding_parts();
             store.insert(&log_object(), log.clone());
-            let pipeline = Pipeline::new(store, config(compression)?)
+            let pipeline = Pipeline::new(store, config(Some(compression))?)
                 .with_metrics(Box::new(EmfMetrics::to_writer(
                     "S3AccessLogs".into(),
                     Box::new(std::io::sink()),
@@ -277,7 +278,7 @@ fn measured(
             let metrics = std::fs::File::create(scratch.join("metrics.emf.ndjson"))?;
             let pipeline = Pipeline::new(
                 LocalStore::layered(&out, scratch.join("store")),
-                config("zstd")?,
+                config(None)?,
             )
             .with_metrics(Box::new(EmfMetrics::to_writer(
                 "S3AccessLogs".into(),
