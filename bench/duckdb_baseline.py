@@ -33,15 +33,13 @@ def cpu():
     u = resource.getrusage(resource.RUSAGE_SELF)
     return u.ru_utime + u.ru_stime
 start = cpu()
-con.execute(
+# COPY answers with the number of rows it wrote.
+rows = con.execute(
     "COPY (SELECT * FROM read_csv(?, delim=' ', quote='\"', escape='\"', header=false)) "
     "TO '/dev/null' (FORMAT json)",
     [log],
-)
-spent = cpu() - start
-rows = con.execute(
-    "SELECT count(*) FROM read_csv(?, delim=' ', quote='\"', escape='\"', header=false)", [log]
 ).fetchone()[0]
+spent = cpu() - start
 print(spent, rows)
 """
 
