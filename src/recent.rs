@@ -1,6 +1,6 @@
 //! A fixed number of recent answers keyed by text: a log object's records repeat a few
 //! values (user agents, `Host` headers, buckets) many times, so remembering the last few
-//! answers turns most lookups into a length check and a `memcmp`, with no hashing. Pure.
+//! answers turns most lookups into a string comparison (lengths first), with no hashing. Pure.
 
 /// The answers for the last `N` keys remembered, the oldest replaced first. A replaced
 /// entry keeps its key's buffer for the next key, so once full, remembering allocates
@@ -26,7 +26,7 @@ impl<V, const N: usize> RecentAnswers<V, N> {
     pub fn find(&self, key: &str, fits: impl Fn(&V) -> bool) -> Option<&V> {
         self.entries
             .iter()
-            .find(|(k, v)| k.len() == key.len() && k == key && fits(v))
+            .find(|(k, v)| k == key && fits(v))
             .map(|(_, v)| v)
     }
 
