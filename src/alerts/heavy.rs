@@ -8,7 +8,6 @@
 
 use std::hash::BuildHasher;
 
-use hashbrown::hash_table::Entry;
 use hashbrown::{DefaultHashBuilder, HashTable};
 
 /// A bounded map from keys to approximate counts, with a payload kept per key.
@@ -91,25 +90,15 @@ impl<V: Recycle> HeavyHitters<V> {
     /// not kept (the counters were full and all of them were decremented instead).
     pub fn add(&mut self, key: &str) -> Option<&mut V> {
         let hash = self.hasher.hash_one(key);
-        let full = self.table.len() >= self.capacity;
-        let slots = &self.slots;
-        // One probe finds the key or the place a new one goes.
-        let vacant = match self.table.entry(
-            hash,
-            |&s| slots[s as usize].key == key,
-            |&s| slots[s as usize].hash,
-        ) {
-            Entry::Occupied(kept) => {
-                let counted = &mut self.slots[*kept.get() as usize].counted;
-                counted.count += 1;
-                return Some(&mut counted.value);
-            }
-            Entry::Vacant(_) if full => {
-                self.decrement_all();
-                return None;
-            }
-            Entry::Vacant(vacant) => vacant,
-        };
+        if let Some(s) = self.find(key, hash) {
+            let counted = &mut self.slots[s as usize].counted;
+            counted.count += 1;
+            return Some(&mut counted.value);
+        }
+        if self.table.len() >= self.capacity {
+            self.decrement_all();
+            return None;
+        }
         let s = match self.free.pop() {
             Some(s) => s,
             None => {
@@ -130,7 +119,9 @@ impl<V: Recycle> HeavyHitters<V> {
         slot.hash = hash;
         slot.counted.count = 1;
         slot.counted.value.recycle();
-        vacant.insert(s);
+        let slots = &self.slots;
+        self.table
+            .insert_unique(hash, s, |&s| slots[s as usize].hash);
         Some(&mut self.slots[s as usize].counted.value)
     }
 
