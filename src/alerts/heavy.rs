@@ -10,6 +10,10 @@ use std::hash::BuildHasher;
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 
+/// Room a new slot's key buffer starts with: `minute subject` keys of an address or a
+/// typical requester fit, so a slot reused for a longer key seldom reallocates.
+const KEY_CAPACITY: usize = 64;
+
 /// A bounded map from keys to approximate counts, with a payload kept per key.
 ///
 /// Keys live in a fixed set of slots, found through a hash table of slot numbers (foldhash,
@@ -103,7 +107,7 @@ impl<V: Recycle> HeavyHitters<V> {
             Some(s) => s,
             None => {
                 self.slots.push(Slot {
-                    key: String::new(),
+                    key: String::with_capacity(KEY_CAPACITY),
                     hash: 0,
                     counted: Counted {
                         count: 0,
@@ -127,18 +131,27 @@ impl<V: Recycle> HeavyHitters<V> {
 
     /// Full: decrements every counter and frees those reaching zero. Each such step
     /// consumes `capacity + 1` counts, so the total work stays linear in the input.
+    ///
+    /// The table is then rebuilt from the survivors rather than having each freed key
+    /// found and removed: under a spray of distinct keys nearly every counter is at one
+    /// and is freed, and refilling a cleared table costs less than those removals.
     fn decrement_all(&mut self) {
         self.decrements += 1;
+        self.table.clear();
         for (s, slot) in self.slots.iter_mut().enumerate() {
             if slot.counted.count == 0 {
                 continue;
             }
             slot.counted.count -= 1;
             if slot.counted.count == 0 {
-                if let Ok(entry) = self.table.find_entry(slot.hash, |&x| x as usize == s) {
-                    entry.remove();
-                }
                 self.free.push(s as u32);
+            }
+        }
+        let slots = &self.slots;
+        for (s, slot) in slots.iter().enumerate() {
+            if slot.counted.count > 0 {
+                self.table
+                    .insert_unique(slot.hash, s as u32, |&x| slots[x as usize].hash);
             }
         }
     }
