@@ -112,6 +112,62 @@ struct MinuteCount {
     samples: Vec<Sample>,
 }
 
+/// A bucket's per-minute counts, for at most [`MAX_MINUTES`] minutes. Records come in
+/// time order, so the previous record's minute is remembered and most records find their
+/// count without a search.
+#[derive(Debug, Clone, Default)]
+struct MinuteCounts {
+    /// Each minute's place in `counts`, in minute order.
+    places: BTreeMap<i64, u32>,
+    counts: Vec<MinuteCount>,
+    /// The previous record's minute and its place.
+    last: Option<(i64, u32)>,
+}
+
+impl MinuteCounts {
+    /// The count of `minute`, opened if new; `None` once [`MAX_MINUTES`] are open.
+    fn get_or_open(&mut self, minute: i64) -> Option<&mut MinuteCount> {
+        let place = match self.last {
+            Some((last, place)) if last == minute => place,
+            _ => {
+                let place = match self.places.get(&minute) {
+                    Some(&place) => place,
+                    None if self.places.len() >= MAX_MINUTES => return None,
+                    None => {
+                        let place = self.counts.len() as u32;
+                        self.counts.push(MinuteCount::default());
+                        self.places.insert(minute, place);
+                        place
+                    }
+                };
+                self.last = Some((minute, place));
+                place
+            }
+        };
+        self.counts.get_mut(place as usize)
+    }
+
+    /// The minutes and their counts, in minute order.
+    fn iter(&self) -> impl Iterator<Item = (i64, &MinuteCount)> {
+        self.range(..)
+    }
+
+    /// The minutes in `range` and their counts, in minute order.
+    fn range(
+        &self,
+        range: impl std::ops::RangeBounds<i64>,
+    ) -> impl Iterator<Item = (i64, &MinuteCount)> {
+        self.places
+            .range(range)
+            .filter_map(|(&minute, &place)| Some((minute, self.counts.get(place as usize)?)))
+    }
+
+    /// The earliest minute counted.
+    fn first_minute(&self) -> Option<i64> {
+        self.places.keys().next().copied()
+    }
+}
+
 /// A signal counted per bucket: anonymous access, scanners, legacy TLS.
 #[derive(Debug, Clone)]
 struct Aggregate {
@@ -169,7 +225,7 @@ impl SubjectCounters {
 struct BucketCounters {
     name: String,
     private: bool,
-    minutes: BTreeMap<i64, MinuteCount>,
+    minutes: MinuteCounts,
     by_kind: [SubjectCounters; 2],
     anonymous: Aggregate,
     scanner: Aggregate,
@@ -244,7 +300,7 @@ impl Detector {
         self.buckets.push(BucketCounters {
             name: name.to_string(),
             private: self.settings.is_private(name),
-            minutes: BTreeMap::new(),
+            minutes: MinuteCounts::default(),
             by_kind: [SubjectCounters::new(), SubjectCounters::new()],
             anonymous: Aggregate::new(),
             scanner: Aggregate::new(),
@@ -269,8 +325,7 @@ impl Detector {
         let forbidden = r.http_status == Some(403);
 
         // Minutes past MAX_MINUTES are left out of the per-bucket spike only.
-        if bucket.minutes.len() < MAX_MINUTES || bucket.minutes.contains_key(&minute) {
-            let m = bucket.minutes.entry(minute).or_default();
+        if let Some(m) = bucket.minutes.get_or_open(minute) {
             m.total += 1;
             if forbidden {
                 m.forbidden += 1;
@@ -352,7 +407,7 @@ impl Detector {
             let minutes = bucket
                 .minutes
                 .iter()
-                .map(|(&m, c)| (m, (c.forbidden, c.total, c.samples.clone())))
+                .map(|(m, c)| (m, (c.forbidden, c.total, c.samples.clone())))
                 .collect();
             let mut subjects = Vec::new();
             for (i, kind) in [SubjectKind::Requester, SubjectKind::RemoteIp]
@@ -468,7 +523,7 @@ impl Detector {
                 .chain(&remote_ips)
                 .map(|(_, seen)| seen.first)
                 .min()
-                .or_else(|| bucket.minutes.keys().next().copied())
+                .or_else(|| bucket.minutes.first_minute())
                 .unwrap_or(0);
             sightings.push(BucketSightings {
                 bucket: bucket.name.clone(),
@@ -520,7 +575,7 @@ fn bucket_spikes(bucket: &BucketCounters, s: &AlertSettings, source: &str) -> Ve
             m.forbidden >= s.bucket_403_min
                 && share_reached(m.forbidden, m.total, s.bucket_403_share)
         })
-        .map(|(minute, _)| (*minute, minute + 60));
+        .map(|(minute, _)| (minute, minute + 60));
     episodes(firing)
         .into_iter()
         .map(|(start, end)| {
