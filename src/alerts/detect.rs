@@ -455,90 +455,104 @@ impl Detector {
 
     /// The alerts found and the subjects seen.
     pub fn finish(self) -> Findings {
+        let Detector {
+            settings,
+            source_object,
+            buckets,
+            untracked_records,
+            ..
+        } = self;
         let mut alerts = Vec::new();
         let mut sightings = Vec::new();
-        let s = &self.settings;
-        for bucket in &self.buckets {
-            if s.enabled(AlertType::ForbiddenSpike) {
-                alerts.extend(bucket_spikes(bucket, s, &self.source_object));
-                for (i, kind) in [SubjectKind::Requester, SubjectKind::RemoteIp]
-                    .into_iter()
-                    .enumerate()
-                {
-                    alerts.extend(subject_spikes(
-                        bucket,
-                        &bucket.by_kind[i],
-                        kind,
-                        s,
-                        &self.source_object,
-                    ));
-                }
-            }
-            let aggregates = [
-                (
-                    AlertType::AnonymousAccess,
-                    &bucket.anonymous,
-                    "successful anonymous requests on a bucket configured as private",
-                    "ALERT_PRIVATE_BUCKETS lists the bucket",
-                ),
-                (
-                    AlertType::ScannerUserAgent,
-                    &bucket.scanner,
-                    "requests from a scanner's user agent",
-                    "any request",
-                ),
-                (
-                    AlertType::LegacyTls,
-                    &bucket.legacy_tls,
-                    "requests over TLS older than 1.2",
-                    "any request",
-                ),
-            ];
-            for (alert_type, aggregate, what, threshold) in aggregates {
-                if aggregate.count == 0 || !s.enabled(alert_type) {
-                    continue;
-                }
-                alerts.push(aggregate_alert(
-                    alert_type,
-                    &bucket.name,
-                    aggregate,
-                    what,
-                    threshold,
-                    &self.source_object,
-                ));
-            }
-            let collect = |counters: &SubjectCounters| -> Vec<(String, Seen)> {
-                let mut v: Vec<(String, Seen)> = counters
-                    .seen
-                    .iter()
-                    .map(|(k, c)| (k.to_string(), c.value.clone()))
-                    .collect();
-                v.sort_by(|a, b| a.1.first.cmp(&b.1.first).then(a.0.cmp(&b.0)));
-                v
-            };
-            let requesters = collect(&bucket.by_kind[0]);
-            let remote_ips = collect(&bucket.by_kind[1]);
-            let earliest = requesters
-                .iter()
-                .chain(&remote_ips)
-                .map(|(_, seen)| seen.first)
-                .min()
-                .or_else(|| bucket.minutes.first_minute())
-                .unwrap_or(0);
-            sightings.push(BucketSightings {
-                bucket: bucket.name.clone(),
-                requesters,
-                remote_ips,
-                earliest,
-                overflowed: bucket.by_kind.iter().any(|c| c.seen.max_undercount() > 0),
-            });
+        for bucket in buckets {
+            alerts.extend(bucket_alerts(&bucket, &settings, &source_object));
+            sightings.push(bucket.into_sightings());
         }
         Findings {
             alerts,
             sightings,
-            untracked_records: self.untracked_records,
+            untracked_records,
         }
     }
+}
+
+impl BucketCounters {
+    /// Who was seen, moved out of the counters (which are done with) rather than copied.
+    fn into_sightings(self) -> BucketSightings {
+        let overflowed = self.by_kind.iter().any(|c| c.seen.max_undercount() > 0);
+        let first_minute = self.minutes.first_minute();
+        let [requesters, remote_ips] = self.by_kind.map(|c| sorted_sightings(c.seen));
+        let earliest = requesters
+            .iter()
+            .chain(&remote_ips)
+            .map(|(_, seen)| seen.first)
+            .min()
+            .or(first_minute)
+            .unwrap_or(0);
+        BucketSightings {
+            bucket: self.name,
+            requesters,
+            remote_ips,
+            earliest,
+            overflowed,
+        }
+    }
+}
+
+/// The kept subjects, earliest first (ties by subject, for stable output).
+fn sorted_sightings(seen: HeavyHitters<Seen>) -> Vec<(String, Seen)> {
+    let mut v: Vec<(String, Seen)> = seen.into_kept().map(|(k, c)| (k, c.value)).collect();
+    v.sort_by(|a, b| a.1.first.cmp(&b.1.first).then(a.0.cmp(&b.0)));
+    v
+}
+
+/// The alerts that need no baseline, for one bucket: 403 spikes, anonymous access,
+/// scanners, legacy TLS.
+fn bucket_alerts(bucket: &BucketCounters, s: &AlertSettings, source: &str) -> Vec<Alert> {
+    let mut alerts = Vec::new();
+    if s.enabled(AlertType::ForbiddenSpike) {
+        alerts.extend(bucket_spikes(bucket, s, source));
+        for (i, kind) in [SubjectKind::Requester, SubjectKind::RemoteIp]
+            .into_iter()
+            .enumerate()
+        {
+            alerts.extend(subject_spikes(bucket, &bucket.by_kind[i], kind, s, source));
+        }
+    }
+    let aggregates = [
+        (
+            AlertType::AnonymousAccess,
+            &bucket.anonymous,
+            "successful anonymous requests on a bucket configured as private",
+            "ALERT_PRIVATE_BUCKETS lists the bucket",
+        ),
+        (
+            AlertType::ScannerUserAgent,
+            &bucket.scanner,
+            "requests from a scanner's user agent",
+            "any request",
+        ),
+        (
+            AlertType::LegacyTls,
+            &bucket.legacy_tls,
+            "requests over TLS older than 1.2",
+            "any request",
+        ),
+    ];
+    for (alert_type, aggregate, what, threshold) in aggregates {
+        if aggregate.count == 0 || !s.enabled(alert_type) {
+            continue;
+        }
+        alerts.push(aggregate_alert(
+            alert_type,
+            &bucket.name,
+            aggregate,
+            what,
+            threshold,
+            source,
+        ));
+    }
+    alerts
 }
 
 fn push_minute_key(out: &mut String, minute: i64, subject: &str) {

@@ -180,6 +180,15 @@ impl<V: Recycle> HeavyHitters<V> {
             .map(|slot| (slot.key.as_str(), &slot.counted))
     }
 
+    /// The kept keys with their counts and payloads, moved out rather than cloned (the
+    /// counters are done with), in no particular order.
+    pub fn into_kept(self) -> impl Iterator<Item = (String, Counted<V>)> {
+        self.slots
+            .into_iter()
+            .filter(|slot| slot.counted.count > 0)
+            .map(|slot| (slot.key, slot.counted))
+    }
+
     /// How many keys are kept.
     pub fn len(&self) -> usize {
         self.table.len()
@@ -233,6 +242,22 @@ mod tests {
         assert!(h.upper_bound("attacker") >= true_heavy, "bound holds");
         // Error is at most N / (capacity + 1).
         assert!(true_heavy - kept <= 100_000 / 65, "{kept} of {true_heavy}");
+    }
+
+    #[test]
+    fn into_kept_moves_out_exactly_the_kept_keys() {
+        let mut h: HeavyHitters<()> = HeavyHitters::new(2);
+        for k in ["a", "b", "a", "c", "d", "a"] {
+            h.add(k);
+        }
+        let mut iterated: Vec<(String, u64)> =
+            h.iter().map(|(k, c)| (k.to_string(), c.count)).collect();
+        let mut kept: Vec<(String, u64)> = h.into_kept().map(|(k, c)| (k, c.count)).collect();
+        iterated.sort();
+        kept.sort();
+        assert_eq!(kept, iterated);
+        // "c" found the counters full and freed "b"; "d" took the freed slot.
+        assert_eq!(kept, [("a".to_string(), 2), ("d".to_string(), 1)]);
     }
 
     #[test]
