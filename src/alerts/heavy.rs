@@ -10,8 +10,9 @@ use std::hash::BuildHasher;
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 
-/// Room a new slot's key buffer starts with: `minute subject` keys of an address or a
-/// typical requester fit, so a slot reused for a longer key seldom reallocates.
+/// Room a new slot's key buffer starts with: the `minute subject` key of any IPv4 or IPv6
+/// address (at most 50 bytes) fits, so a slot reused for another address never
+/// reallocates; a longer key (a requester's ARN) grows it once, and the slot keeps that.
 const KEY_CAPACITY: usize = 64;
 
 /// A bounded map from keys to approximate counts, with a payload kept per key.
