@@ -75,4 +75,5 @@ pub mod pipeline;
 pub mod ports;
 pub mod recent;
 mod scan;
+pub mod slots;
 pub mod user_agent;

@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::access_log::LogRecord;
 use crate::outputs::UNKNOWN_BUCKET;
+use crate::slots::OrderedSlots;
 
 /// CloudWatch rejects data points older than two weeks; older minutes are skipped.
 pub const MAX_AGE_SECONDS: i64 = 14 * 24 * 3600;
@@ -109,13 +110,9 @@ pub struct MetricsAggregator {
     bucket_index: HashMap<String, u32>,
     /// The previous record's bucket index.
     last_bucket: u32,
-    /// Each (bucket index, minute) series' place in `stats`, in the order datums are built.
-    minutes: BTreeMap<(u32, i64), u32>,
-    /// The series' counts, in the order they were opened.
-    stats: Vec<MinuteStats>,
-    /// The previous record's series and its place in `stats`: records come in time order,
-    /// so most find their series here without a search.
-    last_series: Option<((u32, i64), u32)>,
+    /// Each (bucket index, minute) series' counts, in the order datums are built; records
+    /// come in time order, so most find their series without a search.
+    minutes: OrderedSlots<(u32, i64), MinuteStats>,
     newest_record: Option<i64>,
     rejected: u64,
     dropped_records: u64,
@@ -179,11 +176,10 @@ impl MetricsAggregator {
             }
         };
         self.last_bucket = index;
-        let Some(series) = self.series((index, minute)) else {
+        let Some(stats) = self.minutes.get_or_open((index, minute), MAX_SERIES) else {
             self.dropped_records += 1;
             return;
         };
-        let stats = &mut self.stats[series as usize];
         stats.requests += 1;
         match record.http_status {
             Some(403) => {
@@ -205,28 +201,6 @@ impl MetricsAggregator {
         if let Some(ms) = record.total_time_ms {
             *stats.total_time.entry(quantise_ms(ms)).or_default() += 1;
         }
-    }
-
-    /// The place in `stats` of the series `key`, opened if new; `None` once
-    /// [`MAX_SERIES`] series are open.
-    fn series(&mut self, key: (u32, i64)) -> Option<u32> {
-        if let Some((last, i)) = self.last_series
-            && last == key
-        {
-            return Some(i);
-        }
-        let i = match self.minutes.get(&key) {
-            Some(&i) => i,
-            None if self.minutes.len() >= MAX_SERIES => return None,
-            None => {
-                let i = self.stats.len() as u32;
-                self.stats.push(MinuteStats::default());
-                self.minutes.insert(key, i);
-                i
-            }
-        };
-        self.last_series = Some((key, i));
-        Some(i)
     }
 
     /// Counts one rejected line.
@@ -286,12 +260,7 @@ impl MetricsAggregator {
             .minutes
             .iter()
             .filter(|((_, m), _)| !too_old(*m, now))
-            .map(|(_, &place)| {
-                7 + self.stats[place as usize]
-                    .total_time
-                    .len()
-                    .div_ceil(MAX_VALUES_PER_DATUM)
-            })
+            .map(|(_, stats)| 7 + stats.total_time.len().div_ceil(MAX_VALUES_PER_DATUM))
             .sum();
         let stamp = self.object_minute(now);
         let object = if too_old(stamp, now) {
@@ -304,19 +273,19 @@ impl MetricsAggregator {
 
     /// Appends the datums of up to `limit` more (bucket, minute) series from `series`;
     /// false once `series` is exhausted.
-    fn push_series(
+    fn push_series<'a>(
         &self,
-        series: &mut std::collections::btree_map::Iter<'_, (u32, i64), u32>,
+        series: &mut impl Iterator<Item = ((u32, i64), &'a MinuteStats)>,
         limit: usize,
         now: i64,
         datums: &mut Vec<MetricDatum>,
     ) -> bool {
         let mut taken = 0;
         while taken < limit {
-            let Some((&(index, minute), &place)) = series.next() else {
+            let Some(((index, minute), stats)) = series.next() else {
                 return false;
             };
-            let (minute, stats) = (&minute, &self.stats[place as usize]);
+            let minute = &minute;
             if too_old(*minute, now) {
                 continue;
             }

@@ -15,6 +15,7 @@ use super::{
 };
 use crate::enrich::{Enriched, RequesterType, UserAgentFamily};
 use crate::geo::ClientNetwork;
+use crate::slots::OrderedSlots;
 
 /// Counters for 403s per (minute, subject), per subject kind and bucket.
 pub const FORBIDDEN_COUNTERS: usize = 1024;
@@ -112,62 +113,6 @@ struct MinuteCount {
     samples: Vec<Sample>,
 }
 
-/// A bucket's per-minute counts, for at most [`MAX_MINUTES`] minutes. Records come in
-/// time order, so the previous record's minute is remembered and most records find their
-/// count without a search.
-#[derive(Debug, Clone, Default)]
-struct MinuteCounts {
-    /// Each minute's place in `counts`, in minute order.
-    places: BTreeMap<i64, u32>,
-    counts: Vec<MinuteCount>,
-    /// The previous record's minute and its place.
-    last: Option<(i64, u32)>,
-}
-
-impl MinuteCounts {
-    /// The count of `minute`, opened if new; `None` once [`MAX_MINUTES`] are open.
-    fn get_or_open(&mut self, minute: i64) -> Option<&mut MinuteCount> {
-        let place = match self.last {
-            Some((last, place)) if last == minute => place,
-            _ => {
-                let place = match self.places.get(&minute) {
-                    Some(&place) => place,
-                    None if self.places.len() >= MAX_MINUTES => return None,
-                    None => {
-                        let place = self.counts.len() as u32;
-                        self.counts.push(MinuteCount::default());
-                        self.places.insert(minute, place);
-                        place
-                    }
-                };
-                self.last = Some((minute, place));
-                place
-            }
-        };
-        self.counts.get_mut(place as usize)
-    }
-
-    /// The minutes and their counts, in minute order.
-    fn iter(&self) -> impl Iterator<Item = (i64, &MinuteCount)> {
-        self.range(..)
-    }
-
-    /// The minutes in `range` and their counts, in minute order.
-    fn range(
-        &self,
-        range: impl std::ops::RangeBounds<i64>,
-    ) -> impl Iterator<Item = (i64, &MinuteCount)> {
-        self.places
-            .range(range)
-            .filter_map(|(&minute, &place)| Some((minute, self.counts.get(place as usize)?)))
-    }
-
-    /// The earliest minute counted.
-    fn first_minute(&self) -> Option<i64> {
-        self.places.keys().next().copied()
-    }
-}
-
 /// A signal counted per bucket: anonymous access, scanners, legacy TLS.
 #[derive(Debug, Clone)]
 struct Aggregate {
@@ -225,7 +170,8 @@ impl SubjectCounters {
 struct BucketCounters {
     name: String,
     private: bool,
-    minutes: MinuteCounts,
+    /// Per-minute counts, for at most [`MAX_MINUTES`] minutes.
+    minutes: OrderedSlots<i64, MinuteCount>,
     by_kind: [SubjectCounters; 2],
     anonymous: Aggregate,
     scanner: Aggregate,
@@ -300,7 +246,7 @@ impl Detector {
         self.buckets.push(BucketCounters {
             name: name.to_string(),
             private: self.settings.is_private(name),
-            minutes: MinuteCounts::default(),
+            minutes: OrderedSlots::default(),
             by_kind: [SubjectCounters::new(), SubjectCounters::new()],
             anonymous: Aggregate::new(),
             scanner: Aggregate::new(),
@@ -325,7 +271,7 @@ impl Detector {
         let forbidden = r.http_status == Some(403);
 
         // Minutes past MAX_MINUTES are left out of the per-bucket spike only.
-        if let Some(m) = bucket.minutes.get_or_open(minute) {
+        if let Some(m) = bucket.minutes.get_or_open(minute, MAX_MINUTES) {
             m.total += 1;
             if forbidden {
                 m.forbidden += 1;
@@ -480,7 +426,7 @@ impl BucketCounters {
     /// Who was seen, moved out of the counters (which are done with) rather than copied.
     fn into_sightings(self) -> BucketSightings {
         let overflowed = self.by_kind.iter().any(|c| c.seen.max_undercount() > 0);
-        let first_minute = self.minutes.first_minute();
+        let first_minute = self.minutes.keys().next();
         let [requesters, remote_ips] = self.by_kind.map(|c| sorted_sightings(c.seen));
         let earliest = requesters
             .iter()
