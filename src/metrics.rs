@@ -285,8 +285,7 @@ impl MetricsAggregator {
             let Some(((index, minute), stats)) = series.next() else {
                 return false;
             };
-            let minute = &minute;
-            if too_old(*minute, now) {
+            if too_old(minute, now) {
                 continue;
             }
             taken += 1;
@@ -295,7 +294,7 @@ impl MetricsAggregator {
                 datums.push(MetricDatum {
                     name,
                     dimensions: vec![("Bucket", bucket.clone())],
-                    timestamp: *minute,
+                    timestamp: minute,
                     unit,
                     value: MetricValue::Value(value as f64),
                 });
@@ -314,7 +313,7 @@ impl MetricsAggregator {
                 datums.push(MetricDatum {
                     name: "TotalTimeMs",
                     dimensions: vec![("Bucket", bucket.clone())],
-                    timestamp: *minute,
+                    timestamp: minute,
                     unit: Unit::Milliseconds,
                     value: MetricValue::Distribution {
                         values: chunk.iter().map(|(v, _)| *v as f64).collect(),
