@@ -8,8 +8,10 @@
 //! first record it saw, and alerts on nothing new during that time. Its size is bounded:
 //! each list keeps at most `ALERT_BASELINE_MAX_ENTRIES`, evicting the least recently seen.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
 
@@ -37,11 +39,61 @@ pub struct Baseline {
     pub remote_ips: BTreeMap<String, i64>,
 }
 
-/// The address in canonical text (`2001:DB8::1` and `2001:db8:0::1` are one address).
-pub fn canonical_ip(address: &str) -> String {
-    address
-        .parse::<IpAddr>()
-        .map_or_else(|_| address.to_string(), |ip| ip.to_string())
+/// The address in canonical text (`2001:DB8::1` and `2001:db8:0::1` are one address);
+/// text that is not an address is kept as it is.
+pub fn canonical_ip(address: &str) -> Cow<'_, str> {
+    match address.parse::<IpAddr>() {
+        Ok(ip) => canonical_text(address, ip),
+        Err(_) => Cow::Borrowed(address),
+    }
+}
+
+/// `ip`'s canonical text, borrowing `address` (the text it was parsed from) when that
+/// already is: nearly always, so a log object's thousands of addresses are not each
+/// formatted and allocated again. Every text the IPv4 parser accepts is canonical (it
+/// rejects leading zeros); an IPv6 text is compared with its canonical form, written on
+/// the stack.
+fn canonical_text(address: &str, ip: IpAddr) -> Cow<'_, str> {
+    match ip {
+        IpAddr::V4(_) => Cow::Borrowed(address),
+        IpAddr::V6(v6) => {
+            let mut text = InlineText::new();
+            if write!(text, "{v6}").is_ok() && text.as_str() == address {
+                Cow::Borrowed(address)
+            } else {
+                Cow::Owned(Ipv6Addr::to_string(&v6))
+            }
+        }
+    }
+}
+
+/// Room for any address's text (an IPv6 address with an embedded IPv4 one is 45 bytes).
+struct InlineText {
+    bytes: [u8; 48],
+    len: usize,
+}
+
+impl InlineText {
+    fn new() -> Self {
+        Self {
+            bytes: [0; 48],
+            len: 0,
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Write for InlineText {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        let room = self.bytes.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        room.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
 }
 
 impl Baseline {
@@ -99,14 +151,11 @@ impl Baseline {
             if !settings.enabled(alert_type) {
                 continue;
             }
-            let new: Vec<(String, &Seen)> = seen
+            let new: Vec<(Cow<'_, str>, &Seen)> = seen
                 .iter()
-                .map(|(subject, s)| (normalise(kind, subject), s))
-                .filter(|(subject, s)| {
-                    s.first >= learned_by
-                        && !known.contains_key(subject)
-                        && !allowed(settings, kind, subject)
-                })
+                .filter(|(_, s)| s.first >= learned_by)
+                .filter_map(|(subject, s)| Some((stored_subject(settings, kind, subject)?, s)))
+                .filter(|(subject, _)| !known.contains_key(subject.as_ref()))
                 .collect();
             let (individual, rest) = new.split_at(new.len().min(MAX_INDIVIDUAL_ALERTS));
             for (subject, s) in individual {
@@ -121,7 +170,7 @@ impl Baseline {
                     window_end: rfc3339(s.last + 1),
                     subject: Some(Subject {
                         kind,
-                        value: subject.clone(),
+                        value: subject.to_string(),
                     }),
                     count: 1,
                     total: None,
@@ -182,7 +231,7 @@ impl Baseline {
                         .take(5)
                         .map(|(subject, _)| SubjectCount {
                             kind,
-                            value: subject.clone(),
+                            value: subject.to_string(),
                             count: 1,
                         })
                         .collect(),
@@ -215,12 +264,15 @@ impl Baseline {
         ];
         for (kind, seen, known) in lists {
             for (subject, s) in seen {
-                let subject = normalise(kind, subject);
-                if allowed(settings, kind, &subject) {
+                let Some(subject) = stored_subject(settings, kind, subject) else {
                     continue;
+                };
+                match known.get_mut(subject.as_ref()) {
+                    Some(last) => *last = (*last).max(s.last),
+                    None => {
+                        known.insert(subject.into_owned(), s.last);
+                    }
                 }
-                let last = known.entry(subject).or_insert(s.last);
-                *last = (*last).max(s.last);
             }
             evict_least_recent(known, settings.baseline_max_entries);
         }
@@ -228,29 +280,42 @@ impl Baseline {
 }
 
 /// The subject as stored: addresses in canonical text.
-pub(crate) fn normalise(kind: SubjectKind, subject: &str) -> String {
+pub(crate) fn normalise(kind: SubjectKind, subject: &str) -> Cow<'_, str> {
     match kind {
-        SubjectKind::Requester => subject.to_string(),
+        SubjectKind::Requester => Cow::Borrowed(subject),
         SubjectKind::RemoteIp => canonical_ip(subject),
     }
 }
 
-fn allowed(settings: &AlertSettings, kind: SubjectKind, subject: &str) -> bool {
+/// The subject as stored, or `None` when it is never stored nor reported as new: it is
+/// allowlisted, or is an address that does not parse. An address is parsed once for both.
+fn stored_subject<'a>(
+    settings: &AlertSettings,
+    kind: SubjectKind,
+    subject: &'a str,
+) -> Option<Cow<'a, str>> {
     match kind {
-        SubjectKind::Requester => settings.requester_allowed(subject),
-        SubjectKind::RemoteIp => settings.address_allowed(subject),
+        SubjectKind::Requester => {
+            (!settings.requester_allowed(subject)).then_some(Cow::Borrowed(subject))
+        }
+        SubjectKind::RemoteIp => {
+            let ip = subject.parse::<IpAddr>().ok()?;
+            (!settings.ip_allowed(ip)).then(|| canonical_text(subject, ip))
+        }
     }
 }
 
+/// Removes the `known.len() - max` least recently seen entries (ties by subject), finding
+/// the cut without sorting or copying the whole list.
 fn evict_least_recent(known: &mut BTreeMap<String, i64>, max: usize) {
-    if known.len() <= max {
+    let excess = known.len().saturating_sub(max);
+    if excess == 0 {
         return;
     }
-    let mut by_age: Vec<(i64, String)> = known.iter().map(|(k, t)| (*t, k.clone())).collect();
-    by_age.sort();
-    for (_, subject) in by_age.into_iter().take(known.len() - max) {
-        known.remove(&subject);
-    }
+    let mut by_age: Vec<(i64, &str)> = known.iter().map(|(k, t)| (*t, k.as_str())).collect();
+    let (_, &mut (cut_time, cut_subject), _) = by_age.select_nth_unstable(excess - 1);
+    let cut_subject = cut_subject.to_string();
+    known.retain(|subject, time| (*time, subject.as_str()) > (cut_time, cut_subject.as_str()));
 }
 
 #[cfg(test)]
@@ -360,5 +425,50 @@ mod tests {
         assert_eq!(base.requesters.keys().collect::<Vec<_>>(), ["mid", "new"]);
         let round_trip = Baseline::from_json(&base.to_json()).unwrap();
         assert_eq!(round_trip, base);
+    }
+
+    #[test]
+    fn canonical_text_is_borrowed_only_when_it_already_is_canonical() {
+        let borrowed = |t: &str| matches!(canonical_ip(t), Cow::Borrowed(_));
+        assert!(borrowed("192.0.2.1") && borrowed("2001:db8::1") && borrowed("::ffff:1.2.3.4"));
+        assert_eq!(canonical_ip("2001:DB8:0::1"), "2001:db8::1");
+        assert_eq!(canonical_ip("0:0:0:0:0:ffff:102:304"), "::ffff:1.2.3.4");
+        // The borrowing relies on the IPv4 parser refusing anything but canonical text.
+        assert!("01.2.3.4".parse::<IpAddr>().is_err() && "1.2.3".parse::<IpAddr>().is_err());
+        assert_eq!(
+            canonical_ip("01.2.3.4"),
+            "01.2.3.4",
+            "not an address: kept as is"
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn canonical_text_matches_the_formatted_address(bits: u128, v4: bool, upper: bool) {
+            let ip = if v4 {
+                IpAddr::from(std::net::Ipv4Addr::from(bits as u32))
+            } else {
+                IpAddr::from(Ipv6Addr::from(bits))
+            };
+            let canonical = ip.to_string();
+            let written = if upper { canonical.to_uppercase() } else { canonical.clone() };
+            proptest::prop_assert_eq!(canonical_ip(&written), canonical.as_str());
+        }
+
+        #[test]
+        fn eviction_keeps_the_most_recent_like_a_full_sort(
+            entries in proptest::collection::btree_map("[a-e]{1,3}", 0i64..6, 0..40),
+            max in 0usize..45,
+        ) {
+            let mut known = entries.clone();
+            evict_least_recent(&mut known, max);
+            let mut by_age: Vec<(i64, String)> =
+                entries.iter().map(|(k, t)| (*t, k.clone())).collect();
+            by_age.sort();
+            let evicted = entries.len().saturating_sub(max);
+            let expected: BTreeMap<String, i64> =
+                by_age.into_iter().skip(evicted).map(|(t, k)| (k, t)).collect();
+            proptest::prop_assert_eq!(known, expected);
+        }
     }
 }

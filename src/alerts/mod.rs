@@ -476,10 +476,12 @@ impl AlertSettings {
 
     /// True when the address is allowlisted (or is not an address at all).
     pub fn address_allowed(&self, address: &str) -> bool {
-        match address.parse() {
-            Ok(ip) => self.allow_cidrs.iter().any(|c| c.contains(ip)),
-            Err(_) => true,
-        }
+        address.parse().map_or(true, |ip| self.ip_allowed(ip))
+    }
+
+    /// True when the parsed address is in an allowlisted network.
+    pub fn ip_allowed(&self, ip: std::net::IpAddr) -> bool {
+        self.allow_cidrs.iter().any(|c| c.contains(ip))
     }
 }
 

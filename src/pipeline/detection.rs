@@ -279,8 +279,8 @@ impl<S: ObjectStore> Pipeline<S> {
         for ((kind, subject), first) in subjects.into_iter().zip(first) {
             if !first {
                 match kind {
-                    SubjectKind::Requester => known.requesters.insert(subject, 0),
-                    SubjectKind::RemoteIp => known.remote_ips.insert(subject, 0),
+                    SubjectKind::Requester => known.requesters.insert(subject.into_owned(), 0),
+                    SubjectKind::RemoteIp => known.remote_ips.insert(subject.into_owned(), 0),
                 };
             }
         }
