@@ -49,18 +49,12 @@ pub fn is_legacy_tls(version: &str) -> bool {
 }
 
 fn sample(record: &Enriched<'_>) -> Sample {
-    let mut sample = Sample::default();
-    fill_sample(&mut sample, record);
-    sample
-}
-
-/// Makes `sample` point at `record`, writing into the strings it already has.
-fn fill_sample(sample: &mut Sample, record: &Enriched<'_>) {
     let r = &record.record;
-    refill(&mut sample.request_id, r.request_id);
-    refill(&mut sample.key, r.key.map(|k| cut(k, MAX_SAMPLE_KEY)));
-    sample.time.clear();
-    sample.time.push_str(r.time.rfc3339().as_str());
+    Sample {
+        request_id: r.request_id.map(str::to_string),
+        key: r.key.map(|k| cut(k, MAX_SAMPLE_KEY).to_string()),
+        time: r.time.rfc3339().as_str().to_string(),
+    }
 }
 
 /// Sets `slot` to `text`, reusing the string it holds.
@@ -93,16 +87,56 @@ pub struct Seen {
     pub first: i64,
     /// Last event time.
     pub last: i64,
-    /// Their first request (an empty `time` until one is taken).
+    /// Their first request.
     pub sample: Sample,
 }
 
-impl super::heavy::Recycle for Seen {
+/// [`Seen`] while counting: the first request's time stays a number until the subject is
+/// known to be kept, so the many subjects of a spray that lose their counter are never
+/// formatted.
+#[derive(Debug, Clone, Default)]
+struct Sighting {
+    first: i64,
+    last: i64,
+    /// When the first request was made; `None` until one is taken.
+    sampled_at: Option<i64>,
+    request_id: Option<String>,
+    key: Option<String>,
+}
+
+impl Sighting {
+    /// Counts one request of the subject at `time`.
+    fn add(&mut self, record: &Enriched<'_>, time: i64) {
+        if self.sampled_at.is_some() {
+            self.first = self.first.min(time);
+            self.last = self.last.max(time);
+            return;
+        }
+        let r = &record.record;
+        self.first = time;
+        self.last = time;
+        self.sampled_at = Some(time);
+        refill(&mut self.request_id, r.request_id);
+        refill(&mut self.key, r.key.map(|k| cut(k, MAX_SAMPLE_KEY)));
+    }
+
+    fn into_seen(self) -> Seen {
+        Seen {
+            first: self.first,
+            last: self.last,
+            sample: Sample {
+                request_id: self.request_id,
+                key: self.key,
+                time: self.sampled_at.map(rfc3339).unwrap_or_default(),
+            },
+        }
+    }
+}
+
+impl super::heavy::Recycle for Sighting {
     /// Keeps the sample's strings for the next subject's first request.
     fn recycle(&mut self) {
-        self.first = 0;
-        self.last = 0;
-        self.sample.time.clear();
+        self.sampled_at = None;
     }
 }
 
@@ -153,7 +187,7 @@ impl Aggregate {
 struct SubjectCounters {
     forbidden: HeavyHitters<Vec<Sample>>,
     totals: HeavyHitters<()>,
-    seen: HeavyHitters<Seen>,
+    seen: HeavyHitters<Sighting>,
 }
 
 impl SubjectCounters {
@@ -313,14 +347,7 @@ impl Detector {
                 continue;
             }
             if let Some(seen) = counters.seen.add(subject) {
-                if seen.sample.time.is_empty() {
-                    seen.first = time;
-                    seen.last = time;
-                    fill_sample(&mut seen.sample, record);
-                } else {
-                    seen.first = seen.first.min(time);
-                    seen.last = seen.last.max(time);
-                }
+                seen.add(record, time);
             }
         }
 
@@ -446,8 +473,11 @@ impl BucketCounters {
 }
 
 /// The kept subjects, earliest first (ties by subject, for stable output).
-fn sorted_sightings(seen: HeavyHitters<Seen>) -> Vec<(String, Seen)> {
-    let mut v: Vec<(String, Seen)> = seen.into_kept().map(|(k, c)| (k, c.value)).collect();
+fn sorted_sightings(seen: HeavyHitters<Sighting>) -> Vec<(String, Seen)> {
+    let mut v: Vec<(String, Seen)> = seen
+        .into_kept()
+        .map(|(k, c)| (k, c.value.into_seen()))
+        .collect();
     v.sort_by(|a, b| a.1.first.cmp(&b.1.first).then(a.0.cmp(&b.0)));
     v
 }
