@@ -13,6 +13,7 @@ use super::{
     Alert, AlertSettings, AlertType, MAX_SAMPLES, Sample, Subject, SubjectCount, SubjectKind,
     alert_id,
 };
+use crate::access_log::Rfc3339;
 use crate::enrich::{Enriched, RequesterType, UserAgentFamily};
 use crate::geo::ClientNetwork;
 use crate::slots::OrderedSlots;
@@ -91,15 +92,15 @@ pub struct Seen {
     pub sample: Sample,
 }
 
-/// [`Seen`] while counting: the first request's time stays a number until the subject is
-/// known to be kept, so the many subjects of a spray that lose their counter are never
-/// formatted.
+/// [`Seen`] while counting: the first request's time is held inline (the record's own
+/// formatted time, so no formatting and no allocation) and becomes a `String` only for
+/// the subjects kept at the end, not for the many of a spray that lose their counter.
 #[derive(Debug, Clone, Default)]
 struct Sighting {
     first: i64,
     last: i64,
     /// When the first request was made; `None` until one is taken.
-    sampled_at: Option<i64>,
+    sampled_at: Option<Rfc3339>,
     request_id: Option<String>,
     key: Option<String>,
 }
@@ -115,7 +116,7 @@ impl Sighting {
         let r = &record.record;
         self.first = time;
         self.last = time;
-        self.sampled_at = Some(time);
+        self.sampled_at = Some(r.time.rfc3339());
         refill(&mut self.request_id, r.request_id);
         refill(&mut self.key, r.key.map(|k| cut(k, MAX_SAMPLE_KEY)));
     }
@@ -127,7 +128,10 @@ impl Sighting {
             sample: Sample {
                 request_id: self.request_id,
                 key: self.key,
-                time: self.sampled_at.map(rfc3339).unwrap_or_default(),
+                time: self
+                    .sampled_at
+                    .map(|t| t.as_str().to_string())
+                    .unwrap_or_default(),
             },
         }
     }
