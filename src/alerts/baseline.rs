@@ -11,7 +11,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
@@ -61,7 +61,7 @@ fn canonical_text(address: &str, ip: IpAddr) -> Cow<'_, str> {
             if write!(text, "{v6}").is_ok() && text.as_str() == address {
                 Cow::Borrowed(address)
             } else {
-                Cow::Owned(Ipv6Addr::to_string(&v6))
+                Cow::Owned(v6.to_string())
             }
         }
     }
@@ -448,7 +448,7 @@ mod tests {
             let ip = if v4 {
                 IpAddr::from(std::net::Ipv4Addr::from(bits as u32))
             } else {
-                IpAddr::from(Ipv6Addr::from(bits))
+                IpAddr::from(std::net::Ipv6Addr::from(bits))
             };
             let canonical = ip.to_string();
             let written = if upper { canonical.to_uppercase() } else { canonical.clone() };

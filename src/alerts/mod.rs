@@ -474,12 +474,7 @@ impl AlertSettings {
         asn.is_some_and(|asn| self.allow_asns.contains(&asn))
     }
 
-    /// True when the address is allowlisted (or is not an address at all).
-    pub fn address_allowed(&self, address: &str) -> bool {
-        address.parse().map_or(true, |ip| self.ip_allowed(ip))
-    }
-
-    /// True when the parsed address is in an allowlisted network.
+    /// True when the address is in an allowlisted network (`ALERT_ALLOW_CIDRS`).
     pub fn ip_allowed(&self, ip: std::net::IpAddr) -> bool {
         self.allow_cidrs.iter().any(|c| c.contains(ip))
     }
@@ -512,7 +507,8 @@ mod tests {
         .unwrap();
         assert_eq!(s.subject_403_min, 10);
         assert!(!s.enabled(AlertType::NewRemoteIp) && s.enabled(AlertType::NewRequester));
-        assert!(s.address_allowed("10.9.9.9") && !s.address_allowed("11.0.0.1"));
+        let ip = |text: &str| text.parse::<std::net::IpAddr>().unwrap();
+        assert!(s.ip_allowed(ip("10.9.9.9")) && !s.ip_allowed(ip("11.0.0.1")));
         assert!(s.requester_allowed("arn:aws:iam::1:role/x"));
         assert!(s.is_private("secret-data") && !s.is_private("public"));
     }
