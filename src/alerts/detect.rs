@@ -82,7 +82,7 @@ fn cut(text: &str, max: usize) -> &str {
 }
 
 /// When a subject was first and last seen in this object, and one request of theirs.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Seen {
     /// First event time (Unix seconds).
     pub first: i64,
