@@ -1,6 +1,9 @@
 //! CloudWatch metrics through `aws-sdk-cloudwatch` (`PutMetricData`). Thin: datums are
 //! translated and sent in as few calls as CloudWatch's limits allow.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use async_trait::async_trait;
 use aws_sdk_cloudwatch::Client;
 use aws_sdk_cloudwatch::error::DisplayErrorContext;
@@ -18,12 +21,24 @@ const MAX_CALL_BYTES: usize = 512 * 1024;
 pub struct CloudWatchMetrics {
     client: Client,
     namespace: String,
+    /// `PutMetricData` calls sent (retries by the SDK not included), shared by clones.
+    calls: Arc<AtomicU64>,
 }
 
 impl CloudWatchMetrics {
     /// Publishes into `namespace` with `client`.
     pub fn new(client: Client, namespace: String) -> Self {
-        Self { client, namespace }
+        Self {
+            client,
+            namespace,
+            calls: Arc::default(),
+        }
+    }
+
+    /// How many `PutMetricData` calls this sink (and its clones) sent so far: CloudWatch
+    /// bills them per 1,000, so the cost model counts them.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
     }
 
     /// A client from the shared AWS configuration (honours `AWS_ENDPOINT_URL`).
@@ -87,6 +102,7 @@ impl MetricsSink for CloudWatchMetrics {
                 }
                 end += 1;
             }
+            self.calls.fetch_add(1, Ordering::Relaxed);
             self.client
                 .put_metric_data()
                 .namespace(&self.namespace)

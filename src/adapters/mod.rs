@@ -1,6 +1,7 @@
 //! I/O at the edge: implementations of the ports in [`crate::ports`].
 
 pub mod cloudwatch;
+pub mod counting;
 pub mod dynamodb;
 pub mod emf;
 pub mod local;
