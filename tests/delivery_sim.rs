@@ -22,6 +22,8 @@ mod support;
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
+use bucketlog::adapters::cloudwatch::CloudWatchMetrics;
+use bucketlog::adapters::counting::{CountingStore, PriceClass, RequestsByPrefix, price_class};
 use bucketlog::adapters::local_state::LocalDetectionState;
 use bucketlog::adapters::s3::S3Store;
 use bucketlog::config::Config;
@@ -41,7 +43,7 @@ const EVENT_TEMPLATE: &str = include_str!("../events/s3-put.json");
 /// queue behind each other), the log bucket, and a topic feeding a queue.
 struct World {
     /// Kept alive for the run; stopped on drop.
-    _server: MotoServer,
+    server: MotoServer,
     s3: aws_sdk_s3::Client,
     inbox: AlertInbox,
     /// Where the access logs are delivered and the outputs go.
@@ -56,7 +58,7 @@ impl World {
         let log_bucket = unique_bucket(name);
         s3::create_bucket(&s3, &log_bucket).await;
         World {
-            _server: server,
+            server,
             inbox: AlertInbox::create(&sdk, &log_bucket).await,
             s3,
             log_bucket,
@@ -255,7 +257,6 @@ async fn run_delivered(layout: Layout, delivery: Delivery) -> Run {
 
     // Every object exists before any event announces it, as in S3.
     let t = Instant::now();
-    let mut uploads = tokio::task::JoinSet::new();
     let to_upload = match delivery {
         Delivery::S3Objects => &sim.objects[..],
         Delivery::LogsBatches => &[],
@@ -269,17 +270,7 @@ async fn run_delivered(layout: Layout, delivery: Delivery) -> Run {
             .map(|(i, o)| logs_batch(o, i))
             .collect(),
     };
-    for object in to_upload {
-        while uploads.len() >= 4 {
-            uploads.join_next().await.expect("task").expect("upload");
-        }
-        let (client, bucket) = (world.s3.clone(), world.log_bucket.clone());
-        let (key, body) = (object.key.clone(), object.body.clone());
-        uploads.spawn(async move { s3::put(&client, &bucket, &key, body).await });
-    }
-    while let Some(done) = uploads.join_next().await {
-        done.expect("upload");
-    }
+    upload_all(&world, to_upload).await;
     let uploaded = t.elapsed().as_secs_f64();
 
     let t = Instant::now();
@@ -342,6 +333,22 @@ async fn run_delivered(layout: Layout, delivery: Delivery) -> Run {
         run.score.false_alerts
     );
     run
+}
+
+/// Puts every object into the log bucket, four at a time.
+async fn upload_all(world: &World, objects: &[support::delivery::SimObject]) {
+    let mut uploads = tokio::task::JoinSet::new();
+    for object in objects {
+        while uploads.len() >= 4 {
+            uploads.join_next().await.expect("task").expect("upload");
+        }
+        let (client, bucket) = (world.s3.clone(), world.log_bucket.clone());
+        let (key, body) = (object.key.clone(), object.body.clone());
+        uploads.spawn(async move { s3::put(&client, &bucket, &key, body).await });
+    }
+    while let Some(done) = uploads.join_next().await {
+        done.expect("upload");
+    }
 }
 
 /// What holds for every run, whatever the detection finds: each object processed once,
@@ -442,6 +449,176 @@ async fn every_attack_is_found_once_at_16_hosts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_attack_is_found_once_at_64_hosts() {
     assert_every_attack_found_once(&run(Layout::Hosts(64)).await);
+}
+
+/// Requests per API call and key prefix, from `before` to `after`.
+fn requests_between(before: &RequestsByPrefix, after: &RequestsByPrefix) -> RequestsByPrefix {
+    after
+        .iter()
+        .map(|(what, n)| (what.clone(), n - before.get(what).copied().unwrap_or(0)))
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
+/// Requests of one price class in `made`.
+fn in_class(made: &RequestsByPrefix, class: PriceClass) -> u64 {
+    made.iter()
+        .filter(|((api, _), _)| price_class(api) == class)
+        .map(|(_, n)| n)
+        .sum()
+}
+
+/// One hour's processed objects: the requests each made, and its PutMetricData calls.
+#[derive(Default)]
+struct HourOfRequests {
+    objects: Vec<(RequestsByPrefix, u64)>,
+}
+
+impl HourOfRequests {
+    /// The mean per object of what `count` picks from each.
+    fn mean(&self, count: impl Fn(&RequestsByPrefix, u64) -> u64) -> f64 {
+        let total: u64 = self.objects.iter().map(|(r, m)| count(r, *m)).sum();
+        total as f64 / self.objects.len().max(1) as f64
+    }
+
+    fn mean_of(&self, api: &'static str, prefix: &str) -> f64 {
+        self.mean(|r, _| r.get(&(api, prefix.to_string())).copied().unwrap_or(0))
+    }
+
+    fn put_class(&self) -> f64 {
+        self.mean(|r, _| in_class(r, PriceClass::PutCopyPostList))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_per_log_object_at_16_hosts() {
+    // S3 bills every request, whatever its size, and S3 delivers many small objects, so
+    // the requests made per log object weigh more in the bill than the function's CPU
+    // (BENCHMARKS.md, "Cost model"). Two hours at 16 hosts (objects of a few hundred
+    // records, out of order, some twice) through the default configuration: curated
+    // output, the lake's dirty marks, the baseline, metrics through PutMetricData. The
+    // first hour meets most of the bucket's requesters and addresses for the first time;
+    // the second is what a bucket costs once its baseline knows them.
+    let start = simulated_start() - 3600;
+    let sim = simulate(&SimConfig {
+        seconds: 7200,
+        ..SimConfig::new(Layout::Hosts(16), start)
+    });
+    let world = World::new("sim-requests").await;
+    upload_all(&world, &sim.objects).await;
+    let sdk = inbox::sdk_config(&world.server.endpoint).await;
+    let metrics = CloudWatchMetrics::new(
+        aws_sdk_cloudwatch::Client::new(&sdk),
+        format!("Test/{}", world.log_bucket),
+    );
+    let store = CountingStore::new(S3Store::new(world.s3.clone()));
+    let vars: HashMap<&str, &str> = [("OUTPUT_BUCKET", world.log_bucket.as_str())].into();
+    let config = Config::from_lookup(|k| vars.get(k).map(|v| v.to_string())).expect("config");
+    let pipeline = Pipeline::new(store.clone(), config).with_metrics(Box::new(metrics.clone()));
+
+    let mut hours = [HourOfRequests::default(), HourOfRequests::default()];
+    let mut duplicates = Vec::new();
+    for (position, arrival) in sim.arrivals.iter().enumerate() {
+        let object = &sim.objects[arrival.object];
+        let event = event_for(
+            &world.log_bucket,
+            &object.key,
+            &object.body,
+            arrival.at,
+            position,
+        );
+        let (before, calls_before) = (store.by_prefix(), metrics.calls());
+        let response = pipeline
+            .handle(&event)
+            .await
+            .unwrap_or_else(|e| panic!("arrival {position} ({}): {e}", object.key));
+        let made = requests_between(&before, &store.by_prefix());
+        match response["objects"][0]["outcome"].as_str() {
+            Some("processed") => {
+                let hour = usize::from(object.first >= start + 3600);
+                hours[hour]
+                    .objects
+                    .push((made, metrics.calls() - calls_before));
+            }
+            Some("duplicate") => duplicates.push(made),
+            other => panic!("arrival {position} ({}): outcome {other:?}", object.key),
+        }
+    }
+    assert_eq!(
+        hours[0].objects.len() + hours[1].objects.len(),
+        sim.objects.len()
+    );
+    assert!(
+        !duplicates.is_empty(),
+        "the simulation delivers some objects twice"
+    );
+
+    let records = sim.requests as f64 / sim.objects.len() as f64;
+    let bytes =
+        sim.objects.iter().map(|o| o.body.len()).sum::<usize>() as f64 / sim.objects.len() as f64;
+    eprintln!(
+        "{} objects of {records:.0} records ({:.0} KiB) on average; {} duplicate deliveries, \
+         each {:?}",
+        sim.objects.len(),
+        bytes / 1024.0,
+        duplicates.len(),
+        duplicates[0]
+    );
+    let kinds: std::collections::BTreeSet<(&str, String)> = hours
+        .iter()
+        .flat_map(|h| h.objects.iter().flat_map(|(r, _)| r.keys().cloned()))
+        .collect();
+    eprintln!("| request | key prefix | first hour | second hour |");
+    for (api, prefix) in &kinds {
+        eprintln!(
+            "| {api} | {prefix} | {:.2} | {:.2} |",
+            hours[0].mean_of(api, prefix),
+            hours[1].mean_of(api, prefix)
+        );
+    }
+    eprintln!(
+        "| PutMetricData | | {:.2} | {:.2} |",
+        hours[0].mean(|_, m| m),
+        hours[1].mean(|_, m| m)
+    );
+    eprintln!(
+        "| PUT, COPY, POST, LIST | | {:.2} | {:.2} |",
+        hours[0].put_class(),
+        hours[1].put_class()
+    );
+    eprintln!(
+        "| GET | | {:.2} | {:.2} |",
+        hours[0].mean(|r, _| in_class(r, PriceClass::GetAndOther)),
+        hours[1].mean(|r, _| in_class(r, PriceClass::GetAndOther))
+    );
+
+    // A duplicate delivery opens the object (for its ETag), reads its marker and stops:
+    // two GETs, nothing written.
+    for made in &duplicates {
+        assert_eq!(
+            (
+                in_class(made, PriceClass::PutCopyPostList),
+                in_class(made, PriceClass::GetAndOther)
+            ),
+            (0, 2),
+            "a duplicate delivery made {made:?}"
+        );
+    }
+    for hour in &hours {
+        for (made, metric_calls) in &hour.objects {
+            assert!(in_class(made, PriceClass::GetAndOther) >= 2, "{made:?}");
+            assert!(in_class(made, PriceClass::PutCopyPostList) >= 2, "{made:?}");
+            assert!(*metric_calls >= 1, "each object's metrics are published");
+        }
+    }
+    // Once the baseline knows the bucket's subjects, most objects leave it unwritten.
+    let baseline_writes = |h: &HourOfRequests| h.mean_of("PutObject", "state/baseline/");
+    assert!(
+        baseline_writes(&hours[1]) < 0.2 * baseline_writes(&hours[0]),
+        "baseline writes per object: {} then {}",
+        baseline_writes(&hours[0]),
+        baseline_writes(&hours[1])
+    );
 }
 
 // The simulator itself, without moto: pure logic, so plain unit-level checks.

@@ -24,6 +24,16 @@ use super::{
 /// together in one summary alert, so an address spray cannot flood the topic.
 pub const MAX_INDIVIDUAL_ALERTS: usize = 10;
 
+/// How far a known subject's last-seen time must move before the baseline is written
+/// for it alone: a day. Most log objects bring only subjects the baseline already knows;
+/// each would otherwise cost a PutObject (the baseline's write) for times that only
+/// decide which subjects are evicted first, once a list passes
+/// `ALERT_BASELINE_MAX_ENTRIES`. So a stored last-seen time may lag by up to a day, and is
+/// exact again whenever the baseline is written for any reason (a new subject, or another
+/// subject's day). With an hour, a bucket's steady traffic still wrote its baseline for
+/// four objects in ten (BENCHMARKS.md, "Requests per log object").
+pub const REFRESH_SECONDS: i64 = 86_400;
+
 /// Who has been seen on one bucket, with when they were last seen.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Baseline {
@@ -249,7 +259,13 @@ impl Baseline {
     /// Merges `sightings` in: new subjects are added, known ones get their last-seen time
     /// moved forward, allowlisted ones are not stored, and each list is then cut to
     /// `baseline_max_entries` by evicting the least recently seen.
-    pub fn absorb(&mut self, sightings: &BucketSightings, settings: &AlertSettings) {
+    ///
+    /// Returns whether the stored baseline needs writing: a subject was added (or evicted),
+    /// or a known subject's last-seen time moved by at least [`REFRESH_SECONDS`]. Last-seen
+    /// times only order eviction, so the times of an object that brought nothing else
+    /// new may go unwritten (S3 bills every write; see [`REFRESH_SECONDS`]).
+    #[must_use = "a baseline that changed must be written back"]
+    pub fn absorb(&mut self, sightings: &BucketSightings, settings: &AlertSettings) -> bool {
         let lists = [
             (
                 SubjectKind::Requester,
@@ -262,20 +278,26 @@ impl Baseline {
                 &mut self.remote_ips,
             ),
         ];
+        let mut changed = false;
         for (kind, seen, known) in lists {
             for (subject, s) in seen {
                 let Some(subject) = stored_subject(settings, kind, subject) else {
                     continue;
                 };
                 match known.get_mut(subject.as_ref()) {
-                    Some(last) => *last = (*last).max(s.last),
+                    Some(last) => {
+                        changed |= s.last >= last.saturating_add(REFRESH_SECONDS);
+                        *last = (*last).max(s.last);
+                    }
                     None => {
                         known.insert(subject.into_owned(), s.last);
+                        changed = true;
                     }
                 }
             }
             evict_least_recent(known, settings.baseline_max_entries);
         }
+        changed
     }
 }
 
@@ -359,7 +381,7 @@ mod tests {
         let mut base = Baseline::new("b", 0);
         let early = sightings(&[("alice", H)], &[("192.0.2.1", H)]);
         assert!(base.new_subject_alerts(&early, &settings, "o").is_empty());
-        base.absorb(&early, &settings);
+        assert!(base.absorb(&early, &settings), "new subjects are written");
         let later = sightings(
             &[("alice", 3 * H), ("mallory", 3 * H)],
             &[("192.0.2.1", 3 * H)],
@@ -384,17 +406,21 @@ mod tests {
             ..AlertSettings::default()
         };
         let mut base = Baseline::new("b", 0);
-        base.absorb(&sightings(&[], &[("2001:db8::1", 1)]), &settings);
+        assert!(base.absorb(&sightings(&[], &[("2001:db8::1", 1)]), &settings));
         let s = sightings(
             &[("arn:aws:iam::1:role/ci-deploy", H)],
             &[("10.1.2.3", H), ("2001:DB8:0::1", H)],
         );
         assert!(base.new_subject_alerts(&s, &settings, "o").is_empty());
-        base.absorb(&s, &settings);
+        assert!(
+            !base.absorb(&s, &settings),
+            "nothing to write: allowlisted, or known in another spelling"
+        );
         assert!(
             base.requesters.is_empty(),
             "allowlisted subjects are not stored"
         );
+        assert_eq!(base.remote_ips.keys().collect::<Vec<_>>(), ["2001:db8::1"]);
     }
 
     #[test]
@@ -418,13 +444,38 @@ mod tests {
             ..AlertSettings::default()
         };
         let mut base = Baseline::new("b", 0);
-        base.absorb(
+        assert!(base.absorb(
             &sightings(&[("old", 1), ("mid", 2 * H), ("new", 3 * H)], &[]),
             &settings,
-        );
+        ));
         assert_eq!(base.requesters.keys().collect::<Vec<_>>(), ["mid", "new"]);
         let round_trip = Baseline::from_json(&base.to_json()).unwrap();
         assert_eq!(round_trip, base);
+    }
+
+    #[test]
+    fn known_subjects_are_written_again_only_after_the_refresh_interval() {
+        const R: i64 = REFRESH_SECONDS;
+        let settings = AlertSettings::default();
+        let mut base = Baseline::new("b", 0);
+        assert!(base.absorb(&sightings(&[("alice", H)], &[("192.0.2.1", H)]), &settings));
+        // `seen(t)` is last seen at t + 10: alice's time moves by R - 1, the address's by 60.
+        let within = sightings(&[("alice", H + R - 11)], &[("192.0.2.1", H + 60)]);
+        assert!(!base.absorb(&within, &settings));
+        assert_eq!(
+            base.requesters["alice"],
+            H + R - 1,
+            "the copy in memory still moves"
+        );
+        // R after the time the baseline holds (H + 70 since the last object).
+        let a_refresh_on = sightings(&[], &[("192.0.2.1", H + 60 + R)]);
+        assert!(base.absorb(&a_refresh_on, &settings));
+        let older = sightings(&[("alice", 0)], &[]);
+        assert!(
+            !base.absorb(&older, &settings),
+            "an older sighting moves nothing"
+        );
+        assert_eq!(base.requesters["alice"], H + R - 1);
     }
 
     #[test]

@@ -22,6 +22,9 @@ const BASELINE_ATTEMPTS: u32 = 12;
 pub(super) struct StoredBaseline {
     pub(super) baseline: Baseline,
     condition: PutCondition,
+    /// Written even if the sightings change nothing: it is new, or replaces an unreadable
+    /// one (either way its learning start must be stored).
+    fresh: bool,
 }
 
 impl<S: ObjectStore> Pipeline<S> {
@@ -43,19 +46,34 @@ impl<S: ObjectStore> Pipeline<S> {
             None => StoredBaseline {
                 baseline: fresh(),
                 condition: PutCondition::IfAbsent,
+                fresh: true,
             },
-            Some((bytes, etag)) => StoredBaseline {
-                baseline: Baseline::from_json(&bytes).unwrap_or_else(|e| {
-                    warn!(baseline = %at, error = %e, "unreadable baseline: starting a new one (learning again)");
-                    fresh()
-                }),
-                condition: etag.map_or(PutCondition::None, PutCondition::IfMatch),
-            },
+            Some((bytes, etag)) => {
+                let condition = etag.map_or(PutCondition::None, PutCondition::IfMatch);
+                match Baseline::from_json(&bytes) {
+                    Ok(baseline) => StoredBaseline {
+                        baseline,
+                        condition,
+                        fresh: false,
+                    },
+                    Err(e) => {
+                        warn!(baseline = %at, error = %e, "unreadable baseline: starting a new one (learning again)");
+                        StoredBaseline {
+                            baseline: fresh(),
+                            condition,
+                            fresh: true,
+                        }
+                    }
+                }
+            }
         })
     }
 
     /// Merges the sightings into each baseline with conditional writes, re-reading and
-    /// re-merging when another invocation wrote in between.
+    /// re-merging when another invocation wrote in between. A baseline the sightings do
+    /// not change (no new subject, no last-seen time a day newer: see
+    /// [`crate::alerts::baseline::REFRESH_SECONDS`]) is not written: most log objects
+    /// bring only known subjects, and each write is a billed PutObject.
     pub(super) async fn update_baselines(
         &self,
         object: &ObjectRef,
@@ -71,8 +89,11 @@ impl<S: ObjectStore> Pipeline<S> {
                 let StoredBaseline {
                     mut baseline,
                     condition,
+                    fresh,
                 } = current;
-                baseline.absorb(sightings, settings);
+                if !baseline.absorb(sightings, settings) && !fresh {
+                    break;
+                }
                 match self
                     .store
                     .put(&at, baseline.to_json(), "application/json", condition)
