@@ -295,7 +295,7 @@ impl Baseline {
                     }
                 }
             }
-            evict_least_recent(known, settings.baseline_max_entries);
+            changed |= evict_least_recent(known, settings.baseline_max_entries);
         }
         changed
     }
@@ -328,16 +328,18 @@ fn stored_subject<'a>(
 }
 
 /// Removes the `known.len() - max` least recently seen entries (ties by subject), finding
-/// the cut without sorting or copying the whole list.
-fn evict_least_recent(known: &mut BTreeMap<String, i64>, max: usize) {
+/// the cut without sorting or copying the whole list; true when it removed any (a
+/// lowered `ALERT_BASELINE_MAX_ENTRIES` cuts a stored list even when nothing is new).
+fn evict_least_recent(known: &mut BTreeMap<String, i64>, max: usize) -> bool {
     let excess = known.len().saturating_sub(max);
     if excess == 0 {
-        return;
+        return false;
     }
     let mut by_age: Vec<(i64, &str)> = known.iter().map(|(k, t)| (*t, k.as_str())).collect();
     let (_, &mut (cut_time, cut_subject), _) = by_age.select_nth_unstable(excess - 1);
     let cut_subject = cut_subject.to_string();
     known.retain(|subject, time| (*time, subject.as_str()) > (cut_time, cut_subject.as_str()));
+    true
 }
 
 #[cfg(test)]
@@ -476,6 +478,15 @@ mod tests {
             "an older sighting moves nothing"
         );
         assert_eq!(base.requesters["alice"], H + R - 1);
+        let lowered = AlertSettings {
+            baseline_max_entries: 0,
+            ..AlertSettings::default()
+        };
+        assert!(
+            base.absorb(&older, &lowered),
+            "a lowered bound cuts the stored lists"
+        );
+        assert!(base.requesters.is_empty() && base.remote_ips.is_empty());
     }
 
     #[test]
@@ -512,7 +523,8 @@ mod tests {
             max in 0usize..45,
         ) {
             let mut known = entries.clone();
-            evict_least_recent(&mut known, max);
+            let removed = evict_least_recent(&mut known, max);
+            proptest::prop_assert_eq!(removed, entries.len() > max);
             let mut by_age: Vec<(i64, String)> =
                 entries.iter().map(|(k, t)| (*t, k.clone())).collect();
             by_age.sort();
