@@ -592,6 +592,24 @@ async fn requests_per_log_object_at_16_hosts() {
         hours[1].mean(|r, _| in_class(r, PriceClass::GetAndOther))
     );
 
+    let baseline: Value = serde_json::from_slice(
+        &s3::get(
+            &world.s3,
+            &world.log_bucket,
+            &format!("state/baseline/{}.json", sim.config.bucket),
+        )
+        .await,
+    )
+    .expect("baseline JSON");
+    let known = |list: &str| baseline[list].as_object().map_or(0, |m| m.len());
+    eprintln!(
+        "the baseline knows {} requesters and {} addresses",
+        known("requesters"),
+        known("remote_ips")
+    );
+    // Below the size where every move is written (BENCHMARKS.md): what is measured here.
+    assert!(known("remote_ips") + bucketlog::alerts::detect::SEEN_COUNTERS <= 5_000);
+
     // A duplicate delivery opens the object (for its ETag), reads its marker and stops:
     // two GETs, nothing written.
     for made in &duplicates {

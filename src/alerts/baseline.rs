@@ -15,7 +15,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use super::detect::{BucketSightings, Seen};
+use super::detect::{BucketSightings, SEEN_COUNTERS, Seen};
 use super::{
     Alert, AlertSettings, AlertType, Subject, SubjectCount, SubjectKind, alert_id, rfc3339,
 };
@@ -32,6 +32,11 @@ pub const MAX_INDIVIDUAL_ALERTS: usize = 10;
 /// exact again whenever the baseline is written for any reason (a new subject, or another
 /// subject's day). With an hour, a bucket's steady traffic still wrote its baseline for
 /// four objects in ten (BENCHMARKS.md, "Requests per log object").
+///
+/// A list close enough to its bound that one object's new subjects (at most
+/// [`SEEN_COUNTERS`]) could make it evict is written on any move, so eviction always
+/// orders exact times: a lagging time could otherwise evict a subject seen hours ago
+/// before one seen earlier, and report it as new when it comes back.
 pub const REFRESH_SECONDS: i64 = 86_400;
 
 /// Who has been seen on one bucket, with when they were last seen.
@@ -280,13 +285,19 @@ impl Baseline {
         ];
         let mut changed = false;
         for (kind, seen, known) in lists {
+            // Close to the bound, the next object may evict: its times must then be exact.
+            let refresh = if known.len() + SEEN_COUNTERS > settings.baseline_max_entries {
+                1
+            } else {
+                REFRESH_SECONDS
+            };
             for (subject, s) in seen {
                 let Some(subject) = stored_subject(settings, kind, subject) else {
                     continue;
                 };
                 match known.get_mut(subject.as_ref()) {
                     Some(last) => {
-                        changed |= s.last >= last.saturating_add(REFRESH_SECONDS);
+                        changed |= s.last >= last.saturating_add(refresh);
                         *last = (*last).max(s.last);
                     }
                     None => {
@@ -487,6 +498,22 @@ mod tests {
             "a lowered bound cuts the stored lists"
         );
         assert!(base.requesters.is_empty() && base.remote_ips.is_empty());
+    }
+
+    #[test]
+    fn near_the_bound_every_move_is_written() {
+        let settings = AlertSettings {
+            baseline_max_entries: SEEN_COUNTERS + 1,
+            ..AlertSettings::default()
+        };
+        let mut base = Baseline::new("b", 0);
+        assert!(base.absorb(&sightings(&[("alice", H)], &[]), &settings));
+        // One entry: one object's new subjects could not make it evict yet.
+        assert!(!base.absorb(&sightings(&[("alice", H + 1)], &[]), &settings));
+        assert!(base.absorb(&sightings(&[("bob", H)], &[]), &settings));
+        // Two entries: SEEN_COUNTERS new ones would pass the bound, so times are exact.
+        assert!(base.absorb(&sightings(&[("alice", H + 2)], &[]), &settings));
+        assert!(!base.absorb(&sightings(&[("alice", H + 2)], &[]), &settings));
     }
 
     #[test]
