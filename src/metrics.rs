@@ -471,10 +471,11 @@ pub fn emf_lines(namespace: &str, datums: &[MetricDatum]) -> Vec<String> {
         Vec<(&'d MetricDatum, Vec<f64>)>,
     );
     // Indexed by (dimensions, minute): an object spread over thousands of buckets has
-    // thousands of groups, and a linear search made this quadratic.
+    // thousands of groups, and a linear search made this quadratic. Hashed with foldhash:
+    // the keys are the function's own datums, and SipHash cost more than the rendering.
     let mut groups: Vec<Group<'_>> = Vec::new();
     type Dimensions<'d> = &'d [(&'static str, String)];
-    let mut index: HashMap<(Dimensions<'_>, i64), usize> = HashMap::new();
+    let mut index: hashbrown::HashMap<(Dimensions<'_>, i64), usize> = hashbrown::HashMap::new();
     for d in datums {
         let values = match &d.value {
             MetricValue::Value(v) => vec![*v],
@@ -496,7 +497,6 @@ pub fn emf_lines(namespace: &str, datums: &[MetricDatum]) -> Vec<String> {
         }
     }
     let mut lines = Vec::new();
-    let mut out = Vec::new();
     for (dimensions, timestamp, metrics) in groups {
         let documents = metrics
             .iter()
@@ -511,9 +511,13 @@ pub fn emf_lines(namespace: &str, datums: &[MetricDatum]) -> Vec<String> {
                     Some((*datum, chunk))
                 })
                 .collect();
-            out.clear();
+            let mut out = Vec::new();
             write_emf_document(&mut out, namespace, dimensions, timestamp, &chunks);
-            lines.push(String::from_utf8_lossy(&out).into_owned());
+            // Written from strings, so valid UTF-8; moved, not copied.
+            lines.push(
+                String::from_utf8(out)
+                    .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+            );
         }
     }
     lines
