@@ -34,9 +34,12 @@ pub const MAX_INDIVIDUAL_ALERTS: usize = 10;
 /// four objects in ten (BENCHMARKS.md, "Requests per log object").
 ///
 /// A list close enough to its bound that one object's new subjects (at most
-/// [`SEEN_COUNTERS`]) could make it evict is written on any move, so eviction always
-/// orders exact times: a lagging time could otherwise evict a subject seen hours ago
-/// before one seen earlier, and report it as new when it comes back.
+/// [`SEEN_COUNTERS`]) could make it evict is written on any move, so near eviction the
+/// subjects being seen carry exact times: a lagging time could evict a subject seen
+/// hours ago before one seen earlier, and report it as new when it comes back. What
+/// remains: a subject last seen while its list was smaller, and not since, may carry a
+/// time up to a day early, so eviction can take it before subjects seen up to a day
+/// before it.
 pub const REFRESH_SECONDS: i64 = 86_400;
 
 /// Who has been seen on one bucket, with when they were last seen.
