@@ -527,6 +527,79 @@ async fn new_addresses_alert_with_their_network_unless_the_network_is_allowed() 
     let _ = std::fs::remove_dir_all(&scratch);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_baseline_is_written_when_it_learns_and_an_unreadable_one_is_replaced() {
+    let w = World::new("baseline-writes").await;
+    let config = w.config(&[
+        ("ALERT_ALLOW_CIDRS", "203.0.113.0/24"),
+        ("ALERT_ALLOW_REQUESTERS", "arn:aws:iam::1:role/ci-*"),
+    ]);
+    let key = format!("state/baseline/{}.json", w.bucket);
+    let etag = |listing: Vec<(String, String)>| {
+        listing
+            .into_iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, etag)| etag)
+    };
+    let t0 = now() - 3600;
+    let alice = "arn:aws:iam::1:user/alice";
+    let first = w
+        .log_object(
+            "2026-11-22-10-00-00-A",
+            &[line(&w.bucket, t0, "192.0.2.1", alice, 200, 1)],
+        )
+        .await;
+    w.pipeline(config.clone())
+        .handle(&first)
+        .await
+        .expect("first");
+    let written = etag(s3::list(&w.s3, &w.bucket, "state/baseline/").await);
+    assert!(written.is_some(), "a new baseline is written");
+
+    // The same subjects five minutes later: nothing to learn, so no write.
+    let again = w
+        .log_object(
+            "2026-11-22-10-05-00-B",
+            &[line(&w.bucket, t0 + 300, "192.0.2.1", alice, 200, 1)],
+        )
+        .await;
+    let response = w
+        .pipeline(config.clone())
+        .handle(&again)
+        .await
+        .expect("again");
+    assert_eq!(outcome(&response), "processed");
+    assert_eq!(
+        etag(s3::list(&w.s3, &w.bucket, "state/baseline/").await),
+        written,
+        "the baseline was rewritten for nothing"
+    );
+
+    // An unreadable baseline is replaced even by an object that brings only allowlisted
+    // subjects, so its learning start is stored.
+    s3::put(&w.s3, &w.bucket, &key, b"not json".to_vec()).await;
+    let allowed = w
+        .log_object(
+            "2026-11-22-10-10-00-C",
+            &[line(
+                &w.bucket,
+                t0 + 600,
+                "203.0.113.5",
+                "arn:aws:iam::1:role/ci-deploy",
+                200,
+                1,
+            )],
+        )
+        .await;
+    w.pipeline(config).handle(&allowed).await.expect("allowed");
+    let baseline = w.baseline().await;
+    assert!(
+        baseline["learning_started"].as_i64().is_some(),
+        "{baseline}"
+    );
+    assert_eq!(baseline["requesters"].as_object().map(|m| m.len()), Some(0));
+}
+
 /// An object store that makes the first two baseline reads wait for each other, so two
 /// invocations surely read the same version and then race to write it.
 #[derive(Clone)]
