@@ -19,15 +19,21 @@
 
 mod support;
 
+use async_trait::async_trait;
 use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bucketlog::adapters::cloudwatch::CloudWatchMetrics;
 use bucketlog::adapters::counting::{CountingStore, PriceClass, RequestsByPrefix, price_class};
+use bucketlog::adapters::dynamodb::PART_UPDATES;
 use bucketlog::adapters::local_state::LocalDetectionState;
 use bucketlog::adapters::s3::S3Store;
 use bucketlog::config::Config;
 use bucketlog::pipeline::{Pipeline, system_now};
+use bucketlog::ports::{
+    ClaimOutcome, CountQuery, CountUpdate, DetectionState, EpisodeClaim, MinuteCounts, StateError,
+};
 use serde_json::Value;
 use support::delivery::{
     Attack, DEFAULT_SEED, Layout, Scorecard, SeenAlert, SimConfig, Simulation, Target, simulate,
@@ -468,43 +474,161 @@ fn in_class(made: &RequestsByPrefix, class: PriceClass) -> u64 {
         .sum()
 }
 
-/// One hour's processed objects: the requests each made, and its PutMetricData calls.
+/// What one object asked of the detection state: the port's calls and their sizes, which
+/// is what DynamoDB bills (its adapter maps them to items as [`StateUse::units`] says).
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+struct StateUse {
+    /// Count updates added (`add_counts`), and the transactions they take.
+    updates: u64,
+    transactions: u64,
+    /// Series read (`read_counts`: one Query each).
+    queries: u64,
+    /// Subjects looked up as sightings (`first_sightings`), and those seen first here.
+    sightings: u64,
+    first_sightings: u64,
+    /// Episode claims, notifications marked sent, learning starts read.
+    claims: u64,
+    marks: u64,
+    learning: u64,
+}
+
+impl StateUse {
+    fn minus(self, before: StateUse) -> StateUse {
+        StateUse {
+            updates: self.updates - before.updates,
+            transactions: self.transactions - before.transactions,
+            queries: self.queries - before.queries,
+            sightings: self.sightings - before.sightings,
+            first_sightings: self.first_sightings - before.first_sightings,
+            claims: self.claims - before.claims,
+            marks: self.marks - before.marks,
+            learning: self.learning - before.learning,
+        }
+    }
+
+    /// Write and read capacity units on DynamoDB, by how `src/adapters/dynamodb.rs`
+    /// writes: each transaction writes its updates and an `applied` item at 2 WRU each (a
+    /// transaction, items under 1 KB); a first sighting, a claim, a mark and the learning
+    /// start are one conditional write each; every sighting is read strongly consistent
+    /// (1 RRU) and every series query reads a few small items (counted as 1 RRU).
+    fn units(self) -> (u64, u64) {
+        let wru = 2 * (self.updates + self.transactions)
+            + self.first_sightings
+            + self.claims
+            + self.marks
+            + self.learning;
+        (wru, self.sightings + self.queries)
+    }
+}
+
+/// The detection state under test, counting what each call asks for.
+#[derive(Clone)]
+struct CountingState {
+    inner: Arc<LocalDetectionState>,
+    used: Arc<Mutex<StateUse>>,
+}
+
+impl CountingState {
+    fn used(&self) -> StateUse {
+        *self.used.lock().expect("counts")
+    }
+
+    fn add(&self, f: impl FnOnce(&mut StateUse)) {
+        f(&mut self.used.lock().expect("counts"));
+    }
+}
+
+#[async_trait]
+impl DetectionState for CountingState {
+    async fn add_counts(&self, apply_id: &str, updates: &[CountUpdate]) -> Result<u64, StateError> {
+        self.add(|u| {
+            u.updates += updates.len() as u64;
+            u.transactions += updates.len().div_ceil(PART_UPDATES) as u64;
+        });
+        self.inner.add_counts(apply_id, updates).await
+    }
+
+    async fn read_counts(
+        &self,
+        queries: &[CountQuery],
+    ) -> Result<Vec<Vec<MinuteCounts>>, StateError> {
+        self.add(|u| u.queries += queries.len() as u64);
+        self.inner.read_counts(queries).await
+    }
+
+    async fn claim_episode(&self, claim: &EpisodeClaim) -> Result<ClaimOutcome, StateError> {
+        self.add(|u| u.claims += 1);
+        self.inner.claim_episode(claim).await
+    }
+
+    async fn mark_sent(&self, episode: &str) -> Result<(), StateError> {
+        self.add(|u| u.marks += 1);
+        self.inner.mark_sent(episode).await
+    }
+
+    async fn first_sightings(
+        &self,
+        keys: &[String],
+        claimer: &str,
+    ) -> Result<Vec<bool>, StateError> {
+        let first = self.inner.first_sightings(keys, claimer).await?;
+        let distinct = keys.iter().collect::<HashSet<_>>().len() as u64;
+        let new = first.iter().filter(|&&f| f).count() as u64;
+        self.add(|u| {
+            u.sightings += distinct;
+            u.first_sightings += new;
+        });
+        Ok(first)
+    }
+
+    async fn learning_start(&self, bucket: &str, earliest: i64) -> Result<i64, StateError> {
+        self.add(|u| u.learning += 1);
+        self.inner.learning_start(bucket, earliest).await
+    }
+}
+
+/// One processed object: the S3 requests it made, its PutMetricData calls and what it
+/// asked of the detection state.
+struct ObjectRequests {
+    s3: RequestsByPrefix,
+    metric_calls: u64,
+    state: StateUse,
+}
+
+/// One hour's processed objects.
 #[derive(Default)]
 struct HourOfRequests {
-    objects: Vec<(RequestsByPrefix, u64)>,
+    objects: Vec<ObjectRequests>,
 }
 
 impl HourOfRequests {
     /// The mean per object of what `count` picks from each.
-    fn mean(&self, count: impl Fn(&RequestsByPrefix, u64) -> u64) -> f64 {
-        let total: u64 = self.objects.iter().map(|(r, m)| count(r, *m)).sum();
+    fn mean(&self, count: impl Fn(&ObjectRequests) -> u64) -> f64 {
+        let total: u64 = self.objects.iter().map(count).sum();
         total as f64 / self.objects.len().max(1) as f64
     }
 
     fn mean_of(&self, api: &'static str, prefix: &str) -> f64 {
-        self.mean(|r, _| r.get(&(api, prefix.to_string())).copied().unwrap_or(0))
+        self.mean(|o| o.s3.get(&(api, prefix.to_string())).copied().unwrap_or(0))
     }
 
     fn put_class(&self) -> f64 {
-        self.mean(|r, _| in_class(r, PriceClass::PutCopyPostList))
+        self.mean(|o| in_class(&o.s3, PriceClass::PutCopyPostList))
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requests_per_log_object_at_16_hosts() {
-    // S3 bills every request, whatever its size, and S3 delivers many small objects, so
-    // the requests made per log object weigh more in the bill than the function's CPU
-    // (BENCHMARKS.md, "Cost model"). Two hours at 16 hosts (objects of a few hundred
-    // records, out of order, some twice) through the default configuration: curated
-    // output, the lake's dirty marks, the baseline, metrics through PutMetricData. The
-    // first hour meets most of the bucket's requesters and addresses for the first time;
-    // the second is what a bucket costs once its baseline knows them.
-    let start = simulated_start() - 3600;
-    let sim = simulate(&SimConfig {
-        seconds: 7200,
-        ..SimConfig::new(Layout::Hosts(16), start)
-    });
-    let world = World::new("sim-requests").await;
+/// Two simulated hours delivered through one configuration.
+struct RequestRun {
+    hours: [HourOfRequests; 2],
+    duplicates: Vec<RequestsByPrefix>,
+    /// The baseline's lists (requesters, addresses), when the S3 baseline is used.
+    baseline: Option<(usize, usize)>,
+}
+
+/// Delivers `sim` (starting at `start`) through the default configuration, or the
+/// template's (`shared`: the detection state and EMF metrics), counting every request.
+async fn deliver_counting(sim: &Simulation, start: i64, shared: bool) -> RequestRun {
+    let world = World::new(if shared { "req-shared" } else { "req-default" }).await;
     upload_all(&world, &sim.objects).await;
     let sdk = inbox::sdk_config(&world.server.endpoint).await;
     let metrics = CloudWatchMetrics::new(
@@ -512,9 +636,20 @@ async fn requests_per_log_object_at_16_hosts() {
         format!("Test/{}", world.log_bucket),
     );
     let store = CountingStore::new(S3Store::new(world.s3.clone()));
+    let dir = std::env::temp_dir().join(format!("bucketlog-req-{}", world.log_bucket));
+    let state = CountingState {
+        inner: Arc::new(LocalDetectionState::open(dir.join("state.json")).expect("state")),
+        used: Arc::default(),
+    };
     let vars: HashMap<&str, &str> = [("OUTPUT_BUCKET", world.log_bucket.as_str())].into();
     let config = Config::from_lookup(|k| vars.get(k).map(|v| v.to_string())).expect("config");
-    let pipeline = Pipeline::new(store.clone(), config).with_metrics(Box::new(metrics.clone()));
+    let mut pipeline = Pipeline::new(store.clone(), config);
+    pipeline = if shared {
+        // EMF lines cost no request; only the state is counted.
+        pipeline.with_detection_state(Box::new(state.clone()))
+    } else {
+        pipeline.with_metrics(Box::new(metrics.clone()))
+    };
 
     let mut hours = [HourOfRequests::default(), HourOfRequests::default()];
     let mut duplicates = Vec::new();
@@ -527,92 +662,110 @@ async fn requests_per_log_object_at_16_hosts() {
             arrival.at,
             position,
         );
-        let (before, calls_before) = (store.by_prefix(), metrics.calls());
+        let before = (store.by_prefix(), metrics.calls(), state.used());
         let response = pipeline
             .handle(&event)
             .await
             .unwrap_or_else(|e| panic!("arrival {position} ({}): {e}", object.key));
-        let made = requests_between(&before, &store.by_prefix());
+        let made = requests_between(&before.0, &store.by_prefix());
         match response["objects"][0]["outcome"].as_str() {
             Some("processed") => {
                 let hour = usize::from(object.first >= start + 3600);
-                hours[hour]
-                    .objects
-                    .push((made, metrics.calls() - calls_before));
+                hours[hour].objects.push(ObjectRequests {
+                    s3: made,
+                    metric_calls: metrics.calls() - before.1,
+                    state: state.used().minus(before.2),
+                });
             }
             Some("duplicate") => duplicates.push(made),
             other => panic!("arrival {position} ({}): outcome {other:?}", object.key),
         }
     }
-    assert_eq!(
-        hours[0].objects.len() + hours[1].objects.len(),
-        sim.objects.len()
-    );
-    assert!(
-        !duplicates.is_empty(),
-        "the simulation delivers some objects twice"
-    );
+    let baseline = if shared {
+        None
+    } else {
+        let key = format!("state/baseline/{}.json", sim.config.bucket);
+        let baseline: Value =
+            serde_json::from_slice(&s3::get(&world.s3, &world.log_bucket, &key).await)
+                .expect("baseline JSON");
+        let known = |list: &str| baseline[list].as_object().map_or(0, |m| m.len());
+        Some((known("requesters"), known("remote_ips")))
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    RequestRun {
+        hours,
+        duplicates,
+        baseline,
+    }
+}
 
-    let records = sim.requests as f64 / sim.objects.len() as f64;
-    let bytes =
-        sim.objects.iter().map(|o| o.body.len()).sum::<usize>() as f64 / sim.objects.len() as f64;
-    eprintln!(
-        "{} objects of {records:.0} records ({:.0} KiB) on average; {} duplicate deliveries, \
-         each {:?}",
-        sim.objects.len(),
-        bytes / 1024.0,
-        duplicates.len(),
-        duplicates[0]
-    );
-    let kinds: std::collections::BTreeSet<(&str, String)> = hours
+/// Picks one count from an object's requests.
+type PerObject<'a> = &'a dyn Fn(&ObjectRequests) -> u64;
+
+/// Prints one configuration's table of requests per object (BENCHMARKS.md).
+fn print_requests(title: &str, run: &RequestRun) {
+    eprintln!("{title}");
+    let kinds: std::collections::BTreeSet<(&str, String)> = run
+        .hours
         .iter()
-        .flat_map(|h| h.objects.iter().flat_map(|(r, _)| r.keys().cloned()))
+        .flat_map(|h| h.objects.iter().flat_map(|o| o.s3.keys().cloned()))
         .collect();
     eprintln!("| request | key prefix | first hour | second hour |");
+    let [first, second] = &run.hours;
     for (api, prefix) in &kinds {
+        let (a, b) = (first.mean_of(api, prefix), second.mean_of(api, prefix));
+        eprintln!("| {api} | {prefix} | {a:.2} | {b:.2} |");
+    }
+    let rows: [(&str, PerObject); 4] = [
+        ("PutMetricData", &|o| o.metric_calls),
+        ("S3 PUT, COPY, POST, LIST", &|o| {
+            in_class(&o.s3, PriceClass::PutCopyPostList)
+        }),
+        ("S3 GET", &|o| in_class(&o.s3, PriceClass::GetAndOther)),
+        ("state: updates, queries, sightings (first), claims", &|o| {
+            o.state.updates + o.state.queries + o.state.sightings + o.state.claims
+        }),
+    ];
+    for (name, count) in rows {
         eprintln!(
-            "| {api} | {prefix} | {:.2} | {:.2} |",
-            hours[0].mean_of(api, prefix),
-            hours[1].mean_of(api, prefix)
+            "| {name} | | {:.2} | {:.2} |",
+            first.mean(count),
+            second.mean(count)
         );
     }
-    eprintln!(
-        "| PutMetricData | | {:.2} | {:.2} |",
-        hours[0].mean(|_, m| m),
-        hours[1].mean(|_, m| m)
-    );
-    eprintln!(
-        "| PUT, COPY, POST, LIST | | {:.2} | {:.2} |",
-        hours[0].put_class(),
-        hours[1].put_class()
-    );
-    eprintln!(
-        "| GET | | {:.2} | {:.2} |",
-        hours[0].mean(|r, _| in_class(r, PriceClass::GetAndOther)),
-        hours[1].mean(|r, _| in_class(r, PriceClass::GetAndOther))
-    );
+    for (i, hour) in run.hours.iter().enumerate() {
+        let n = hour.objects.len().max(1) as f64;
+        let sum = |f: fn(&StateUse) -> u64| {
+            hour.objects.iter().map(|o| f(&o.state)).sum::<u64>() as f64 / n
+        };
+        let (wru, rru) = hour.objects.iter().fold((0, 0), |(w, r), o| {
+            let (dw, dr) = o.state.units();
+            (w + dw, r + dr)
+        });
+        eprintln!(
+            "hour {}: state per object: {:.1} updates in {:.2} transactions, {:.1} queries, \
+             {:.1} sightings ({:.2} first), {:.2} claims; about {:.0} WRU and {:.0} RRU",
+            i + 1,
+            sum(|u| u.updates),
+            sum(|u| u.transactions),
+            sum(|u| u.queries),
+            sum(|u| u.sightings),
+            sum(|u| u.first_sightings),
+            sum(|u| u.claims),
+            wru as f64 / n,
+            rru as f64 / n
+        );
+    }
+}
 
-    let baseline: Value = serde_json::from_slice(
-        &s3::get(
-            &world.s3,
-            &world.log_bucket,
-            &format!("state/baseline/{}.json", sim.config.bucket),
-        )
-        .await,
-    )
-    .expect("baseline JSON");
-    let known = |list: &str| baseline[list].as_object().map_or(0, |m| m.len());
-    eprintln!(
-        "the baseline knows {} requesters and {} addresses",
-        known("requesters"),
-        known("remote_ips")
+/// A duplicate delivery opens the object (for its ETag), reads its marker and stops: two
+/// GETs, nothing written.
+fn assert_duplicates_only_read(run: &RequestRun) {
+    assert!(
+        !run.duplicates.is_empty(),
+        "the simulation delivers some objects twice"
     );
-    // Below the size where every move is written (BENCHMARKS.md): what is measured here.
-    assert!(known("remote_ips") + bucketlog::alerts::detect::SEEN_COUNTERS <= 5_000);
-
-    // A duplicate delivery opens the object (for its ETag), reads its marker and stops:
-    // two GETs, nothing written.
-    for made in &duplicates {
+    for made in &run.duplicates {
         assert_eq!(
             (
                 in_class(made, PriceClass::PutCopyPostList),
@@ -622,30 +775,97 @@ async fn requests_per_log_object_at_16_hosts() {
             "a duplicate delivery made {made:?}"
         );
     }
-    for hour in &hours {
-        for (made, metric_calls) in &hour.objects {
-            assert!(in_class(made, PriceClass::GetAndOther) >= 2, "{made:?}");
-            assert!(in_class(made, PriceClass::PutCopyPostList) >= 2, "{made:?}");
-            assert!(*metric_calls >= 1, "each object's metrics are published");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_per_log_object_at_16_hosts() {
+    // S3 bills every request, whatever its size, and S3 delivers many small objects, so
+    // the requests made per log object weigh more in the bill than the function's CPU
+    // (BENCHMARKS.md, "Requests per log object"). Two hours at 16 hosts (objects of a few
+    // hundred records, out of order, some twice), twice: through the binary's default
+    // configuration (curated output, the lake's dirty marks, the S3 baseline, metrics
+    // through PutMetricData), and through the template's (the shared detection state
+    // instead of the S3 baseline, EMF metrics). The first hour meets most of the
+    // bucket's requesters and addresses for the first time; the second is what a bucket
+    // costs once they are known.
+    let start = simulated_start() - 3600;
+    let sim = simulate(&SimConfig {
+        seconds: 7200,
+        ..SimConfig::new(Layout::Hosts(16), start)
+    });
+    let records = sim.requests as f64 / sim.objects.len() as f64;
+    let bytes =
+        sim.objects.iter().map(|o| o.body.len()).sum::<usize>() as f64 / sim.objects.len() as f64;
+    eprintln!(
+        "{} objects of {records:.0} records ({:.0} KiB) on average, {} delivered twice",
+        sim.objects.len(),
+        bytes / 1024.0,
+        sim.arrivals.iter().filter(|a| a.duplicate).count()
+    );
+    let (default, shared) = tokio::join!(
+        deliver_counting(&sim, start, false),
+        deliver_counting(&sim, start, true)
+    );
+    print_requests("binary defaults (S3 baseline, METRICS_MODE=api)", &default);
+    print_requests(
+        "the template's (DETECTION_TABLE, METRICS_MODE=emf)",
+        &shared,
+    );
+    let (requesters, addresses) = default.baseline.expect("the S3 baseline");
+    eprintln!("the baseline knows {requesters} requesters and {addresses} addresses");
+
+    for run in [&default, &shared] {
+        assert_eq!(
+            run.hours[0].objects.len() + run.hours[1].objects.len(),
+            sim.objects.len()
+        );
+        assert_duplicates_only_read(run);
+        for object in run.hours.iter().flat_map(|h| &h.objects) {
+            assert!(in_class(&object.s3, PriceClass::GetAndOther) >= 2);
+            assert!(in_class(&object.s3, PriceClass::PutCopyPostList) >= 2);
         }
     }
-    // What an object costs once the bucket is known: its output, its partition's dirty
-    // mark, its marker twice and the supersede listing, and a baseline write for few. A
-    // new request per object raises the bill by a sixth (BENCHMARKS.md): it must be
+    for object in default.hours.iter().flat_map(|h| &h.objects) {
+        assert!(
+            object.metric_calls >= 1,
+            "each object's metrics are published"
+        );
+        assert_eq!(
+            object.state,
+            StateUse::default(),
+            "no shared state by default"
+        );
+    }
+    for object in shared.hours.iter().flat_map(|h| &h.objects) {
+        assert!(object.state.updates >= 1 && object.state.sightings >= 1);
+        assert_eq!(
+            object
+                .s3
+                .keys()
+                .filter(|(_, p)| p == "state/baseline/")
+                .count(),
+            0
+        );
+    }
+    // What an object costs in S3 once the bucket is known: its output, its partition's
+    // dirty mark, its marker twice and the supersede listing, and a baseline write for
+    // few. A new request per object raises the bill by a sixth (BENCHMARKS.md): it must be
     // decided, not slipped in.
     assert!(
-        hours[1].put_class() <= 5.25,
+        default.hours[1].put_class() <= 5.25,
         "PUT-class requests per object: {}",
-        hours[1].put_class()
+        default.hours[1].put_class()
     );
-    // Once the baseline knows the bucket's subjects, most objects leave it unwritten.
+    // Once the baseline knows the bucket's subjects, most objects leave it unwritten; the
+    // lists stay below the size where every move is written.
     let baseline_writes = |h: &HourOfRequests| h.mean_of("PutObject", "state/baseline/");
     assert!(
-        baseline_writes(&hours[1]) < 0.2 * baseline_writes(&hours[0]),
+        baseline_writes(&default.hours[1]) < 0.2 * baseline_writes(&default.hours[0]),
         "baseline writes per object: {} then {}",
-        baseline_writes(&hours[0]),
-        baseline_writes(&hours[1])
+        baseline_writes(&default.hours[0]),
+        baseline_writes(&default.hours[1])
     );
+    assert!(addresses + bucketlog::alerts::detect::SEEN_COUNTERS <= 5_000);
 }
 
 // The simulator itself, without moto: pure logic, so plain unit-level checks.
