@@ -16,14 +16,18 @@
 //! of the table in BENCHMARKS.md comes from `cargo test --test delivery_sim -- --nocapture`.
 //! The seed is
 //! [`DEFAULT_SEED`] unless `BUCKETLOG_SIM_SEED` names another.
+//!
+//! The same delivery, two hours of it, also measures the bill:
+//! `requests_per_log_object_at_16_hosts` counts what each object asks of S3, CloudWatch
+//! and the detection state (BENCHMARKS.md, "Requests per log object").
 
 mod support;
 
-use async_trait::async_trait;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use async_trait::async_trait;
 use bucketlog::adapters::cloudwatch::CloudWatchMetrics;
 use bucketlog::adapters::counting::{CountingStore, PriceClass, RequestsByPrefix, price_class};
 use bucketlog::adapters::dynamodb::PART_UPDATES;
