@@ -29,7 +29,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use bucketlog::adapters::cloudwatch::CloudWatchMetrics;
-use bucketlog::adapters::counting::{CountingStore, PriceClass, RequestsByPrefix, price_class};
+use bucketlog::adapters::counting::{CountingStore, PriceClass, RequestsByPrefix, in_class};
 use bucketlog::adapters::dynamodb::PART_UPDATES;
 use bucketlog::adapters::local_state::LocalDetectionState;
 use bucketlog::adapters::s3::S3Store;
@@ -468,14 +468,6 @@ fn requests_between(before: &RequestsByPrefix, after: &RequestsByPrefix) -> Requ
         .map(|(what, n)| (what.clone(), n - before.get(what).copied().unwrap_or(0)))
         .filter(|(_, n)| *n > 0)
         .collect()
-}
-
-/// Requests of one price class in `made`.
-fn in_class(made: &RequestsByPrefix, class: PriceClass) -> u64 {
-    made.iter()
-        .filter(|((api, _), _)| price_class(api) == class)
-        .map(|(_, n)| n)
-        .sum()
 }
 
 /// What one object asked of the detection state: the port's calls and their sizes, which
