@@ -32,6 +32,11 @@ exec "$py" "$0" "$@"
 #     because moto's transactions are not atomic under concurrency, and a
 #     transaction backs up only its own items (`patch_dynamodb_transactions`),
 #     not a deep copy of the whole table.
+#   * Python's recursion limit and the threads' stacks are raised: moto parses an
+#     update expression into a right-nested tree and deep-copies it, so an
+#     `UpdateItem` adding 200 counters (bucketlog's count pages) recursed past the
+#     default limit of 1,000 and answered HTTP 500. DynamoDB takes such an
+#     expression (it is under its 4 KB limit).
 #   * Everything else (S3, SNS, SQS, /moto-api/...) goes to moto untouched.
 #
 # Why: aws-sdk-cloudwatch >= 1.100 only speaks RPC v2 CBOR, which moto 5.2.5
@@ -537,6 +542,10 @@ def main(argv: list[str] | None = None) -> None:
     except Exception:
         pass
 
+    # Deep recursion in moto's expression parser (see the header): the limit is per
+    # thread, and each request thread needs the stack for it.
+    sys.setrecursionlimit(20_000)
+    threading.stack_size(256 * 1024 * 1024)
     patch_dynamodb_transactions()
     moto_app = DomainDispatcherApplication(create_backend_app)
     moto_app.debug = True  # type: ignore[attr-defined]

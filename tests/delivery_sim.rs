@@ -30,7 +30,6 @@ use std::time::Instant;
 use async_trait::async_trait;
 use bucketlog::adapters::cloudwatch::CloudWatchMetrics;
 use bucketlog::adapters::counting::{CountingStore, PriceClass, RequestsByPrefix, in_class};
-use bucketlog::adapters::dynamodb::PART_UPDATES;
 use bucketlog::adapters::local_state::LocalDetectionState;
 use bucketlog::adapters::s3::S3Store;
 use bucketlog::config::Config;
@@ -42,6 +41,7 @@ use serde_json::Value;
 use support::delivery::{
     Attack, DEFAULT_SEED, Layout, Scorecard, SeenAlert, SimConfig, Simulation, Target, simulate,
 };
+use support::dynamodb::PageModel;
 use support::inbox::{self, AlertInbox};
 use support::moto::{MotoServer, unique_bucket};
 use support::s3;
@@ -470,15 +470,17 @@ fn requests_between(before: &RequestsByPrefix, after: &RequestsByPrefix) -> Requ
         .collect()
 }
 
-/// What one object asked of the detection state: the port's calls and their sizes, which
-/// is what DynamoDB bills (its adapter maps them to items as [`StateUse::units`] says).
+/// What one object asked of the detection state: the port's calls, and the capacity
+/// units DynamoDB bills for them, computed on a model of the adapter's count pages
+/// ([`PageModel`]; moto reports no consumed capacity).
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
 struct StateUse {
-    /// Count updates added (`add_counts`), and the transactions they take.
+    /// Count updates added (`add_counts`), and the write units of their page writes.
     updates: u64,
-    transactions: u64,
-    /// Series read (`read_counts`: one Query each).
+    count_wru: u64,
+    /// Series read (`read_counts`), and the read units of the page queries covering them.
     queries: u64,
+    count_rru: u64,
     /// Subjects looked up as sightings (`first_sightings`), and those seen first here.
     sightings: u64,
     first_sightings: u64,
@@ -492,8 +494,9 @@ impl StateUse {
     fn minus(self, before: StateUse) -> StateUse {
         StateUse {
             updates: self.updates - before.updates,
-            transactions: self.transactions - before.transactions,
+            count_wru: self.count_wru - before.count_wru,
             queries: self.queries - before.queries,
+            count_rru: self.count_rru - before.count_rru,
             sightings: self.sightings - before.sightings,
             first_sightings: self.first_sightings - before.first_sightings,
             claims: self.claims - before.claims,
@@ -503,17 +506,15 @@ impl StateUse {
     }
 
     /// Write and read capacity units on DynamoDB, by how `src/adapters/dynamodb.rs`
-    /// writes: each transaction writes its updates and an `applied` item at 2 WRU each (a
-    /// transaction, items under 1 KB); a first sighting, a claim, a mark and the learning
-    /// start are one conditional write each; every sighting is read strongly consistent
-    /// (1 RRU) and every series query reads a few small items (counted as 1 RRU).
-    fn units(self) -> (u64, u64) {
-        let wru = 2 * (self.updates + self.transactions)
-            + self.first_sightings
-            + self.claims
-            + self.marks
-            + self.learning;
-        (wru, self.sightings + self.queries)
+    /// calls it: the count pages as the model bills them; a first sighting, a claim, a
+    /// mark and the learning start are one small conditional write each; sightings are
+    /// read eventually consistent (half a unit each).
+    fn units(self) -> (f64, f64) {
+        let wru = self.count_wru + self.first_sightings + self.claims + self.marks + self.learning;
+        (
+            wru as f64,
+            self.count_rru as f64 + self.sightings as f64 / 2.0,
+        )
     }
 }
 
@@ -522,6 +523,7 @@ impl StateUse {
 struct CountingState {
     inner: Arc<LocalDetectionState>,
     used: Arc<Mutex<StateUse>>,
+    pages: Arc<Mutex<PageModel>>,
 }
 
 impl CountingState {
@@ -537,9 +539,10 @@ impl CountingState {
 #[async_trait]
 impl DetectionState for CountingState {
     async fn add_counts(&self, apply_id: &str, updates: &[CountUpdate]) -> Result<u64, StateError> {
+        let wru = self.pages.lock().expect("pages").add(apply_id, updates);
         self.add(|u| {
             u.updates += updates.len() as u64;
-            u.transactions += updates.len().div_ceil(PART_UPDATES) as u64;
+            u.count_wru += wru;
         });
         self.inner.add_counts(apply_id, updates).await
     }
@@ -548,7 +551,11 @@ impl DetectionState for CountingState {
         &self,
         queries: &[CountQuery],
     ) -> Result<Vec<Vec<MinuteCounts>>, StateError> {
-        self.add(|u| u.queries += queries.len() as u64);
+        let rru = self.pages.lock().expect("pages").read_units(queries);
+        self.add(|u| {
+            u.queries += queries.len() as u64;
+            u.count_rru += rru;
+        });
         self.inner.read_counts(queries).await
     }
 
@@ -636,6 +643,7 @@ async fn deliver_counting(sim: &Simulation, start: i64, shared: bool) -> Request
     let state = CountingState {
         inner: Arc::new(LocalDetectionState::open(dir.join("state.json")).expect("state")),
         used: Arc::default(),
+        pages: Arc::new(Mutex::new(PageModel::new())),
     };
     let vars: HashMap<&str, &str> = [("OUTPUT_BUCKET", world.log_bucket.as_str())].into();
     let config = Config::from_lookup(|k| vars.get(k).map(|v| v.to_string())).expect("config");
@@ -734,22 +742,23 @@ fn print_requests(title: &str, run: &RequestRun) {
         let sum = |f: fn(&StateUse) -> u64| {
             hour.objects.iter().map(|o| f(&o.state)).sum::<u64>() as f64 / n
         };
-        let (wru, rru) = hour.objects.iter().fold((0, 0), |(w, r), o| {
+        let (wru, rru) = hour.objects.iter().fold((0.0, 0.0), |(w, r), o| {
             let (dw, dr) = o.state.units();
             (w + dw, r + dr)
         });
         eprintln!(
-            "hour {}: state per object: {:.1} updates in {:.2} transactions, {:.1} queries, \
-             {:.1} sightings ({:.2} first), {:.2} claims; about {:.0} WRU and {:.0} RRU",
+            "hour {}: state per object: {:.1} updates ({:.1} WRU), {:.1} queries ({:.1} RRU), \
+             {:.1} sightings ({:.2} first), {:.2} claims; about {:.1} WRU and {:.1} RRU",
             i + 1,
             sum(|u| u.updates),
-            sum(|u| u.transactions),
+            sum(|u| u.count_wru),
             sum(|u| u.queries),
+            sum(|u| u.count_rru),
             sum(|u| u.sightings),
             sum(|u| u.first_sightings),
             sum(|u| u.claims),
-            wru as f64 / n,
-            rru as f64 / n
+            wru / n,
+            rru / n
         );
     }
 }

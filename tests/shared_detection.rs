@@ -6,6 +6,7 @@
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
@@ -23,6 +24,7 @@ use bucketlog::ports::{
     StateErrorKind,
 };
 use serde_json::Value;
+use support::dynamodb::{ModelPage, PageModel};
 use support::inbox::{self, AlertInbox};
 use support::{moto, s3};
 
@@ -307,10 +309,18 @@ struct HalfFailing {
 impl DetectionState for HalfFailing {
     async fn add_counts(&self, apply_id: &str, updates: &[CountUpdate]) -> Result<u64, StateError> {
         if self.failures_left.fetch_sub(1, Ordering::SeqCst) > 0 {
-            let half = updates.len().min(99);
-            self.inner.add_counts(apply_id, &updates[..half]).await?;
+            // An attempt that died after its first page write: each (page partition,
+            // minute) forms its parts alone, so the bucket's minutes alone are exactly
+            // the parts of that write.
+            let first: Vec<CountUpdate> = updates
+                .iter()
+                .filter(|u| u.series.starts_with("b#"))
+                .cloned()
+                .collect();
+            assert!(!first.is_empty() && first.len() < updates.len());
+            self.inner.add_counts(apply_id, &first).await?;
             return Err(StateError {
-                operation: "TransactWriteItems",
+                operation: "UpdateItem",
                 table: self.inner.table().to_string(),
                 kind: StateErrorKind::Throttled,
                 message: "injected throttling".into(),
@@ -394,27 +404,28 @@ async fn a_missing_table_is_an_error_that_names_it() {
     assert!(text.contains("does not exist"), "{text}");
 }
 
-// Needs the harness's serialised DynamoDB (see the concurrent test above): moto alone
-// answers concurrent TransactWriteItems with HTTP 500 after applying part of one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_adapter_skips_parts_it_added_before() {
     let w = World::new("parts").await;
     let state = w.state();
+    // 250 addresses over three minutes: one page part per minute (100, 100 and 50).
     let updates: Vec<CountUpdate> = (0..250)
         .map(|i| CountUpdate {
-            series: format!("c#{}#remote_ip#10.1.0.{i}", w.bucket),
+            series: format!("c#{}#remote_ip#10.1.{}.{i}", w.bucket, i / 100),
             minute: 60 * (i / 100),
             forbidden: 1,
             total: 2,
         })
         .collect();
-    let mut sorted = updates.clone();
-    sorted.sort();
-    // The first part alone, as an attempt that died after it; then the whole, twice.
-    assert_eq!(state.add_counts("obj@1", &sorted[..99]).await.unwrap(), 99);
-    assert_eq!(state.add_counts("obj@1", &sorted).await.unwrap(), 151);
-    assert_eq!(state.add_counts("obj@1", &sorted).await.unwrap(), 0);
-    let queries: Vec<CountQuery> = sorted
+    // The first minute alone, as an attempt that died after its first write; then the
+    // whole, twice.
+    assert_eq!(
+        state.add_counts("obj@1", &updates[..100]).await.unwrap(),
+        100
+    );
+    assert_eq!(state.add_counts("obj@1", &updates).await.unwrap(), 150);
+    assert_eq!(state.add_counts("obj@1", &updates).await.unwrap(), 0);
+    let queries: Vec<CountQuery> = updates
         .iter()
         .map(|u| CountQuery {
             series: u.series.clone(),
@@ -423,13 +434,138 @@ async fn the_adapter_skips_parts_it_added_before() {
         })
         .collect();
     let read = state.read_counts(&queries).await.unwrap();
-    let wrong: Vec<(&str, &Vec<MinuteCounts>)> = sorted
+    let wrong: Vec<(&str, &Vec<MinuteCounts>)> = updates
         .iter()
         .zip(&read)
         .filter(|(_, r)| !(r.len() == 1 && r[0].forbidden == 1 && r[0].total == 2))
         .map(|(u, r)| (u.series.as_str(), r))
         .collect();
     assert!(wrong.is_empty(), "{wrong:?}");
+}
+
+/// Every count page of the table, as (partition, sort key) → its counters, tokens and `z`.
+async fn stored_pages(w: &World) -> BTreeMap<(String, i64), ModelPage> {
+    let mut out = BTreeMap::new();
+    let mut start = None;
+    loop {
+        let page = w
+            .dynamodb
+            .scan()
+            .table_name(&w.table)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .expect("scan");
+        for item in page.items() {
+            let pk = item["pk"].as_s().unwrap().clone();
+            if !(pk.starts_with("p#") || pk.starts_with("m#")) {
+                continue;
+            }
+            let sk: i64 = item["sk"].as_n().unwrap().parse().unwrap();
+            let mut stored = ModelPage::default();
+            for (name, value) in item {
+                match name.as_str() {
+                    "pk" | "sk" | "expires" => {}
+                    "z" => stored.z = value.as_n().unwrap().parse().unwrap(),
+                    "a" => stored.tokens = value.as_ss().unwrap().iter().cloned().collect(),
+                    _ => {
+                        stored
+                            .counters
+                            .insert(name.clone(), value.as_n().unwrap().parse().unwrap());
+                    }
+                }
+            }
+            out.insert((pk, sk), stored);
+        }
+        match page.last_evaluated_key() {
+            Some(k) if !k.is_empty() => start = Some(k.clone()),
+            _ => return out,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_pages_spill_to_the_next_and_counts_stay_exact_and_once() {
+    // Pages of 4,000 estimated bytes fill after a few objects; DynamoDB's default room
+    // (350,000) would need thousands of subjects per minute.
+    const ROOM: u64 = 4_000;
+    let w = World::new("pages").await;
+    let state = w.state().with_page_room(ROOM);
+    let mut model = PageModel::with_room(ROOM);
+    let t0 = minute_of(now() - 3600);
+    // Twelve objects over the same two minutes, each with 40 addresses (half of them
+    // shared by every object) and a requester: every minute needs several pages.
+    let objects: Vec<Vec<CountUpdate>> = (0..12)
+        .map(|o| {
+            let mut updates: Vec<CountUpdate> = (0..40)
+                .map(|i| CountUpdate {
+                    series: subject_series(
+                        &w.bucket,
+                        SubjectKind::RemoteIp,
+                        &if i < 20 {
+                            format!("10.9.0.{i}")
+                        } else {
+                            format!("10.9.{o}.{i}")
+                        },
+                    ),
+                    minute: t0 + 60 * (i % 2),
+                    forbidden: (i % 3 == 0) as u64,
+                    total: 2,
+                })
+                .collect();
+            updates.push(CountUpdate {
+                series: bucket_series(&w.bucket),
+                minute: t0,
+                forbidden: 14,
+                total: 80,
+            });
+            updates.sort();
+            updates
+        })
+        .collect();
+    for (o, updates) in objects.iter().enumerate() {
+        let id = format!("obj{o}@e");
+        assert_eq!(
+            state.add_counts(&id, updates).await.unwrap(),
+            updates.len() as u64
+        );
+        model.add(&id, updates);
+    }
+    // Every object again, the first ones now on full pages: nothing is added twice.
+    for (o, updates) in objects.iter().enumerate() {
+        assert_eq!(
+            state
+                .add_counts(&format!("obj{o}@e"), updates)
+                .await
+                .unwrap(),
+            0
+        );
+        model.add(&format!("obj{o}@e"), updates);
+    }
+    let stored = stored_pages(&w).await;
+    let subject_pages = stored.keys().filter(|(pk, _)| pk.starts_with("p#")).count();
+    assert!(subject_pages >= 4, "{subject_pages} subject pages");
+    for ((pk, sk), page) in &stored {
+        assert!(page.z <= ROOM, "{pk} {sk}: z {}", page.z);
+        assert!(
+            page.bytes(pk, *sk) <= page.z + 200,
+            "{pk} {sk}: the estimate bounds the item"
+        );
+    }
+    // The model the delivery simulation bills with writes exactly these pages.
+    let modelled: BTreeMap<(String, i64), ModelPage> = model
+        .pages
+        .iter()
+        .filter(|(_, p)| !p.tokens.is_empty())
+        .map(|(k, p)| (k.clone(), p.clone()))
+        .collect();
+    assert_eq!(stored, modelled);
+    // Counts read back are the sums over every page.
+    let shared = "10.9.0.3";
+    assert_eq!(w.ip_counts(shared, t0, t0 + 60).await, (12, 24));
+    assert_eq!(w.ip_counts("10.9.5.33", t0, t0 + 60).await, (1, 2));
+    assert_eq!(w.counts(bucket_series(&w.bucket), t0, t0).await, (168, 960));
+    assert_eq!(w.ip_counts(shared, t0 + 120, t0 + 600).await, (0, 0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,28 +2,28 @@
 //!
 //! The table has a string partition key `pk`, a number sort key `sk` and the TTL
 //! attribute `expires` (Unix seconds). Items:
-//! - `c#{bucket}#{kind}#{subject}` / minute: a subject's 403s (`f`) and requests (`t`);
-//! - `b#{bucket}` / minute: the bucket's;
-//! - `applied#{s3://bucket/key}@{etag}` / part: the parts of an object's counts already
-//!   added;
+//! - `p#{bucket}` and `m#{bucket}` / `minute × 1000 + page`: pages of per-minute counts,
+//!   the subjects' and the bucket's, laid out as [`crate::alerts::pages`] says;
 //! - `e#forbidden_spike#{bucket}#{kind}#{subject}` / 0: the subject's (or the bucket's)
 //!   current alert episode: `alert_id`, `first`, `last`, `claimer`, `count`, `sent`;
 //! - `s#{bucket}#{kind}#{subject}` / 0: a requester or address first seen by `by`;
 //! - `l#{bucket}` / 0: when learning started (`started`).
 //!
-//! Counts are only ever changed with `ADD`, never read-modify-written. They are added in
-//! transactions of at most [`PART_UPDATES`] updates plus a `Put` of the part's `applied`
-//! item with `attribute_not_exists`: a part whose item exists was added before, its
-//! transaction is cancelled with `ConditionalCheckFailed` and skipped, so an object's
-//! counts are added once even after a failure halfway. Parts are formed from the sorted
-//! updates, so a retry forms the same parts.
+//! Counts are only ever changed with `ADD`, never read-modify-written. Each part of an
+//! object's counts is one conditional `UpdateItem` of a page that also adds the part's
+//! token to the page's `a` set, refused when the set holds it: a part added before is
+//! skipped, so an object's counts are added once even after a failure halfway, without
+//! transactions (which bill twice). Parts are formed from the sorted updates, so a retry
+//! forms the same parts.
 //!
-//! Throttling is retried by the SDK's standard retry strategy (see [`retry_config`]) and
-//! transaction conflicts here, with backoff; what still fails is an error, so the
-//! pipeline's step stays pending and Lambda retries. A missing table is an error that
-//! names it.
+//! Up to version `f58b228` counts were items per (series, minute) (`c#…`, `b#…`) written
+//! in transactions with `applied#…` items; those are no longer read and expire by TTL.
+//!
+//! Throttling is retried by the SDK's standard retry strategy (see [`retry_config`]);
+//! what still fails is an error, so the pipeline's step stays pending and Lambda retries.
+//! A missing table is an error that names it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -31,27 +31,28 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, KeysAndAttributes, Put, ReturnValue, ReturnValuesOnConditionCheckFailure,
-    TransactWriteItem, Update,
+    AttributeValue, KeysAndAttributes, ReturnValue, ReturnValuesOnConditionCheckFailure,
 };
 use futures::future::try_join_all;
 
+use crate::alerts::pages::{
+    PAGE_ROOM, PAGES_PER_MINUTE, PagePart, PageRange, forbidden_attribute, minute_of, plan_parts,
+    plan_reads, slot, sort_key, total_attribute,
+};
 use crate::ports::{
     ClaimOutcome, CountQuery, CountUpdate, DetectionState, EpisodeClaim, MinuteCounts, StateError,
     StateErrorKind,
 };
 
-/// Count updates per transaction; the 100th action is the part's `applied` item.
-pub const PART_UPDATES: usize = 99;
 /// DynamoDB calls in flight at once per object.
 pub const CONCURRENCY: usize = 8;
 /// Keys per `BatchGetItem` call.
 const BATCH_GET: usize = 100;
-/// Attempts for a transaction cancelled by a conflict or throttling.
-const TRANSACTION_ATTEMPTS: u32 = 8;
+/// Attempts for a step that DynamoDB refused without a final answer: a page write
+/// refused for neither of its conditions, keys a batch read left unprocessed.
+const WRITE_ATTEMPTS: u32 = 8;
 /// Default lifetime of counts, episodes and applied items: longer than the latest
 /// deliveries seen (nine days).
 pub const DEFAULT_COUNT_TTL_DAYS: i64 = 10;
@@ -75,6 +76,8 @@ pub struct DynamoDetectionState {
     table: String,
     count_ttl: i64,
     seen_ttl: i64,
+    /// Estimated bytes a count page may take ([`PAGE_ROOM`]; smaller in tests).
+    page_room: u64,
     /// DynamoDB calls sent (retries by the SDK not included), shared by clones.
     calls: Arc<AtomicU64>,
 }
@@ -113,6 +116,7 @@ impl DynamoDetectionState {
             table: table.into(),
             count_ttl: DEFAULT_COUNT_TTL_DAYS * 86_400,
             seen_ttl: DEFAULT_SEEN_TTL_DAYS * 86_400,
+            page_room: PAGE_ROOM,
             calls: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -131,6 +135,13 @@ impl DynamoDetectionState {
     pub fn with_ttl_days(mut self, count_days: i64, seen_days: i64) -> Self {
         self.count_ttl = count_days * 86_400;
         self.seen_ttl = seen_days * 86_400;
+        self
+    }
+
+    /// Lets a count page take `bytes` (estimated) before writes go to the next page:
+    /// small values let tests fill pages with a few writes.
+    pub fn with_page_room(mut self, bytes: u64) -> Self {
+        self.page_room = bytes;
         self
     }
 
@@ -187,85 +198,98 @@ impl DynamoDetectionState {
         }
     }
 
-    /// Adds one part in a transaction; `false` when the part was added before.
-    async fn add_part(
-        &self,
-        apply_id: &str,
-        part: usize,
-        updates: &[CountUpdate],
-    ) -> Result<bool, StateError> {
-        const OP: &str = "TransactWriteItems";
-        let expires = n(now() + self.count_ttl);
-        let mut items = Vec::with_capacity(updates.len() + 1);
-        for u in updates {
-            let update = Update::builder()
-                .table_name(&self.table)
-                .set_key(Some(key(&u.series, u.minute)))
-                .update_expression("ADD f :f, t :t SET expires = :e")
-                .expression_attribute_values(":f", n(u.forbidden))
-                .expression_attribute_values(":t", n(u.total))
-                .expression_attribute_values(":e", expires.clone())
-                .build()
-                .map_err(|e| self.invalid(OP, e.to_string()))?;
-            items.push(TransactWriteItem::builder().update(update).build());
-        }
-        let mut applied = key(&format!("applied#{apply_id}"), part as i64);
-        applied.insert("expires".into(), expires.clone());
-        let put = Put::builder()
+    /// Adds one part to the first page of its minute that has room or took it before;
+    /// `false` when a page took it before.
+    async fn add_part(&self, part: &PagePart) -> Result<bool, StateError> {
+        const OP: &str = "UpdateItem";
+        let mut expression = String::from("ADD #z :z, #a :a");
+        let mut request = self
+            .client
+            .update_item()
             .table_name(&self.table)
-            .set_item(Some(applied))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(|e| self.invalid(OP, e.to_string()))?;
-        items.push(TransactWriteItem::builder().put(put).build());
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
+            .condition_expression(
+                "NOT contains(#a, :tok) AND (attribute_not_exists(#z) OR #z <= :room)",
+            )
+            .expression_attribute_names("#z", "z")
+            .expression_attribute_names("#a", "a")
+            .expression_attribute_values(":z", n(part.bytes))
+            .expression_attribute_values(":a", AttributeValue::Ss(vec![part.token.clone()]))
+            .expression_attribute_values(":tok", s(&part.token))
+            .expression_attribute_values(":room", n(self.page_room.saturating_sub(part.bytes)))
+            .expression_attribute_values(":e", n(now() + self.count_ttl))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        for (i, (attribute, amount)) in part.counters.iter().enumerate() {
+            expression.push_str(&format!(", #{i} :{i}"));
+            request = request
+                .expression_attribute_names(format!("#{i}"), attribute)
+                .expression_attribute_values(format!(":{i}"), n(amount));
+        }
+        expression.push_str(" SET expires = :e");
+        let request = request.update_expression(expression);
+        let mut page = 0;
+        let mut races = 0;
+        while page < PAGES_PER_MINUTE {
             self.sent();
-            let result = self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(items.clone()))
+            let result = request
+                .clone()
+                .key("pk", s(&part.partition))
+                .key("sk", n(sort_key(part.minute, page)))
                 .send()
                 .await;
             let e = match result {
                 Ok(_) => return Ok(true),
                 Err(e) => e,
             };
-            let reasons: Vec<String> = e
-                .as_service_error()
-                .and_then(|s| match s {
-                    TransactWriteItemsError::TransactionCanceledException(c) => Some(c),
-                    _ => None,
-                })
-                .map(|c| {
-                    c.cancellation_reasons()
-                        .iter()
-                        .map(|r| r.code().unwrap_or("None").to_string())
-                        .collect()
-                })
-                .unwrap_or_default();
-            if reasons
-                .last()
-                .is_some_and(|c| c == "ConditionalCheckFailed")
-            {
+            let Some(failed) = e.as_service_error().and_then(|s| match s {
+                UpdateItemError::ConditionalCheckFailedException(c) => Some(c),
+                _ => None,
+            }) else {
+                return Err(self.error(OP, &e));
+            };
+            let old = failed.item().cloned().unwrap_or_default();
+            let took = old
+                .get("a")
+                .and_then(|a| a.as_ss().ok())
+                .is_some_and(|tokens| tokens.contains(&part.token));
+            if took {
                 return Ok(false);
             }
-            let retryable = reasons
-                .iter()
-                .any(|c| c == "TransactionConflict" || c.contains("Throttl"))
-                || e.code() == Some("TransactionInProgressException")
-                || e.raw_response()
-                    .is_some_and(|r| r.status().is_server_error());
-            if !retryable || attempt >= TRANSACTION_ATTEMPTS {
-                return Err(self.error(OP, &e));
+            if number(&old, "z")
+                .is_some_and(|z| z > self.page_room.saturating_sub(part.bytes) as i64)
+            {
+                page += 1;
+            } else {
+                // Neither reason held in the item returned: retry the same page.
+                races += 1;
+                if races >= WRITE_ATTEMPTS {
+                    return Err(self.invalid(OP, format!(
+                        "page {} of {} at minute {} refused the part {} without holding it or being full",
+                        page, part.partition, part.minute, part.token
+                    )));
+                }
             }
-            tokio::time::sleep(backoff(attempt)).await;
         }
+        Err(self.invalid(
+            OP,
+            format!(
+                "all {PAGES_PER_MINUTE} pages of {} at minute {} are full",
+                part.partition, part.minute
+            ),
+        ))
     }
 
-    async fn query(&self, q: &CountQuery) -> Result<Vec<MinuteCounts>, StateError> {
+    /// Reads one range of pages: the counters of each wanted (query, member, from, to)
+    /// of its partition, per page (a minute with several pages gives several).
+    async fn read_range(
+        &self,
+        range: &PageRange,
+        wanted: &HashMap<&str, Vec<(usize, String, i64, i64)>>,
+    ) -> Result<Vec<(usize, MinuteCounts)>, StateError> {
         let mut out = Vec::new();
+        let Some(members) = wanted.get(range.partition.as_str()) else {
+            return Ok(out);
+        };
+        let (low, high) = range.sort_keys();
         let mut start = None;
         loop {
             self.sent();
@@ -274,20 +298,34 @@ impl DynamoDetectionState {
                 .query()
                 .table_name(&self.table)
                 .key_condition_expression("pk = :p AND sk BETWEEN :a AND :b")
-                .expression_attribute_values(":p", s(&q.series))
-                .expression_attribute_values(":a", n(q.from))
-                .expression_attribute_values(":b", n(q.to))
+                .expression_attribute_values(":p", s(&range.partition))
+                .expression_attribute_values(":a", n(low))
+                .expression_attribute_values(":b", n(high))
                 .consistent_read(true)
                 .set_exclusive_start_key(start)
                 .send()
                 .await
                 .map_err(|e| self.error("Query", &e))?;
             for item in page.items() {
-                out.push(MinuteCounts {
-                    minute: number(item, "sk").unwrap_or_default(),
-                    forbidden: number(item, "f").unwrap_or_default().max(0) as u64,
-                    total: number(item, "t").unwrap_or_default().max(0) as u64,
-                });
+                let minute = minute_of(number(item, "sk").unwrap_or_default());
+                for (query, member, from, to) in members {
+                    if minute < *from || minute > *to {
+                        continue;
+                    }
+                    let forbidden = number(item, &forbidden_attribute(member));
+                    let total = number(item, &total_attribute(member));
+                    if forbidden.is_none() && total.is_none() {
+                        continue;
+                    }
+                    out.push((
+                        *query,
+                        MinuteCounts {
+                            minute,
+                            forbidden: forbidden.unwrap_or_default().max(0) as u64,
+                            total: total.unwrap_or_default().max(0) as u64,
+                        },
+                    ));
+                }
             }
             match page.last_evaluated_key() {
                 Some(k) if !k.is_empty() => start = Some(k.clone()),
@@ -380,9 +418,11 @@ impl DynamoDetectionState {
             let mut attempt = 0;
             while !wanted.is_empty() {
                 attempt += 1;
+                // Eventually consistent (half the read units): a sighting read stale is
+                // written again, and the write's `if_not_exists` keeps the first one.
                 let request = KeysAndAttributes::builder()
                     .set_keys(Some(std::mem::take(&mut wanted)))
-                    .consistent_read(true)
+                    .consistent_read(false)
                     .build()
                     .map_err(|e| self.invalid("BatchGetItem", e.to_string()))?;
                 self.sent();
@@ -407,7 +447,7 @@ impl DynamoDetectionState {
                     }
                 }
                 if let Some(rest) = out.unprocessed_keys().and_then(|u| u.get(&self.table)) {
-                    if attempt >= TRANSACTION_ATTEMPTS {
+                    if attempt >= WRITE_ATTEMPTS {
                         return Err(self.invalid(
                             "BatchGetItem",
                             "keys left unprocessed after retries".into(),
@@ -457,7 +497,7 @@ impl DynamoDetectionState {
     }
 }
 
-/// A short, growing, jittered pause before retrying a cancelled transaction.
+/// A short, growing, jittered pause before asking again for unprocessed keys.
 fn backoff(attempt: u32) -> Duration {
     let jitter = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -468,17 +508,13 @@ fn backoff(attempt: u32) -> Duration {
 #[async_trait]
 impl DetectionState for DynamoDetectionState {
     async fn add_counts(&self, apply_id: &str, updates: &[CountUpdate]) -> Result<u64, StateError> {
-        let parts: Vec<(usize, &[CountUpdate])> =
-            updates.chunks(PART_UPDATES).enumerate().collect();
+        let parts = plan_parts(apply_id, updates).map_err(|e| self.invalid("UpdateItem", e))?;
         let mut added = 0;
         for group in parts.chunks(CONCURRENCY) {
-            let mut calls = Vec::with_capacity(group.len());
-            for &(part, chunk) in group {
-                calls.push(self.add_part(apply_id, part, chunk));
-            }
-            for (done, &(_, chunk)) in try_join_all(calls).await?.into_iter().zip(group) {
+            let calls = group.iter().map(|part| self.add_part(part));
+            for (done, part) in try_join_all(calls).await?.into_iter().zip(group) {
                 if done {
-                    added += chunk.len() as u64;
+                    added += part.updates;
                 }
             }
         }
@@ -489,15 +525,44 @@ impl DetectionState for DynamoDetectionState {
         &self,
         queries: &[CountQuery],
     ) -> Result<Vec<Vec<MinuteCounts>>, StateError> {
-        let mut out = Vec::with_capacity(queries.len());
-        for group in queries.chunks(CONCURRENCY) {
-            let mut calls = Vec::with_capacity(group.len());
-            for q in group {
-                calls.push(self.query(q));
-            }
-            out.extend(try_join_all(calls).await?);
+        let mut slots = Vec::with_capacity(queries.len());
+        for q in queries {
+            let slot = slot(&q.series).ok_or_else(|| {
+                self.invalid("Query", format!("not a count series: {}", q.series))
+            })?;
+            slots.push(slot);
         }
-        Ok(out)
+        let mut wanted: HashMap<&str, Vec<(usize, String, i64, i64)>> = HashMap::new();
+        for (i, (slot, q)) in slots.iter().zip(queries).enumerate() {
+            wanted.entry(slot.partition.as_str()).or_default().push((
+                i,
+                slot.member.clone(),
+                q.from,
+                q.to,
+            ));
+        }
+        let ranges = plan_reads(
+            slots
+                .iter()
+                .zip(queries)
+                .map(|(slot, q)| (slot, q.from, q.to)),
+        );
+        let mut sums: Vec<BTreeMap<i64, MinuteCounts>> = vec![BTreeMap::new(); queries.len()];
+        for group in ranges.chunks(CONCURRENCY) {
+            let calls = group.iter().map(|range| self.read_range(range, &wanted));
+            for (query, counts) in try_join_all(calls).await?.into_iter().flatten() {
+                let sum = sums[query].entry(counts.minute).or_insert(MinuteCounts {
+                    minute: counts.minute,
+                    ..MinuteCounts::default()
+                });
+                sum.forbidden += counts.forbidden;
+                sum.total += counts.total;
+            }
+        }
+        Ok(sums
+            .into_iter()
+            .map(|m| m.into_values().collect())
+            .collect())
     }
 
     async fn claim_episode(&self, claim: &EpisodeClaim) -> Result<ClaimOutcome, StateError> {
