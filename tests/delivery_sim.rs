@@ -24,6 +24,7 @@
 mod support;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -32,6 +33,7 @@ use bucketlog::adapters::cloudwatch::CloudWatchMetrics;
 use bucketlog::adapters::counting::{CountingStore, PriceClass, RequestsByPrefix, in_class};
 use bucketlog::adapters::local_state::LocalDetectionState;
 use bucketlog::adapters::s3::S3Store;
+use bucketlog::alerts::known::KnownSightings;
 use bucketlog::config::Config;
 use bucketlog::pipeline::{Pipeline, system_now};
 use bucketlog::ports::{
@@ -481,8 +483,10 @@ struct StateUse {
     /// Series read (`read_counts`), and the read units of the page queries covering them.
     queries: u64,
     count_rru: u64,
-    /// Subjects looked up as sightings (`first_sightings`), and those seen first here.
+    /// Subjects looked up as sightings (`first_sightings`), those of them a warm
+    /// function reads (not remembered from the last hour), and those seen first here.
     sightings: u64,
+    sightings_read: u64,
     first_sightings: u64,
     /// Episode claims, notifications marked sent, learning starts read.
     claims: u64,
@@ -498,6 +502,7 @@ impl StateUse {
             queries: self.queries - before.queries,
             count_rru: self.count_rru - before.count_rru,
             sightings: self.sightings - before.sightings,
+            sightings_read: self.sightings_read - before.sightings_read,
             first_sightings: self.first_sightings - before.first_sightings,
             claims: self.claims - before.claims,
             marks: self.marks - before.marks,
@@ -508,13 +513,17 @@ impl StateUse {
     /// Write and read capacity units on DynamoDB, by how `src/adapters/dynamodb.rs`
     /// calls it: the count pages as the model bills them; a first sighting, a claim, a
     /// mark and the learning start are one small conditional write each; sightings are
-    /// read eventually consistent (half a unit each).
-    fn units(self) -> (f64, f64) {
+    /// read eventually consistent (half a unit each): all of them when `warm` is false
+    /// (each object in a new function instance), else those a warm instance does not
+    /// remember ([`KnownSightings`]).
+    fn units(self, warm: bool) -> (f64, f64) {
         let wru = self.count_wru + self.first_sightings + self.claims + self.marks + self.learning;
-        (
-            wru as f64,
-            self.count_rru as f64 + self.sightings as f64 / 2.0,
-        )
+        let read = if warm {
+            self.sightings_read
+        } else {
+            self.sightings
+        };
+        (wru as f64, self.count_rru as f64 + read as f64 / 2.0)
     }
 }
 
@@ -524,6 +533,9 @@ struct CountingState {
     inner: Arc<LocalDetectionState>,
     used: Arc<Mutex<StateUse>>,
     pages: Arc<Mutex<PageModel>>,
+    /// What one warm function instance remembers, on the simulated clock (`now`).
+    known: Arc<Mutex<KnownSightings>>,
+    now: Arc<AtomicI64>,
 }
 
 impl CountingState {
@@ -577,8 +589,18 @@ impl DetectionState for CountingState {
         let first = self.inner.first_sightings(keys, claimer).await?;
         let distinct = keys.iter().collect::<HashSet<_>>().len() as u64;
         let new = first.iter().filter(|&&f| f).count() as u64;
+        let now = self.now.load(Ordering::Relaxed);
+        let mut known = self.known.lock().expect("known");
+        let mut read = HashSet::new();
+        for (key, &first) in keys.iter().zip(&first) {
+            if known.get(key, now).is_none() {
+                read.insert(key);
+                known.remember(key, if first { claimer } else { "another" }, now);
+            }
+        }
         self.add(|u| {
             u.sightings += distinct;
+            u.sightings_read += read.len() as u64;
             u.first_sightings += new;
         });
         Ok(first)
@@ -615,6 +637,20 @@ impl HourOfRequests {
         self.mean(|o| o.s3.get(&(api, prefix.to_string())).copied().unwrap_or(0))
     }
 
+    /// Mean write units, read units with every object in a new instance, and read
+    /// units in one warm instance, per object.
+    fn state_units(&self) -> (f64, f64, f64) {
+        let n = self.objects.len().max(1) as f64;
+        let (mut wru, mut cold, mut warm) = (0.0, 0.0, 0.0);
+        for o in &self.objects {
+            let (w, r) = o.state.units(false);
+            wru += w;
+            cold += r;
+            warm += o.state.units(true).1;
+        }
+        (wru / n, cold / n, warm / n)
+    }
+
     fn put_class(&self) -> f64 {
         self.mean(|o| in_class(&o.s3, PriceClass::PutCopyPostList))
     }
@@ -644,6 +680,8 @@ async fn deliver_counting(sim: &Simulation, start: i64, shared: bool) -> Request
         inner: Arc::new(LocalDetectionState::open(dir.join("state.json")).expect("state")),
         used: Arc::default(),
         pages: Arc::new(Mutex::new(PageModel::new())),
+        known: Arc::default(),
+        now: Arc::default(),
     };
     let vars: HashMap<&str, &str> = [("OUTPUT_BUCKET", world.log_bucket.as_str())].into();
     let config = Config::from_lookup(|k| vars.get(k).map(|v| v.to_string())).expect("config");
@@ -666,6 +704,7 @@ async fn deliver_counting(sim: &Simulation, start: i64, shared: bool) -> Request
             arrival.at,
             position,
         );
+        state.now.store(arrival.at, Ordering::Relaxed);
         let before = (store.by_prefix(), metrics.calls(), state.used());
         let response = pipeline
             .handle(&event)
@@ -742,23 +781,23 @@ fn print_requests(title: &str, run: &RequestRun) {
         let sum = |f: fn(&StateUse) -> u64| {
             hour.objects.iter().map(|o| f(&o.state)).sum::<u64>() as f64 / n
         };
-        let (wru, rru) = hour.objects.iter().fold((0.0, 0.0), |(w, r), o| {
-            let (dw, dr) = o.state.units();
-            (w + dw, r + dr)
-        });
+        let (wru, cold, warm) = hour.state_units();
         eprintln!(
             "hour {}: state per object: {:.1} updates ({:.1} WRU), {:.1} queries ({:.1} RRU), \
-             {:.1} sightings ({:.2} first), {:.2} claims; about {:.1} WRU and {:.1} RRU",
+             {:.1} sightings ({:.1} read by a warm instance, {:.2} first), {:.2} claims; \
+             about {:.1} WRU and {:.1} RRU ({:.1} RRU warm)",
             i + 1,
             sum(|u| u.updates),
             sum(|u| u.count_wru),
             sum(|u| u.queries),
             sum(|u| u.count_rru),
             sum(|u| u.sightings),
+            sum(|u| u.sightings_read),
             sum(|u| u.first_sightings),
             sum(|u| u.claims),
-            wru / n,
-            rru / n
+            wru,
+            cold,
+            warm
         );
     }
 }
@@ -852,6 +891,15 @@ async fn requests_per_log_object_at_16_hosts() {
             0
         );
     }
+    // What an object costs in DynamoDB once the bucket is known: counts written in pages
+    // of a minute cost tens of write units per object, where a transactional write per
+    // (subject, minute) cost 763; a warm instance reads few sightings again.
+    let (wru, cold, warm) = shared.hours[1].state_units();
+    assert!(wru <= 60.0, "{wru:.1} write units per object");
+    assert!(
+        cold <= 150.0 && warm < cold / 2.0,
+        "read units per object: {cold:.1} in new instances, {warm:.1} warm"
+    );
     // What an object costs in S3 once the bucket is known: its output, its partition's
     // dirty mark, its marker twice and the supersede listing, and a baseline write for
     // few. A new request per object raises the bill by a sixth (BENCHMARKS.md): it must be

@@ -443,6 +443,45 @@ async fn the_adapter_skips_parts_it_added_before() {
     assert!(wrong.is_empty(), "{wrong:?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_state_answers_known_sightings_without_reading_them_again() {
+    let w = World::new("known").await;
+    let keys: Vec<String> = (0..150)
+        .map(|i| format!("s#{}#remote_ip#10.7.0.{i}", w.bucket))
+        .collect();
+    let warm = w.state();
+    assert!(
+        warm.first_sightings(&keys, "a@1")
+            .await
+            .unwrap()
+            .iter()
+            .all(|&f| f)
+    );
+    let calls = warm.calls();
+    // Another object, the same subjects: answered from what the first call learnt.
+    let again = warm.first_sightings(&keys, "b@1").await.unwrap();
+    assert!(again.iter().all(|&f| !f), "nobody is new twice");
+    assert_eq!(warm.calls(), calls, "no DynamoDB call for known sightings");
+    // The first object's retry still finds itself first.
+    assert!(
+        warm.first_sightings(&keys, "a@1")
+            .await
+            .unwrap()
+            .iter()
+            .all(|&f| f)
+    );
+    // A cold state reads them (two batches of at most 100) and agrees.
+    let cold = w.state();
+    assert!(
+        cold.first_sightings(&keys, "b@1")
+            .await
+            .unwrap()
+            .iter()
+            .all(|&f| !f)
+    );
+    assert_eq!(cold.calls(), 2);
+}
+
 /// Every count page of the table, as (partition, sort key) → its counters, tokens and `z`.
 async fn stored_pages(w: &World) -> BTreeMap<(String, i64), ModelPage> {
     let mut out = BTreeMap::new();

@@ -37,6 +37,7 @@ use aws_sdk_dynamodb::types::{
 };
 use futures::future::try_join_all;
 
+use crate::alerts::known::KnownSightings;
 use crate::alerts::pages::{
     PAGE_ROOM, PAGES_PER_MINUTE, PagePart, PageRange, forbidden_attribute, minute_of, plan_parts,
     plan_reads, slot, sort_key, total_attribute,
@@ -76,6 +77,8 @@ pub struct DynamoDetectionState {
     table: String,
     count_ttl: i64,
     seen_ttl: i64,
+    /// Sightings found known by this process, shared by clones (a warm function's).
+    known: Arc<std::sync::Mutex<KnownSightings>>,
     /// Estimated bytes a count page may take ([`PAGE_ROOM`]; smaller in tests).
     page_room: u64,
     /// DynamoDB calls sent (retries by the SDK not included), shared by clones.
@@ -117,6 +120,7 @@ impl DynamoDetectionState {
             count_ttl: DEFAULT_COUNT_TTL_DAYS * 86_400,
             seen_ttl: DEFAULT_SEEN_TTL_DAYS * 86_400,
             page_room: PAGE_ROOM,
+            known: Arc::default(),
             calls: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -399,7 +403,16 @@ impl DynamoDetectionState {
         }
     }
 
-    /// Keys that need a first-sighting write: missing, or expiring within half the TTL.
+    /// The sightings this process already knows ([`KnownSightings`]).
+    fn remembered(&self) -> std::sync::MutexGuard<'_, KnownSightings> {
+        self.known
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Which keys are known and fresh, and whether `claimer` saw each first: those this
+    /// process learnt within the hour, then a batch read of the rest. Keys left out need
+    /// a first-sighting write: missing, or expiring within half the TTL.
     async fn unknown_or_stale(
         &self,
         keys: &[String],
@@ -407,11 +420,20 @@ impl DynamoDetectionState {
     ) -> Result<HashMap<String, bool>, StateError> {
         let refresh_before = now() + self.seen_ttl / 2;
         let mut known: HashMap<String, bool> = HashMap::new();
-        let unique: Vec<&String> = keys
-            .iter()
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        let unique: Vec<&String> = {
+            let mut remembered = self.remembered();
+            keys.iter()
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .filter(|k| match remembered.get(k, now()) {
+                    Some(by) => {
+                        known.insert(k.to_string(), by == claimer);
+                        false
+                    }
+                    None => true,
+                })
+                .collect()
+        };
         for group in unique.chunks(BATCH_GET) {
             let mut wanted: Vec<HashMap<String, AttributeValue>> =
                 group.iter().map(|k| key(k, 0)).collect();
@@ -440,10 +462,10 @@ impl DynamoDetectionState {
                     .flatten()
                 {
                     let fresh = number(item, "expires").is_some_and(|e| e > refresh_before);
-                    if let Some(pk) = text(item, "pk")
-                        && fresh
+                    if let (Some(pk), Some(by), true) = (text(item, "pk"), text(item, "by"), fresh)
                     {
-                        known.insert(pk.to_string(), text(item, "by") == Some(claimer));
+                        known.insert(pk.to_string(), by == claimer);
+                        self.remembered().remember(pk, by, now());
                     }
                 }
                 if let Some(rest) = out.unprocessed_keys().and_then(|u| u.get(&self.table)) {
@@ -478,7 +500,11 @@ impl DynamoDetectionState {
             .send()
             .await
             .map_err(|e| self.error("UpdateItem", &e))?;
-        Ok(out.attributes().and_then(|a| text(a, "by")) == Some(claimer))
+        let by = out.attributes().and_then(|a| text(a, "by"));
+        if let Some(by) = by {
+            self.remembered().remember(pk, by, now());
+        }
+        Ok(by == Some(claimer))
     }
 }
 

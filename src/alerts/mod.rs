@@ -11,6 +11,7 @@ pub mod allow;
 pub mod baseline;
 pub mod detect;
 pub mod heavy;
+pub mod known;
 pub mod pages;
 pub mod shared;
 
