@@ -551,10 +551,11 @@ impl CountingState {
 #[async_trait]
 impl DetectionState for CountingState {
     async fn add_counts(&self, apply_id: &str, updates: &[CountUpdate]) -> Result<u64, StateError> {
-        let wru = self.pages.lock().expect("pages").add(apply_id, updates);
+        let (wru, rru) = self.pages.lock().expect("pages").add(apply_id, updates);
         self.add(|u| {
             u.updates += updates.len() as u64;
             u.count_wru += wru;
+            u.count_rru += rru;
         });
         self.inner.add_counts(apply_id, updates).await
     }

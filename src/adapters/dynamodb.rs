@@ -261,7 +261,12 @@ impl DynamoDetectionState {
             if number(&old, "z")
                 .is_some_and(|z| z > self.page_room.saturating_sub(part.bytes) as i64)
             {
-                page += 1;
+                // Full: find the next page by reading the minute's later pages (a
+                // twentieth of what refused writes to each of them would cost).
+                match self.next_page(part, page).await? {
+                    Some(next) => page = next,
+                    None => return Ok(false),
+                }
             } else {
                 // Neither reason held in the item returned: retry the same page.
                 races += 1;
@@ -280,6 +285,53 @@ impl DynamoDetectionState {
                 part.partition, part.minute
             ),
         ))
+    }
+
+    /// The first page of the part's minute after `full` that holds its token (`None`)
+    /// or has room for it, read strongly consistent, tokens and `z` only; the page after
+    /// the last when every one is full.
+    async fn next_page(&self, part: &PagePart, full: i64) -> Result<Option<i64>, StateError> {
+        let mut start = None;
+        let mut next = full + 1;
+        loop {
+            self.sent();
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :p AND sk BETWEEN :a AND :b")
+                .projection_expression("sk, #z, #a")
+                .expression_attribute_names("#z", "z")
+                .expression_attribute_names("#a", "a")
+                .expression_attribute_values(":p", s(&part.partition))
+                .expression_attribute_values(":a", n(sort_key(part.minute, full + 1)))
+                .expression_attribute_values(":b", n(sort_key(part.minute, PAGES_PER_MINUTE - 1)))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| self.error("Query", &e))?;
+            for item in out.items() {
+                let page = number(item, "sk").unwrap_or_default() - sort_key(part.minute, 0);
+                let took = item
+                    .get("a")
+                    .and_then(|a| a.as_ss().ok())
+                    .is_some_and(|tokens| tokens.contains(&part.token));
+                if took {
+                    return Ok(None);
+                }
+                let room = number(item, "z")
+                    .is_none_or(|z| z <= self.page_room.saturating_sub(part.bytes) as i64);
+                if room {
+                    return Ok(Some(page));
+                }
+                next = page + 1;
+            }
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(Some(next)),
+            }
+        }
     }
 
     /// Reads one range of pages: the counters of each wanted (query, member, from, to)

@@ -21,8 +21,9 @@
 //! retried part is refused by the page that took it. A page is full when the bytes its
 //! writes were estimated to add (`z`, an upper bound of its real growth) would pass
 //! [`PAGE_ROOM`]; a part that does not fit goes to the minute's next page. Parts try
-//! pages in order and pages only fill, so a retried part meets the page that took it
-//! before any page after it. Readers sum a member over every page of a minute.
+//! pages in order (the first by writing, later ones by a strongly consistent read of
+//! the minute's pages) and pages only fill, so a retried part meets the page that took
+//! it before any page after it. Readers sum a member over every page of a minute.
 //!
 //! This module is pure: it forms the parts and names the keys; the adapter
 //! ([`crate::adapters::dynamodb`]) sends them.

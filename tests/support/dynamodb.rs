@@ -110,22 +110,44 @@ impl PageModel {
         }
     }
 
-    /// Adds an object's counts as the adapter would; returns the write units billed.
-    pub fn add(&mut self, apply_id: &str, updates: &[bucketlog::ports::CountUpdate]) -> u64 {
+    /// Adds an object's counts as the adapter would; returns the write and read units
+    /// billed. A part tries the first page; when that is full, the adapter reads the
+    /// minute's later pages (strongly consistent, their sizes summed in 4 KB units) to
+    /// find the page that took the part or has room, and writes there.
+    pub fn add(&mut self, apply_id: &str, updates: &[bucketlog::ports::CountUpdate]) -> (u64, u64) {
         use bucketlog::alerts::pages::{plan_parts, sort_key};
-        let mut units = 0;
+        let (mut wru, mut rru) = (0, 0);
         for part in plan_parts(apply_id, updates).expect("count series") {
+            let room = self.room.saturating_sub(part.bytes);
             let mut page = 0;
+            let mut searched = false;
             loop {
                 let sk = sort_key(part.minute, page);
                 let item = self.pages.entry((part.partition.clone(), sk)).or_default();
                 let before = item.bytes(&part.partition, sk);
-                if item.tokens.contains(&part.token)
-                    || item.z > self.room.saturating_sub(part.bytes)
-                {
-                    units += write_units(before);
-                    if item.tokens.contains(&part.token) {
+                let took = item.tokens.contains(&part.token);
+                if took || item.z > room {
+                    if !searched {
+                        // The write to the first page, refused.
+                        wru += write_units(before);
+                    }
+                    if took {
                         break;
+                    }
+                    if !searched {
+                        searched = true;
+                        let later: u64 = self
+                            .pages
+                            .iter()
+                            .filter(|((p, k), _)| {
+                                *p == part.partition
+                                    && (sort_key(part.minute, page + 1)
+                                        ..sort_key(part.minute + 60, 0))
+                                        .contains(k)
+                            })
+                            .map(|((p, k), pg)| pg.bytes(p, *k))
+                            .sum();
+                        rru += later.div_ceil(4096).max(1);
                     }
                     page += 1;
                     continue;
@@ -135,11 +157,11 @@ impl PageModel {
                 }
                 item.tokens.insert(part.token.clone());
                 item.z += part.bytes;
-                units += write_units(item.bytes(&part.partition, sk).max(before));
+                wru += write_units(item.bytes(&part.partition, sk).max(before));
                 break;
             }
         }
-        units
+        (wru, rru)
     }
 
     /// Read units, strongly consistent, of the page queries the adapter makes for
