@@ -49,12 +49,16 @@ use crate::ports::{
 
 /// DynamoDB calls in flight at once per object.
 pub const CONCURRENCY: usize = 8;
+/// Page ranges read at once per object: a range's answer can be a megabyte of pages,
+/// so fewer than [`CONCURRENCY`] keeps a 128 MB function's memory safe (an object
+/// usually needs two: its subjects' minutes and its bucket's).
+const READ_CONCURRENCY: usize = 2;
 /// Keys per `BatchGetItem` call.
 const BATCH_GET: usize = 100;
 /// Attempts for a step that DynamoDB refused without a final answer: a page write
 /// refused for neither of its conditions, keys a batch read left unprocessed.
 const WRITE_ATTEMPTS: u32 = 8;
-/// Default lifetime of counts, episodes and applied items: longer than the latest
+/// Default lifetime of count pages and episodes: longer than the latest
 /// deliveries seen (nine days).
 pub const DEFAULT_COUNT_TTL_DAYS: i64 = 10;
 /// Default lifetime of a first sighting after its last refresh.
@@ -202,10 +206,12 @@ impl DynamoDetectionState {
         }
     }
 
-    /// Adds one part to the first page of its minute that has room or took it before;
-    /// `false` when a page took it before.
-    async fn add_part(&self, part: &PagePart) -> Result<bool, StateError> {
-        const OP: &str = "UpdateItem";
+    /// The conditional page write of a part, without its key: add the counters, `z` and
+    /// the token, unless the page holds the token or has no room for the part.
+    fn page_write(
+        &self,
+        part: &PagePart,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
         let mut expression = String::from("ADD #z :z, #a :a");
         let mut request = self
             .client
@@ -229,7 +235,14 @@ impl DynamoDetectionState {
                 .expression_attribute_values(format!(":{i}"), n(amount));
         }
         expression.push_str(" SET expires = :e");
-        let request = request.update_expression(expression);
+        request.update_expression(expression)
+    }
+
+    /// Adds one part to the first page of its minute that has room or took it before;
+    /// `false` when a page took it before.
+    async fn add_part(&self, part: &PagePart) -> Result<bool, StateError> {
+        const OP: &str = "UpdateItem";
+        let request = self.page_write(part);
         let mut page = 0;
         let mut races = 0;
         while page < PAGES_PER_MINUTE {
@@ -276,6 +289,7 @@ impl DynamoDetectionState {
                         page, part.partition, part.minute, part.token
                     )));
                 }
+                tokio::time::sleep(backoff(races)).await;
             }
         }
         Err(self.invalid(
@@ -575,7 +589,8 @@ impl DynamoDetectionState {
     }
 }
 
-/// A short, growing, jittered pause before asking again for unprocessed keys.
+/// A short, growing, jittered pause before asking again (unprocessed keys, a refused
+/// page write that gave no reason).
 fn backoff(attempt: u32) -> Duration {
     let jitter = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -626,7 +641,7 @@ impl DetectionState for DynamoDetectionState {
                 .map(|(slot, q)| (slot, q.from, q.to)),
         );
         let mut sums: Vec<BTreeMap<i64, MinuteCounts>> = vec![BTreeMap::new(); queries.len()];
-        for group in ranges.chunks(CONCURRENCY) {
+        for group in ranges.chunks(READ_CONCURRENCY) {
             let calls = group.iter().map(|range| self.read_range(range, &wanted));
             for (query, counts) in try_join_all(calls).await?.into_iter().flatten() {
                 let sum = sums[query].entry(counts.minute).or_insert(MinuteCounts {
