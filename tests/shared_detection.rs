@@ -449,36 +449,22 @@ async fn a_warm_state_answers_known_sightings_without_reading_them_again() {
     let keys: Vec<String> = (0..150)
         .map(|i| format!("s#{}#remote_ip#10.7.0.{i}", w.bucket))
         .collect();
+    let firsts = |state: &DynamoDetectionState, claimer: &'static str| {
+        let (state, keys) = (state.clone(), keys.clone());
+        async move { state.first_sightings(&keys, claimer).await.unwrap() }
+    };
+    let (all_new, none_new) = (vec![true; keys.len()], vec![false; keys.len()]);
     let warm = w.state();
-    assert!(
-        warm.first_sightings(&keys, "a@1")
-            .await
-            .unwrap()
-            .iter()
-            .all(|&f| f)
-    );
+    assert_eq!(firsts(&warm, "a@1").await, all_new);
     let calls = warm.calls();
     // Another object, the same subjects: answered from what the first call learnt.
-    let again = warm.first_sightings(&keys, "b@1").await.unwrap();
-    assert!(again.iter().all(|&f| !f), "nobody is new twice");
+    assert_eq!(firsts(&warm, "b@1").await, none_new, "nobody is new twice");
     assert_eq!(warm.calls(), calls, "no DynamoDB call for known sightings");
     // The first object's retry still finds itself first.
-    assert!(
-        warm.first_sightings(&keys, "a@1")
-            .await
-            .unwrap()
-            .iter()
-            .all(|&f| f)
-    );
+    assert_eq!(firsts(&warm, "a@1").await, all_new);
     // A cold state reads them (two batches of at most 100) and agrees.
     let cold = w.state();
-    assert!(
-        cold.first_sightings(&keys, "b@1")
-            .await
-            .unwrap()
-            .iter()
-            .all(|&f| !f)
-    );
+    assert_eq!(firsts(&cold, "b@1").await, none_new);
     assert_eq!(cold.calls(), 2);
 }
 

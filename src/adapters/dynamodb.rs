@@ -301,6 +301,35 @@ impl DynamoDetectionState {
         ))
     }
 
+    /// One answer (at most 1 MB) of a strongly consistent query of `partition`'s pages
+    /// with sort keys in `range`: their tokens and `z` only when `placement`, else whole.
+    async fn query_pages(
+        &self,
+        partition: &str,
+        range: (i64, i64),
+        placement: bool,
+        start: Option<HashMap<String, AttributeValue>>,
+    ) -> Result<aws_sdk_dynamodb::operation::query::QueryOutput, StateError> {
+        self.sent();
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :p AND sk BETWEEN :a AND :b")
+            .expression_attribute_values(":p", s(partition))
+            .expression_attribute_values(":a", n(range.0))
+            .expression_attribute_values(":b", n(range.1))
+            .consistent_read(true)
+            .set_exclusive_start_key(start);
+        if placement {
+            query = query
+                .projection_expression("sk, #z, #a")
+                .expression_attribute_names("#z", "z")
+                .expression_attribute_names("#a", "a");
+        }
+        query.send().await.map_err(|e| self.error("Query", &e))
+    }
+
     /// The first page of the part's minute after `full` that holds its token (`None`)
     /// or has room for it, read strongly consistent, tokens and `z` only; the page after
     /// the last when every one is full.
@@ -308,23 +337,13 @@ impl DynamoDetectionState {
         let mut start = None;
         let mut next = full + 1;
         loop {
-            self.sent();
+            let range = (
+                sort_key(part.minute, full + 1),
+                sort_key(part.minute, PAGES_PER_MINUTE - 1),
+            );
             let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :p AND sk BETWEEN :a AND :b")
-                .projection_expression("sk, #z, #a")
-                .expression_attribute_names("#z", "z")
-                .expression_attribute_names("#a", "a")
-                .expression_attribute_values(":p", s(&part.partition))
-                .expression_attribute_values(":a", n(sort_key(part.minute, full + 1)))
-                .expression_attribute_values(":b", n(sort_key(part.minute, PAGES_PER_MINUTE - 1)))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| self.error("Query", &e))?;
+                .query_pages(&part.partition, range, true, start)
+                .await?;
             for item in out.items() {
                 let page = number(item, "sk").unwrap_or_default() - sort_key(part.minute, 0);
                 let took = item
@@ -362,20 +381,9 @@ impl DynamoDetectionState {
         let (low, high) = range.sort_keys();
         let mut start = None;
         loop {
-            self.sent();
             let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :p AND sk BETWEEN :a AND :b")
-                .expression_attribute_values(":p", s(&range.partition))
-                .expression_attribute_values(":a", n(low))
-                .expression_attribute_values(":b", n(high))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| self.error("Query", &e))?;
+                .query_pages(&range.partition, (low, high), false, start)
+                .await?;
             for item in page.items() {
                 let minute = minute_of(number(item, "sk").unwrap_or_default());
                 for (query, member, from, to) in members {
