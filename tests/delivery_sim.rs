@@ -896,7 +896,7 @@ async fn requests_per_log_object_at_16_hosts() {
     // of a minute cost tens of write units per object, where a transactional write per
     // (subject, minute) cost 763; a warm instance reads few sightings again.
     let (wru, cold, warm) = shared.hours[1].state_units();
-    assert!(wru <= 60.0, "{wru:.1} write units per object");
+    assert!(wru <= 30.0, "{wru:.1} write units per object");
     assert!(
         cold <= 150.0 && warm < cold / 2.0,
         "read units per object: {cold:.1} in new instances, {warm:.1} warm"

@@ -483,7 +483,7 @@ async fn stored_pages(w: &World) -> BTreeMap<(String, i64), ModelPage> {
             .expect("scan");
         for item in page.items() {
             let pk = item["pk"].as_s().unwrap().clone();
-            if !(pk.starts_with("p#") || pk.starts_with("m#")) {
+            if !pk.starts_with("p#") {
                 continue;
             }
             let sk: i64 = item["sk"].as_n().unwrap().parse().unwrap();
@@ -519,7 +519,7 @@ async fn full_pages_spill_to_the_next_and_counts_stay_exact_and_once() {
     let mut model = PageModel::with_room(ROOM);
     let t0 = minute_of(now() - 3600);
     // Twelve objects over the same two minutes, each with 40 addresses (half of them
-    // shared by every object) and a requester: every minute needs several pages.
+    // shared by every object) and the bucket's counts: every minute needs several pages.
     let objects: Vec<Vec<CountUpdate>> = (0..12)
         .map(|o| {
             let mut updates: Vec<CountUpdate> = (0..40)

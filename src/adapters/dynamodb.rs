@@ -2,8 +2,8 @@
 //!
 //! The table has a string partition key `pk`, a number sort key `sk` and the TTL
 //! attribute `expires` (Unix seconds). Items:
-//! - `p#{bucket}` and `m#{bucket}` / `minute × 1000 + page`: pages of per-minute counts,
-//!   the subjects' and the bucket's, laid out as [`crate::alerts::pages`] says;
+//! - `p#{bucket}` / `minute × 1000 + page`: pages of per-minute counts, the bucket's
+//!   and its subjects', laid out as [`crate::alerts::pages`] says;
 //! - `e#forbidden_spike#{bucket}#{kind}#{subject}` / 0: the subject's (or the bucket's)
 //!   current alert episode: `alert_id`, `first`, `last`, `claimer`, `count`, `sent`;
 //! - `s#{bucket}#{kind}#{subject}` / 0: a requester or address first seen by `by`;

@@ -10,11 +10,12 @@
 //! subjects of a minute in one `UpdateItem` that costs the page's size: a few units.
 //!
 //! Layout (partition key `pk`, numeric sort key `sk`):
-//! - `p#{bucket}` / `minute × 1000 + page`: the subjects' counters, members `r{requester}`
-//!   (the stored subject key of [`super::shared::subject_key`]) and `i{address}` (its
-//!   bytes in base64url; `j{text}` for a remote IP field that is not an address);
-//! - `m#{bucket}` / `minute × 1000 + page`: the bucket's own counters (member empty:
-//!   attributes `f` and `t`).
+//! `p#{bucket}` / `minute × 1000 + page`: the bucket's own counters (the empty member:
+//! attributes `f` and `t`) and its subjects', members `r` and a hash of the requester,
+//! `i` and an IPv4 address's bytes, `j` and a hash of any other remote IP field (see
+//! [`slot`]): short names, as every write of a page pays for every name in it. The
+//! bucket's counters share its subjects' page, so an object writes once per minute,
+//! and the windows read for its subjects cover the bucket's minutes too.
 //!
 //! Counted once without transactions: each page write adds its part's token to the
 //! page's string set `a` under the condition that the set does not hold it yet, so a
@@ -47,7 +48,7 @@ const NUMBER_BYTES: u64 = 21;
 /// Where one series' counts live: the page partition and the member within each page.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Slot {
-    /// The pages' partition key: `p#{bucket}` or `m#{bucket}`.
+    /// The pages' partition key: `p#{bucket}`.
     pub partition: String,
     /// The member's name within a page, after the `f`/`t` of its attributes.
     pub member: String,
@@ -58,7 +59,7 @@ pub struct Slot {
 pub fn slot(series: &str) -> Option<Slot> {
     if let Some(bucket) = series.strip_prefix("b#") {
         return Some(Slot {
-            partition: format!("m#{bucket}"),
+            partition: format!("p#{bucket}"),
             member: String::new(),
         });
     }
@@ -66,7 +67,7 @@ pub fn slot(series: &str) -> Option<Slot> {
     let (bucket, rest) = rest.split_once('#')?;
     let (kind, subject) = rest.split_once('#')?;
     let member = match kind {
-        "requester" => format!("r{subject}"),
+        "requester" => format!("r{}", hashed(subject)),
         "remote_ip" => ip_member(subject),
         _ => return None,
     };
@@ -76,16 +77,31 @@ pub fn slot(series: &str) -> Option<Slot> {
     })
 }
 
-/// An address's member: `i` and its bytes in unpadded base64url (6 characters for IPv4,
-/// 22 for IPv6), which keeps pages, and so what each write costs, a third smaller than
-/// the text; `j` and the text for anything that is not an address.
-fn ip_member(subject: &str) -> String {
+/// Bytes of SHA-256 a hashed member keeps: 72 bits, 12 characters of base64url. Finding
+/// a subject that lands on another's member takes about 2⁷² tries; two subjects of a
+/// page sharing one by chance, about one in 10¹⁴ for a page of 10,000.
+const HASHED_BYTES: usize = 9;
+
+fn base64url(bytes: &[u8]) -> String {
     use base64::Engine;
-    let encode = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// A subject's name in a page when its text is long: requester ARNs run to 60
+/// characters, and every write of a page pays for every name in it.
+fn hashed(subject: &str) -> String {
+    use sha2::Digest;
+    base64url(&sha2::Sha256::digest(subject.as_bytes())[..HASHED_BYTES])
+}
+
+/// An address's member: `i` and an IPv4 address's four bytes in base64url (6
+/// characters); `j` and the hash of anything else (an IPv6 address in its canonical
+/// form, or a field that is not an address).
+fn ip_member(subject: &str) -> String {
     match subject.parse::<std::net::IpAddr>() {
-        Ok(std::net::IpAddr::V4(a)) => format!("i{}", encode(&a.octets())),
-        Ok(std::net::IpAddr::V6(a)) => format!("i{}", encode(&a.octets())),
-        Err(_) => format!("j{subject}"),
+        Ok(std::net::IpAddr::V4(a)) => format!("i{}", base64url(&a.octets())),
+        Ok(std::net::IpAddr::V6(a)) => format!("j{}", hashed(&a.to_string())),
+        Err(_) => format!("j{}", hashed(subject)),
     }
 }
 
@@ -262,20 +278,30 @@ mod tests {
             ("p#logs.example", "iywBxCQ")
         );
         let v6 = slot("c#b#remote_ip#2001:db8::1").unwrap().member;
-        assert_eq!(v6.len(), 23);
+        assert_eq!((&v6[..1], v6.len()), ("j", 13));
         assert_eq!(slot("c#b#remote_ip#2001:DB8:0::1").unwrap().member, v6);
-        assert_eq!(slot("c#b#remote_ip#-").unwrap().member, "j-");
+        let dash = slot("c#b#remote_ip#-").unwrap().member;
+        assert!(dash.starts_with('j') && dash != v6);
         assert_ne!(
             slot("c#b#remote_ip#10.0.0.1").unwrap().member,
             slot("c#b#remote_ip#10.0.0.2").unwrap().member
         );
-        let s = slot("c#b#requester#arn:aws:iam::1:user/a#b").unwrap();
+        let arn = "arn:aws:iam::123456789012:role/service-role/replication";
+        let s = slot(&format!("c#b#requester#{arn}")).unwrap();
+        assert_eq!((&s.member[..1], s.member.len()), ("r", 13));
         assert_eq!(
-            s.member, "rarn:aws:iam::1:user/a#b",
+            s.member,
+            format!("r{}", hashed(arn)),
+            "the requester's own hash"
+        );
+        let hashed_with_hash = slot("c#b#requester#a#b").unwrap().member;
+        assert_eq!(
+            hashed_with_hash,
+            format!("r{}", hashed("a#b")),
             "a # in the subject stays"
         );
         let s = slot("b#logs").unwrap();
-        assert_eq!((s.partition.as_str(), s.member.as_str()), ("m#logs", ""));
+        assert_eq!((s.partition.as_str(), s.member.as_str()), ("p#logs", ""));
         assert_eq!(slot("e#forbidden_spike#b#bucket"), None);
         assert_eq!(slot("c#b#user_agent#x"), None);
     }
@@ -307,13 +333,12 @@ mod tests {
             .iter()
             .map(|p| (p.partition.as_str(), p.minute, p.counters.len(), p.updates))
             .collect();
+        assert_eq!(shape, [("p#b", 0, 5, 3), ("p#b", 60, 1, 1)]);
         assert_eq!(
-            shape,
-            [("m#b", 0, 2, 1), ("p#b", 0, 3, 2), ("p#b", 60, 1, 1)]
-        );
-        assert_eq!(
-            parts[1].counters,
+            parts[0].counters,
             [
+                ("f".to_string(), 1),
+                ("t".to_string(), 5),
                 ("fiAQEBAQ".to_string(), 1),
                 ("tiAQEBAQ".to_string(), 2),
                 ("tiAgICAg".to_string(), 3)
@@ -363,9 +388,6 @@ mod tests {
             .iter()
             .map(|r| (r.partition.as_str(), r.from, r.to))
             .collect();
-        assert_eq!(
-            spans,
-            [("m#b", 0, 60), ("p#b", 0, 600), ("p#b", 1200, 1200)]
-        );
+        assert_eq!(spans, [("p#b", 0, 600), ("p#b", 1200, 1200)]);
     }
 }
