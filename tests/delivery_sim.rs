@@ -594,7 +594,7 @@ impl DetectionState for CountingState {
         let mut known = self.known.lock().expect("known");
         let mut read = HashSet::new();
         for (key, &first) in keys.iter().zip(&first) {
-            if known.get(key, now).is_none() {
+            if known.answer(claimer, key, now).is_none() {
                 read.insert(key);
                 known.remember(key, if first { claimer } else { "another" }, now);
             }

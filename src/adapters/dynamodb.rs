@@ -499,9 +499,9 @@ impl DynamoDetectionState {
             keys.iter()
                 .collect::<std::collections::BTreeSet<_>>()
                 .into_iter()
-                .filter(|k| match remembered.get(k, now()) {
-                    Some(by) => {
-                        known.insert(k.to_string(), by == claimer);
+                .filter(|k| match remembered.answer(claimer, k, now()) {
+                    Some(first_by_me) => {
+                        known.insert(k.to_string(), first_by_me);
                         false
                     }
                     None => true,

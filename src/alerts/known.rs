@@ -12,37 +12,47 @@
 use std::collections::HashMap;
 
 /// The most sightings remembered per generation; two generations are kept, so at most
-/// twice this many (keys of at most about 200 bytes: a few MiB at worst).
+/// twice this many (keys of at most about 200 bytes and 16 bytes more each: under 8 MiB
+/// at worst, about 2 MiB for typical keys of 60 bytes).
 pub const KNOWN_CAPACITY: usize = 8_192;
 /// How long an answer is trusted, in seconds.
 pub const KNOWN_MAX_AGE: i64 = 3_600;
 
-/// Remembered answers: sighting key → (who saw it first, when it was learnt here). When
-/// the current generation is full it becomes the previous one and the oldest is
-/// dropped, so memory stays bounded and recently used keys survive.
+/// Remembered answers: sighting key → (a fingerprint of who saw it first, when it was
+/// learnt here). When the current generation is full it becomes the previous one and
+/// the oldest is dropped, so memory stays bounded and recently used keys survive.
 #[derive(Debug, Default)]
 pub struct KnownSightings {
-    current: HashMap<String, (String, i64)>,
-    previous: HashMap<String, (String, i64)>,
+    current: HashMap<String, (u64, i64)>,
+    previous: HashMap<String, (u64, i64)>,
+}
+
+/// Who saw a subject first, as 64 bits (FNV-1a): it is only compared with the claimer
+/// asking, and the claimers' texts (`s3://bucket/key@etag`) are longer than the keys.
+fn fingerprint(claimer: &str) -> u64 {
+    claimer.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 impl KnownSightings {
-    /// Who saw `key` first, when that was learnt here less than [`KNOWN_MAX_AGE`] before
-    /// `now`; the entry moves to the current generation.
-    pub fn get(&mut self, key: &str, now: i64) -> Option<String> {
-        let fresh = |(_, at): &(String, i64)| now - *at < KNOWN_MAX_AGE && *at <= now;
+    /// Whether `claimer` saw `key` first, when `key` was learnt to be known less than
+    /// [`KNOWN_MAX_AGE`] before `now`; `None` when it must be read. The entry moves to
+    /// the current generation.
+    pub fn answer(&mut self, claimer: &str, key: &str, now: i64) -> Option<bool> {
+        let fresh = |(_, at): &(u64, i64)| now - *at < KNOWN_MAX_AGE && *at <= now;
+        let me = fingerprint(claimer);
         if let Some(entry) = self.current.get(key) {
-            return fresh(entry).then(|| entry.0.clone());
+            return fresh(entry).then_some(entry.0 == me);
         }
         let entry = self.previous.remove(key).filter(fresh)?;
-        let by = entry.0.clone();
         self.insert(key.to_string(), entry);
-        Some(by)
+        Some(entry.0 == me)
     }
 
     /// Remembers that `key` is known, first seen by `by`, as learnt at `now`.
     pub fn remember(&mut self, key: &str, by: &str, now: i64) {
-        self.insert(key.to_string(), (by.to_string(), now));
+        self.insert(key.to_string(), (fingerprint(by), now));
     }
 
     /// Keys remembered (both generations).
@@ -55,7 +65,7 @@ impl KnownSightings {
         self.len() == 0
     }
 
-    fn insert(&mut self, key: String, entry: (String, i64)) {
+    fn insert(&mut self, key: String, entry: (u64, i64)) {
         if self.current.len() >= KNOWN_CAPACITY && !self.current.contains_key(&key) {
             self.previous = std::mem::take(&mut self.current);
         }
@@ -70,19 +80,18 @@ mod tests {
     #[test]
     fn an_answer_is_trusted_for_an_hour_with_who_saw_it_first() {
         let mut k = KnownSightings::default();
-        assert_eq!(k.get("s#b#remote_ip#1.2.3.4", 100), None);
-        k.remember("s#b#remote_ip#1.2.3.4", "s3://l/a@e", 100);
+        let key = "s#b#remote_ip#1.2.3.4";
+        assert_eq!(k.answer("s3://l/a@e", key, 100), None);
+        k.remember(key, "s3://l/a@e", 100);
+        let last = 100 + KNOWN_MAX_AGE - 1;
+        assert_eq!(k.answer("s3://l/a@e", key, last), Some(true), "its finder");
         assert_eq!(
-            k.get("s#b#remote_ip#1.2.3.4", 100 + KNOWN_MAX_AGE - 1)
-                .as_deref(),
-            Some("s3://l/a@e")
+            k.answer("s3://l/b@e", key, last),
+            Some(false),
+            "anyone else"
         );
-        assert_eq!(k.get("s#b#remote_ip#1.2.3.4", 100 + KNOWN_MAX_AGE), None);
-        assert_eq!(
-            k.get("s#b#remote_ip#1.2.3.4", 99),
-            None,
-            "a clock gone back"
-        );
+        assert_eq!(k.answer("s3://l/a@e", key, 100 + KNOWN_MAX_AGE), None);
+        assert_eq!(k.answer("s3://l/a@e", key, 99), None, "a clock gone back");
     }
 
     #[test]
@@ -94,11 +103,11 @@ mod tests {
         }
         // Full: the next new key starts a generation; "kept" is used, so it moves over.
         k.remember("new", "a", 0);
-        assert_eq!(k.get("kept", 1).as_deref(), Some("a"));
+        assert_eq!(k.answer("a", "kept", 1), Some(true));
         for i in 0..3 * KNOWN_CAPACITY {
             k.remember(&format!("spray{i}"), "a", 0);
             assert!(k.len() <= 2 * KNOWN_CAPACITY);
         }
-        assert_eq!(k.get("k5", 1), None, "an unused old key is dropped");
+        assert_eq!(k.answer("a", "k5", 1), None, "an unused old key is dropped");
     }
 }
