@@ -390,4 +390,57 @@ mod tests {
             .collect();
         assert_eq!(spans, [("p#b", 0, 600), ("p#b", 1200, 1200)]);
     }
+
+    proptest::proptest! {
+        /// Nothing lost, nothing doubled: the parts carry exactly the updates' sums per
+        /// (partition, minute, member), in bounded parts with distinct tokens, whatever
+        /// the order the updates come in.
+        #[test]
+        fn parts_carry_every_count_once(
+            raw in proptest::collection::vec((0u8..3, 0u16..700, 0i64..4, 0u64..5, 1u64..9), 0..900),
+            rotate in 0usize..900,
+        ) {
+            let updates: Vec<CountUpdate> = raw
+                .iter()
+                .map(|&(kind, who, minute, forbidden, total)| {
+                    let series = match kind {
+                        0 => "b#b".to_string(),
+                        1 => format!("c#b#remote_ip#10.0.{}.{}", who / 256, who % 256),
+                        _ => format!("c#b#requester#user-{who}"),
+                    };
+                    update(&series, minute * 60, forbidden, total)
+                })
+                .collect();
+            let mut expected: BTreeMap<(String, i64, String), u64> = BTreeMap::new();
+            for u in &updates {
+                let s = slot(&u.series).unwrap();
+                for (attribute, amount) in [
+                    (forbidden_attribute(&s.member), u.forbidden),
+                    (total_attribute(&s.member), u.total),
+                ] {
+                    if amount > 0 {
+                        *expected.entry((s.partition.clone(), u.minute, attribute)).or_default() += amount;
+                    }
+                }
+            }
+            let parts = plan_parts("o@e", &updates).unwrap();
+            let mut carried: BTreeMap<(String, i64, String), u64> = BTreeMap::new();
+            for p in &parts {
+                proptest::prop_assert!(p.counters.len() <= PART_COUNTERS);
+                for (attribute, amount) in &p.counters {
+                    let previous = carried.insert((p.partition.clone(), p.minute, attribute.clone()), *amount);
+                    proptest::prop_assert!(previous.is_none(), "{attribute} in two parts");
+                }
+            }
+            proptest::prop_assert_eq!(&carried, &expected);
+            let tokens: std::collections::HashSet<&str> = parts.iter().map(|p| p.token.as_str()).collect();
+            proptest::prop_assert_eq!(tokens.len(), parts.len());
+            let mut turned = updates.clone();
+            if !turned.is_empty() {
+                let by = rotate % turned.len();
+                turned.rotate_left(by);
+            }
+            proptest::prop_assert_eq!(plan_parts("o@e", &turned).unwrap(), parts);
+        }
+    }
 }
