@@ -298,8 +298,8 @@ async fn an_object_two_days_late_counts_in_its_own_minute_and_completes_a_past_w
     assert!(delay >= 2 * 86_400, "delay {delay}");
 }
 
-/// A state that fails the first `add_counts` halfway: it adds the first 99 updates (one
-/// part) and then reports throttling, as a Lambda that timed out mid-way would leave it.
+/// A state that fails the first `add_counts` halfway: it adds the object's first minute
+/// and then reports throttling, as a Lambda that timed out mid-way would leave it.
 struct HalfFailing {
     inner: DynamoDetectionState,
     failures_left: AtomicUsize,
@@ -309,12 +309,13 @@ struct HalfFailing {
 impl DetectionState for HalfFailing {
     async fn add_counts(&self, apply_id: &str, updates: &[CountUpdate]) -> Result<u64, StateError> {
         if self.failures_left.fetch_sub(1, Ordering::SeqCst) > 0 {
-            // An attempt that died after its first page write: each (page partition,
-            // minute) forms its parts alone, so the bucket's minutes alone are exactly
-            // the parts of that write.
+            // An attempt that died after the writes of its first minute: each (page
+            // partition, minute) forms its parts from its own updates alone, so the
+            // first minute's updates make exactly the parts the whole would.
+            let first_minute = updates.iter().map(|u| u.minute).min().unwrap_or_default();
             let first: Vec<CountUpdate> = updates
                 .iter()
-                .filter(|u| u.series.starts_with("b#"))
+                .filter(|u| u.minute == first_minute)
                 .cloned()
                 .collect();
             assert!(!first.is_empty() && first.len() < updates.len());
@@ -355,17 +356,11 @@ async fn a_failure_halfway_through_the_counts_leaves_the_step_pending_and_the_re
     };
     let pipeline = w.pipeline_with(Box::new(state));
     let t0 = minute_of(now() - 3600);
-    // 150 addresses with one 403 each (150 subject updates: two parts) and the attacker.
+    // 150 addresses with one 403 each over two minutes (90 in the first, two parts of
+    // its page; 60 in the second) and the attacker in the first.
+    let address = |i: usize| format!("10.0.{}.{}", i / 100, i % 100);
     let mut lines: Vec<String> = (0..150)
-        .map(|i| {
-            line(
-                &w.bucket,
-                t0 + (i as i64 % 60),
-                &format!("10.0.{}.{}", i / 100, i % 100),
-                403,
-                i,
-            )
-        })
+        .map(|i| line(&w.bucket, t0 + (i as i64 % 120), &address(i), 403, i))
         .collect();
     lines.extend(burst(&w.bucket, t0, ATTACKER, 403, 45, 500));
     let event = w.log_object("2026-11-22-13-00-00-HOST0", &lines).await;
@@ -380,11 +375,23 @@ async fn a_failure_halfway_through_the_counts_leaves_the_step_pending_and_the_re
     );
     let retry = pipeline.handle(&event).await.expect("the retry completes");
     assert_eq!(outcome(&retry), "processed", "{retry:#}");
-    assert_eq!(w.counts(bucket_series(&w.bucket), t0, t0).await, (195, 195));
-    assert_eq!(w.ip_counts("10.0.1.49", t0, t0).await, (1, 1));
+    assert_eq!(w.counts(bucket_series(&w.bucket), t0, t0).await, (135, 135));
+    assert_eq!(
+        w.counts(bucket_series(&w.bucket), t0 + 60, t0 + 60).await,
+        (60, 60)
+    );
+    for i in 0..150 {
+        assert_eq!(
+            w.ip_counts(&address(i), t0, t0 + 60).await,
+            (1, 1),
+            "{}",
+            address(i)
+        );
+    }
     assert_eq!(w.ip_counts(ATTACKER, t0, t0).await, (45, 45));
     let spikes = w.spikes().await;
-    // The attacker, and the bucket's minute (195 403s, all requests).
+    // The attacker, and the bucket's two adjacent minutes (135 and 60 403s, all
+    // requests), one episode.
     assert_eq!(spikes.len(), 2, "{spikes:#?}");
     // A further duplicate sends nothing.
     pipeline.handle(&event).await.expect("duplicate");
