@@ -134,7 +134,7 @@ impl ObjectCounts {
         out.retain(|u| u.forbidden > 0 || u.total > 0);
         out.sort();
         // The same subject under two spellings that hash alike is merged, never sent twice
-        // (one transaction may not touch an item twice).
+        // (one page write may not name an attribute twice).
         out.dedup_by(|b, a| {
             let same = a.series == b.series && a.minute == b.minute;
             if same {
