@@ -264,16 +264,10 @@ impl DynamoDetectionState {
                 return Err(self.error(OP, &e));
             };
             let old = failed.item().cloned().unwrap_or_default();
-            let took = old
-                .get("a")
-                .and_then(|a| a.as_ss().ok())
-                .is_some_and(|tokens| tokens.contains(&part.token));
-            if took {
+            if took(&old, part) {
                 return Ok(false);
             }
-            if number(&old, "z")
-                .is_some_and(|z| z > self.page_room.saturating_sub(part.bytes) as i64)
-            {
+            if self.full_for(&old, part) {
                 // Full: find the next page by reading the minute's later pages (a
                 // twentieth of what refused writes to each of them would cost).
                 match self.next_page(part, page).await? {
@@ -299,6 +293,11 @@ impl DynamoDetectionState {
                 part.partition, part.minute
             ),
         ))
+    }
+
+    /// Whether a page (as read) has no room left for `part`.
+    fn full_for(&self, page: &HashMap<String, AttributeValue>, part: &PagePart) -> bool {
+        number(page, "z").is_some_and(|z| z > self.page_room.saturating_sub(part.bytes) as i64)
     }
 
     /// One answer (at most 1 MB) of a strongly consistent query of `partition`'s pages
@@ -346,16 +345,10 @@ impl DynamoDetectionState {
                 .await?;
             for item in out.items() {
                 let page = number(item, "sk").unwrap_or_default() - sort_key(part.minute, 0);
-                let took = item
-                    .get("a")
-                    .and_then(|a| a.as_ss().ok())
-                    .is_some_and(|tokens| tokens.contains(&part.token));
-                if took {
+                if took(item, part) {
                     return Ok(None);
                 }
-                let room = number(item, "z")
-                    .is_none_or(|z| z <= self.page_room.saturating_sub(part.bytes) as i64);
-                if room {
+                if !self.full_for(item, part) {
                     return Ok(Some(page));
                 }
                 next = page + 1;
@@ -595,6 +588,13 @@ impl DynamoDetectionState {
             None => self.sight(key, claimer).await,
         }
     }
+}
+
+/// Whether a page (as read) took `part` before: its `a` set holds the part's token.
+fn took(page: &HashMap<String, AttributeValue>, part: &PagePart) -> bool {
+    page.get("a")
+        .and_then(|a| a.as_ss().ok())
+        .is_some_and(|tokens| tokens.contains(&part.token))
 }
 
 /// A short, growing, jittered pause before asking again (unprocessed keys, a refused
