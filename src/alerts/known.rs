@@ -11,6 +11,8 @@
 
 use std::collections::HashMap;
 
+use crate::logkey::Fnv1a;
+
 /// The most sightings remembered per generation; two generations are kept, so at most
 /// twice this many (keys of at most about 200 bytes and 16 bytes more each: under 8 MiB
 /// at worst, about 2 MiB for typical keys of 60 bytes).
@@ -27,12 +29,13 @@ pub struct KnownSightings {
     previous: HashMap<String, (u64, i64)>,
 }
 
-/// Who saw a subject first, as 64 bits (FNV-1a): it is only compared with the claimer
-/// asking, and the claimers' texts (`s3://bucket/key@etag`) are longer than the keys.
+/// Who saw a subject first, as 64 bits ([`Fnv1a`]): it is only compared with the
+/// claimer asking, and the claimers' texts (`s3://bucket/key@etag`) are longer than the
+/// keys.
 fn fingerprint(claimer: &str) -> u64 {
-    claimer.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
-        (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+    let mut hash = Fnv1a::default();
+    hash.write(claimer.as_bytes());
+    hash.finish()
 }
 
 impl KnownSightings {
