@@ -360,12 +360,12 @@ impl DynamoDetectionState {
         }
     }
 
-    /// Reads one range of pages: the counters of each wanted (query, member, from, to)
-    /// of its partition, per page (a minute with several pages gives several).
+    /// Reads one range of pages: the counters each [`Wanted`] of its partition names,
+    /// per page (a minute with several pages gives several).
     async fn read_range(
         &self,
         range: &PageRange,
-        wanted: &HashMap<&str, Vec<(usize, String, i64, i64)>>,
+        wanted: &HashMap<&str, Vec<Wanted>>,
     ) -> Result<Vec<(usize, MinuteCounts)>, StateError> {
         let mut out = Vec::new();
         let Some(members) = wanted.get(range.partition.as_str()) else {
@@ -379,17 +379,17 @@ impl DynamoDetectionState {
                 .await?;
             for item in page.items() {
                 let minute = minute_of(number(item, "sk").unwrap_or_default());
-                for (query, member, from, to) in members {
-                    if minute < *from || minute > *to {
+                for w in members {
+                    if minute < w.from || minute > w.to {
                         continue;
                     }
-                    let forbidden = number(item, &forbidden_attribute(member));
-                    let total = number(item, &total_attribute(member));
+                    let forbidden = number(item, &w.forbidden);
+                    let total = number(item, &w.total);
                     if forbidden.is_none() && total.is_none() {
                         continue;
                     }
                     out.push((
-                        *query,
+                        w.query,
                         MinuteCounts {
                             minute,
                             forbidden: forbidden.unwrap_or_default().max(0) as u64,
@@ -590,6 +590,19 @@ impl DynamoDetectionState {
     }
 }
 
+/// One query's counters to pick from the pages read: their attribute names, built once
+/// for every page they are looked up in.
+struct Wanted {
+    /// The query's position in `read_counts`' answer.
+    query: usize,
+    /// Its member's 403 and request counter attributes.
+    forbidden: String,
+    total: String,
+    /// Its minutes, inclusive.
+    from: i64,
+    to: i64,
+}
+
 /// Whether a page (as read) took `part` before: its `a` set holds the part's token.
 fn took(page: &HashMap<String, AttributeValue>, part: &PagePart) -> bool {
     page.get("a")
@@ -633,14 +646,18 @@ impl DetectionState for DynamoDetectionState {
             })?;
             slots.push(slot);
         }
-        let mut wanted: HashMap<&str, Vec<(usize, String, i64, i64)>> = HashMap::new();
-        for (i, (slot, q)) in slots.iter().zip(queries).enumerate() {
-            wanted.entry(slot.partition.as_str()).or_default().push((
-                i,
-                slot.member.clone(),
-                q.from,
-                q.to,
-            ));
+        let mut wanted: HashMap<&str, Vec<Wanted>> = HashMap::new();
+        for (query, (slot, q)) in slots.iter().zip(queries).enumerate() {
+            wanted
+                .entry(slot.partition.as_str())
+                .or_default()
+                .push(Wanted {
+                    query,
+                    forbidden: forbidden_attribute(&slot.member),
+                    total: total_attribute(&slot.member),
+                    from: q.from,
+                    to: q.to,
+                });
         }
         let ranges = plan_reads(
             slots
