@@ -53,7 +53,7 @@ pub async fn create_table(client: &aws_sdk_dynamodb::Client, table: &str) {
 /// reports no consumed capacity). It follows the adapter's rules: a part goes to the
 /// first page of its minute that holds its token or has room; a refused conditional
 /// write is billed like a write.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct PageModel {
     /// (partition, sort key) → page.
     pub pages: std::collections::HashMap<(String, i64), ModelPage>,
@@ -96,6 +96,12 @@ pub fn write_units(bytes: u64) -> u64 {
     bytes.div_ceil(1024).max(1)
 }
 
+impl Default for PageModel {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl PageModel {
     /// A model of pages with the adapter's default room.
     pub fn new() -> Self {
@@ -136,18 +142,11 @@ impl PageModel {
                     }
                     if !searched {
                         searched = true;
-                        let later: u64 = self
-                            .pages
-                            .iter()
-                            .filter(|((p, k), _)| {
-                                *p == part.partition
-                                    && (sort_key(part.minute, page + 1)
-                                        ..sort_key(part.minute + 60, 0))
-                                        .contains(k)
-                            })
-                            .map(|((p, k), pg)| pg.bytes(p, *k))
-                            .sum();
-                        rru += later.div_ceil(4096).max(1);
+                        rru += self.query_units(
+                            &part.partition,
+                            sort_key(part.minute, page + 1),
+                            sort_key(part.minute + 60, 0) - 1,
+                        );
                     }
                     page += 1;
                     continue;
@@ -177,14 +176,20 @@ impl PageModel {
             .iter()
             .map(|range| {
                 let (low, high) = range.sort_keys();
-                let bytes: u64 = self
-                    .pages
-                    .iter()
-                    .filter(|((p, sk), _)| *p == range.partition && (low..=high).contains(sk))
-                    .map(|((p, sk), page)| page.bytes(p, *sk))
-                    .sum();
-                bytes.div_ceil(4096).max(1)
+                self.query_units(&range.partition, low, high)
             })
             .sum()
+    }
+
+    /// Read units of one strongly consistent query of `partition`'s pages with sort keys
+    /// in `low..=high`: their sizes summed, in 4 KB units, at least one.
+    fn query_units(&self, partition: &str, low: i64, high: i64) -> u64 {
+        let bytes: u64 = self
+            .pages
+            .iter()
+            .filter(|((p, sk), _)| p == partition && (low..=high).contains(sk))
+            .map(|((p, sk), page)| page.bytes(p, *sk))
+            .sum();
+        bytes.div_ceil(4096).max(1)
     }
 }
