@@ -134,6 +134,16 @@ pub struct Config {
     /// Days a requester or address stays known after it was last seen
     /// (`DETECTION_SEEN_TTL_DAYS`, default 90): forgetting is by TTL.
     pub detection_seen_ttl_days: i64,
+    /// The idempotency markers live in the detection table rather than under
+    /// `{STATE_PREFIX}processed/` in the output bucket (`MARKERS`: `table`, `bucket`, or
+    /// `auto`, the default: the table when `DETECTION_TABLE` is set). A tenth of the
+    /// requests' cost; switching makes objects processed before the switch unknown to
+    /// duplicates that arrive after it (docs/deploy.md).
+    pub markers_in_table: bool,
+    /// Days a marker in the table lives after its last write (`MARKER_TTL_DAYS`; unset or
+    /// 0: until deleted). Markers must outlive the raw logs a backfill could replay, as
+    /// the bucket's lifecycle rule keeps S3 markers as long as the raw logs.
+    pub marker_ttl_days: Option<i64>,
     /// The City or Country database for `client_country` and `client_city` (`GEOIP_DB`).
     pub geoip_db: Option<DatabaseLocation>,
     /// The ASN database for `client_asn` and `client_as_org` (`ASN_DB`).
@@ -161,6 +171,8 @@ impl Default for Config {
             detection_table: None,
             detection_ttl_days: 10,
             detection_seen_ttl_days: 90,
+            markers_in_table: false,
+            marker_ttl_days: None,
             geoip_db: None,
             asn_db: None,
         }
@@ -327,6 +339,29 @@ impl Config {
         let detection_ttl_days = days("DETECTION_TTL_DAYS", defaults.detection_ttl_days)?;
         let detection_seen_ttl_days =
             days("DETECTION_SEEN_TTL_DAYS", defaults.detection_seen_ttl_days)?;
+        let markers_in_table = match get("MARKERS").map(|m| m.to_ascii_lowercase()).as_deref() {
+            None | Some("") | Some("auto") => detection_table.is_some(),
+            Some("bucket") => false,
+            Some("table") if detection_table.is_some() => true,
+            Some("table") => {
+                return Err(invalid(
+                    "MARKERS",
+                    "table".into(),
+                    "markers in the table need DETECTION_TABLE",
+                ));
+            }
+            Some(other) => {
+                return Err(invalid(
+                    "MARKERS",
+                    other.into(),
+                    "`auto`, `table` or `bucket`",
+                ));
+            }
+        };
+        let marker_ttl_days = match get("MARKER_TTL_DAYS").filter(|v| !v.is_empty() && v != "0") {
+            None => None,
+            Some(_) => Some(days("MARKER_TTL_DAYS", 0)?),
+        };
         let sdk_timeouts = sdk_timeouts(&get)?;
         let geoip_db = DatabaseLocation::from_setting(get("GEOIP_DB"));
         let asn_db = DatabaseLocation::from_setting(get("ASN_DB"));
@@ -343,6 +378,8 @@ impl Config {
             detection_table,
             detection_ttl_days,
             detection_seen_ttl_days,
+            markers_in_table,
+            marker_ttl_days,
             sdk_timeouts,
             metrics_namespace,
             metrics_mode,
@@ -674,6 +711,44 @@ mod tests {
         ] {
             let err = config(&[(var, value)]).unwrap_err();
             assert!(err.to_string().starts_with(var), "{err}");
+        }
+    }
+
+    #[test]
+    fn markers_follow_the_detection_table_unless_told() {
+        let table = ("DETECTION_TABLE", "bucketlog-state");
+        assert!(!config(&[]).unwrap().markers_in_table);
+        assert!(config(&[table]).unwrap().markers_in_table);
+        assert!(
+            config(&[table, ("MARKERS", "Table")])
+                .unwrap()
+                .markers_in_table
+        );
+        assert!(
+            !config(&[table, ("MARKERS", "bucket")])
+                .unwrap()
+                .markers_in_table
+        );
+        assert!(!config(&[("MARKERS", "auto")]).unwrap().markers_in_table);
+        assert_eq!(config(&[]).unwrap().marker_ttl_days, None);
+        assert_eq!(
+            config(&[("MARKER_TTL_DAYS", "0")]).unwrap().marker_ttl_days,
+            None
+        );
+        assert_eq!(
+            config(&[("MARKER_TTL_DAYS", "30")])
+                .unwrap()
+                .marker_ttl_days,
+            Some(30)
+        );
+        for vars in [
+            &[("MARKERS", "table")][..],
+            &[table, ("MARKERS", "dynamodb")],
+            &[("MARKER_TTL_DAYS", "-1")],
+        ] {
+            let err = config(vars).unwrap_err().to_string();
+            let variable = vars.last().map_or("", |(k, _)| *k);
+            assert!(err.starts_with(variable), "{err}");
         }
     }
 

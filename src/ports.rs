@@ -182,6 +182,37 @@ pub trait ObjectStore: Send + Sync {
     async fn abort_upload(&self, object: &ObjectRef, upload_id: &str) -> Result<(), StoreError>;
 }
 
+/// Where the idempotency markers live (`MARKERS`): the output bucket, through the
+/// [`ObjectStore`], or the detection table, where a marker's reads and conditional writes
+/// cost a tenth of S3's requests (README, "What it costs"). The ledger's protocol is the
+/// same on both: a version tag plays the ETag's part in conditional writes.
+#[async_trait]
+pub trait MarkerStore: Send + Sync {
+    /// The marker's body and version tag; `None` when it does not exist.
+    async fn get_marker(
+        &self,
+        marker: &ObjectRef,
+    ) -> Result<Option<(Vec<u8>, Option<String>)>, StoreError>;
+
+    /// Writes the marker subject to `condition` (on its version tag).
+    async fn put_marker(
+        &self,
+        marker: &ObjectRef,
+        body: Vec<u8>,
+        condition: PutCondition,
+    ) -> Result<PutOutcome, StoreError>;
+
+    /// The keys of every version's marker of one log object: `prefix.key` is the markers'
+    /// shared prefix, ending in `@`. May include other keys that start with it.
+    async fn marker_versions(&self, prefix: &ObjectRef) -> Result<Vec<String>, StoreError>;
+
+    /// Deletes a marker (no error when it is already gone).
+    async fn delete_marker(&self, marker: &ObjectRef) -> Result<(), StoreError>;
+
+    /// Where the marker is, for the object's report and log lines.
+    fn location(&self, marker: &ObjectRef) -> String;
+}
+
 /// Publishing failed; the message names the namespace or topic.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{operation} to {target} failed: {message}")]

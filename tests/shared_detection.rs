@@ -12,16 +12,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use async_trait::async_trait;
 use bucketlog::access_log::LogTime;
 use bucketlog::adapters::dynamodb::DynamoDetectionState;
+use bucketlog::adapters::dynamodb_markers::DynamoMarkers;
 use bucketlog::adapters::local::LocalStore;
 use bucketlog::adapters::local_state::LocalDetectionState;
 use bucketlog::adapters::s3::S3Store;
 use bucketlog::alerts::SubjectKind;
 use bucketlog::alerts::shared::{bucket_series, subject_series};
 use bucketlog::config::Config;
+use bucketlog::event::ObjectRef;
 use bucketlog::pipeline::Pipeline;
 use bucketlog::ports::{
-    ClaimOutcome, CountQuery, CountUpdate, DetectionState, EpisodeClaim, MinuteCounts, StateError,
-    StateErrorKind,
+    ClaimOutcome, CountQuery, CountUpdate, DetectionState, EpisodeClaim, MarkerStore, MinuteCounts,
+    PutCondition, PutOutcome, StateError, StateErrorKind,
 };
 use serde_json::Value;
 use support::dynamodb::{ModelPage, PageModel};
@@ -96,11 +98,17 @@ impl World {
         DynamoDetectionState::new(self.dynamodb.clone(), self.table.clone())
     }
 
-    /// A pipeline sharing the table and publishing to the topic.
+    /// The markers in the table, as the function keeps them when it has one.
+    fn markers(&self) -> DynamoMarkers {
+        DynamoMarkers::new(self.dynamodb.clone(), self.table.clone())
+    }
+
+    /// A pipeline sharing the table (state and markers) and publishing to the topic.
     fn pipeline_with(&self, state: Box<dyn DetectionState>) -> Pipeline<S3Store> {
         Pipeline::new(S3Store::new(self.s3.clone()), config())
             .with_notifier(self.inbox.notifier())
             .with_detection_state(state)
+            .with_marker_store(Box::new(self.markers()))
     }
 
     fn pipeline(&self) -> Pipeline<S3Store> {
@@ -255,17 +263,189 @@ async fn a_duplicate_delivery_changes_no_count_even_without_its_marker() {
     // Even with the marker gone (a redelivery the ledger cannot recognise), the counts'
     // own applied items keep them from being added twice.
     let marker = first["objects"][0]["marker"].as_str().unwrap().to_string();
-    let key = marker.split_once(&format!("s3://{}/", w.bucket)).unwrap().1;
-    w.s3.delete_object()
-        .bucket(&w.bucket)
-        .key(key)
-        .send()
+    let key = marker
+        .split_once(&format!("dynamodb://{}/{}/", w.table, w.bucket))
+        .unwrap()
+        .1;
+    let marker = ObjectRef {
+        bucket: w.bucket.clone(),
+        key: key.to_string(),
+    };
+    w.markers()
+        .delete_marker(&marker)
         .await
         .expect("delete marker");
     let third = pipeline.handle(&event).await.expect("handled");
     assert_eq!(outcome(&third), "processed");
     assert_eq!(w.ip_counts(ATTACKER, t0, t0).await, once);
     assert_eq!(w.ip_counts(QUIET, t0, t0).await, (5, 20));
+}
+
+fn marker(w: &World, key: &str) -> ObjectRef {
+    ObjectRef {
+        bucket: w.bucket.clone(),
+        key: key.to_string(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn markers_in_the_table_keep_the_conditions_the_ledger_relies_on() {
+    let w = World::new("markers").await;
+    let markers = w.markers().with_ttl_days(Some(30));
+    let first = marker(&w, "state/processed/src/raw/a@etag1");
+    assert_eq!(markers.get_marker(&first).await.unwrap(), None);
+    let created = markers
+        .put_marker(&first, b"{\"n\":1}".to_vec(), PutCondition::IfAbsent)
+        .await
+        .unwrap();
+    let PutOutcome::Written { etag: Some(v1) } = created else {
+        panic!("{created:?}")
+    };
+    let again = markers
+        .put_marker(&first, b"{\"n\":2}".to_vec(), PutCondition::IfAbsent)
+        .await
+        .unwrap();
+    assert_eq!(again, PutOutcome::PreconditionFailed);
+    assert_eq!(
+        markers.get_marker(&first).await.unwrap(),
+        Some((b"{\"n\":1}".to_vec(), Some(v1.clone())))
+    );
+    let stale = PutCondition::IfMatch("not-the-version".into());
+    let refused = markers
+        .put_marker(&first, b"x".to_vec(), stale)
+        .await
+        .unwrap();
+    assert_eq!(refused, PutOutcome::PreconditionFailed);
+    let replaced = markers
+        .put_marker(
+            &first,
+            b"{\"n\":3}".to_vec(),
+            PutCondition::IfMatch(v1.clone()),
+        )
+        .await
+        .unwrap();
+    let PutOutcome::Written { etag: Some(v2) } = replaced else {
+        panic!("{replaced:?}")
+    };
+    assert_ne!(v1, v2, "every write has a new version tag");
+    let behind = markers
+        .put_marker(&first, b"y".to_vec(), PutCondition::IfMatch(v1))
+        .await
+        .unwrap();
+    assert_eq!(behind, PutOutcome::PreconditionFailed);
+
+    // Every version of one object, and nothing of an object whose key goes on after '@'.
+    let second = marker(&w, "state/processed/src/raw/a@etag2");
+    let longer = marker(&w, "state/processed/src/raw/a@b@etag1");
+    for m in [&second, &longer] {
+        let put = markers.put_marker(m, b"{}".to_vec(), PutCondition::IfAbsent);
+        assert!(matches!(put.await.unwrap(), PutOutcome::Written { .. }));
+    }
+    let mut versions = markers
+        .marker_versions(&marker(&w, "state/processed/src/raw/a@"))
+        .await
+        .unwrap();
+    versions.sort();
+    assert_eq!(versions, [first.key.clone(), second.key.clone()]);
+
+    // MARKER_TTL_DAYS: the item expires 30 days after its last write.
+    let item = w
+        .dynamodb
+        .scan()
+        .table_name(&w.table)
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default()
+        .into_iter()
+        .find(|i| i["m"].as_s().ok() == Some(&first.key))
+        .expect("the first marker's item");
+    let expires: i64 = item["expires"].as_n().unwrap().parse().unwrap();
+    assert!((expires - now() - 30 * 86_400).abs() < 120, "{expires}");
+
+    markers.delete_marker(&first).await.unwrap();
+    assert_eq!(markers.get_marker(&first).await.unwrap(), None);
+    markers
+        .delete_marker(&first)
+        .await
+        .expect("deleting a gone marker is fine");
+    assert!(markers.get_marker(&second).await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_markers_in_the_table_an_object_is_processed_once_and_a_new_version_supersedes() {
+    let w = World::new("markerflow").await;
+    let markers = w.markers();
+    let pipeline = Pipeline::new(S3Store::new(w.s3.clone()), config())
+        .with_detection_state(Box::new(w.state()))
+        .with_marker_store(Box::new(markers.clone()));
+    let t0 = minute_of(now() - 7200);
+    let t0 = t0 - t0.rem_euclid(3600) + 600;
+    // Version 1 spans two hours (two curated partitions); version 2 only the first.
+    let v1: Vec<String> = (0..30)
+        .map(|n| line(&w.bucket, t0 + (n as i64) * 120, CLIENT, 200, n))
+        .collect();
+    let v2: Vec<String> = (0..10)
+        .map(|n| line(&w.bucket, t0 + n as i64, QUIET, 200, 100 + n))
+        .collect();
+    let event = w.log_object("2026-11-22-12-00-00-HOSTM", &v1).await;
+
+    let first = pipeline.handle(&event).await.expect("handled");
+    assert_eq!(outcome(&first), "processed");
+    let location = first["objects"][0]["marker"].as_str().unwrap();
+    assert!(
+        location.starts_with(&format!(
+            "dynamodb://{}/{}/state/processed/",
+            w.table, w.bucket
+        )),
+        "{location}"
+    );
+    // Claim, one Query for earlier versions, and the rewrite with nothing pending,
+    // after the read that found no marker.
+    assert_eq!(markers.calls(), 4);
+    let curated_v1 = s3::list(&w.s3, &w.bucket, "curated/").await;
+    assert_eq!(curated_v1.len(), 2, "{curated_v1:?}");
+    assert!(
+        s3::list(&w.s3, &w.bucket, "state/processed/")
+            .await
+            .is_empty(),
+        "no marker in S3"
+    );
+
+    let again = pipeline.handle(&event).await.expect("handled");
+    assert_eq!(outcome(&again), "duplicate");
+    assert_eq!(markers.calls(), 5, "a duplicate costs one read");
+
+    // The same key overwritten: a new ETag, processed again; the partition only
+    // version 1 had goes, with version 1's marker.
+    let event = w.log_object("2026-11-22-12-00-00-HOSTM", &v2).await;
+    let second = pipeline.handle(&event).await.expect("handled");
+    assert_eq!(outcome(&second), "processed");
+    let curated_v2 = s3::list(&w.s3, &w.bucket, "curated/").await;
+    assert_eq!(curated_v2.len(), 1, "{curated_v2:?}");
+    let records: Vec<Value> = s3::ndjson(&s3::get(&w.s3, &w.bucket, &curated_v2[0].0).await);
+    assert_eq!(records.len(), 10);
+    assert!(records.iter().all(|r| r["remote_ip"] == QUIET));
+    let all = w
+        .dynamodb
+        .scan()
+        .table_name(&w.table)
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default();
+    let kept: Vec<&str> = all
+        .iter()
+        .filter_map(|i| i.get("m")?.as_s().ok().map(String::as_str))
+        .collect();
+    assert_eq!(kept.len(), 1, "only the new version's marker: {kept:?}");
+    let versions_prefix = marker(&w, &kept[0][..kept[0].rfind('@').unwrap() + 1]);
+    assert_eq!(
+        markers.marker_versions(&versions_prefix).await.unwrap(),
+        kept
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

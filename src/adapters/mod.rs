@@ -3,6 +3,7 @@
 pub mod cloudwatch;
 pub mod counting;
 pub mod dynamodb;
+pub mod dynamodb_markers;
 pub mod emf;
 pub mod local;
 pub mod local_state;
@@ -43,6 +44,13 @@ pub async fn aws_pipeline(config: Config) -> Result<Pipeline<s3::S3Store>, GeoDb
         dynamodb::DynamoDetectionState::from_shared(&shared, table)
             .with_ttl_days(config.detection_ttl_days, config.detection_seen_ttl_days)
     });
+    let markers = match (&config.detection_table, config.markers_in_table) {
+        (Some(table), true) => Some(
+            dynamodb_markers::DynamoMarkers::from_shared(&shared, table)
+                .with_ttl_days(config.marker_ttl_days),
+        ),
+        _ => None,
+    };
     let store = s3::S3Store::from_shared(&shared);
     let lookups = ClientLookups::open(
         &store,
@@ -57,6 +65,9 @@ pub async fn aws_pipeline(config: Config) -> Result<Pipeline<s3::S3Store>, GeoDb
     let mut pipeline = Pipeline::new(store, config)
         .with_metrics(metrics)
         .with_client_lookups(lookups);
+    if let Some(markers) = markers {
+        pipeline = pipeline.with_marker_store(Box::new(markers));
+    }
     match detection {
         Some(state) => pipeline = pipeline.with_detection_state(Box::new(state)),
         None => warn!(

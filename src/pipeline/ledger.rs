@@ -31,7 +31,7 @@ use tracing::{info, warn};
 
 use super::{InvocationContext, ObjectReport, Pipeline, ProcessError, SideEffects};
 use crate::event::ObjectRef;
-use crate::ports::{ObjectStore, PutCondition, PutOutcome};
+use crate::ports::{ObjectStore, PutCondition, PutOutcome, StoreError};
 
 /// Seconds a lease outlasts the invocation's deadline, for clock skew between hosts.
 pub const LEASE_MARGIN_SECONDS: i64 = 30;
@@ -245,7 +245,7 @@ impl<S: ObjectStore> Pipeline<S> {
     }
 
     async fn read_marker(&self, marker: &ObjectRef) -> Result<Option<FoundMarker>, ProcessError> {
-        let Some((body, etag)) = self.store.get_small(marker).await? else {
+        let Some((body, etag)) = self.get_marker(marker).await? else {
             return Ok(None);
         };
         let status = serde_json::from_slice(&body).unwrap_or_else(|e| {
@@ -369,13 +369,64 @@ impl<S: ObjectStore> Pipeline<S> {
         condition: PutCondition,
     ) -> Result<Option<String>, ProcessError> {
         let body = serde_json::to_vec(&MarkerBody { report, status }).unwrap_or_default();
-        match self
-            .store
-            .put(marker, body, "application/json", condition)
-            .await?
-        {
+        match self.put_marker(marker, body, condition).await? {
             PutOutcome::PreconditionFailed => Ok(None),
             PutOutcome::Written { etag } => Ok(Some(etag.unwrap_or_default())),
+        }
+    }
+
+    /// Reads a marker from where markers live (`MARKERS`).
+    pub(super) async fn get_marker(
+        &self,
+        marker: &ObjectRef,
+    ) -> Result<Option<(Vec<u8>, Option<String>)>, StoreError> {
+        match &self.markers {
+            Some(markers) => markers.get_marker(marker).await,
+            None => self.store.get_small(marker).await,
+        }
+    }
+
+    /// Writes a marker where markers live, subject to `condition`.
+    async fn put_marker(
+        &self,
+        marker: &ObjectRef,
+        body: Vec<u8>,
+        condition: PutCondition,
+    ) -> Result<PutOutcome, StoreError> {
+        match &self.markers {
+            Some(markers) => markers.put_marker(marker, body, condition).await,
+            None => {
+                self.store
+                    .put(marker, body, "application/json", condition)
+                    .await
+            }
+        }
+    }
+
+    /// The markers of every version of one log object (`prefix` ends in `@`).
+    pub(super) async fn marker_versions(
+        &self,
+        prefix: &ObjectRef,
+    ) -> Result<Vec<String>, StoreError> {
+        match &self.markers {
+            Some(markers) => markers.marker_versions(prefix).await,
+            None => self.store.list(prefix).await,
+        }
+    }
+
+    /// Where the marker lives: `s3://…` in the output bucket, or the table's item.
+    pub(super) fn marker_location(&self, marker: &ObjectRef) -> String {
+        match &self.markers {
+            Some(markers) => markers.location(marker),
+            None => marker.to_string(),
+        }
+    }
+
+    /// Deletes a marker where markers live.
+    pub(super) async fn delete_marker(&self, marker: &ObjectRef) -> Result<(), StoreError> {
+        match &self.markers {
+            Some(markers) => markers.delete_marker(marker).await,
+            None => self.store.delete(marker).await,
         }
     }
 }

@@ -55,8 +55,8 @@ use crate::cwl::LogsMessage;
 use crate::event::{CreatedObject, EventError, Invocation, Notice, ObjectRef, parse_invocation};
 use crate::input::DecodeError;
 use crate::ports::{
-    AlertNotifier, DetectionState, MetricsSink, NoMetrics, ObjectStore, PublishError, StateError,
-    StoreError,
+    AlertNotifier, DetectionState, MarkerStore, MetricsSink, NoMetrics, ObjectStore, PublishError,
+    StateError, StoreError,
 };
 
 pub use backfill::failure_code;
@@ -209,7 +209,8 @@ pub struct ObjectReport {
     pub bytes: u64,
     /// The output objects written.
     pub outputs: Vec<OutputObject>,
-    /// The marker that records this object as processed.
+    /// The marker that records this object as processed: `s3://…`, or
+    /// `dynamodb://{table}/{bucket}/{key}` with `MARKERS=table`.
     pub marker: String,
     /// Alerts raised.
     pub alerts: u64,
@@ -255,6 +256,8 @@ pub struct Pipeline<S> {
     metrics: Box<dyn MetricsSink>,
     notifier: Option<Box<dyn AlertNotifier>>,
     detection: Option<Box<dyn DetectionState>>,
+    /// Where markers live when not in `store` (`MARKERS`, see [`MarkerStore`]).
+    markers: Option<Box<dyn MarkerStore>>,
     clock: fn() -> i64,
     batch_output_bucket: Option<String>,
     /// The client databases every record's address is looked up in.
@@ -271,6 +274,7 @@ impl<S: ObjectStore> Pipeline<S> {
             metrics: Box::new(NoMetrics),
             notifier: None,
             detection: None,
+            markers: None,
             clock: system_now,
             batch_output_bucket: None,
             lookups: std::sync::Arc::new(crate::geo::ClientLookups::none()),
@@ -301,6 +305,13 @@ impl<S: ObjectStore> Pipeline<S> {
     /// evaluated on the merged counts, and each alert claimed and notified once.
     pub fn with_detection_state(mut self, state: Box<dyn DetectionState>) -> Self {
         self.detection = Some(state);
+        self
+    }
+
+    /// Keeps the idempotency markers in `markers` (the detection table) instead of the
+    /// output bucket: same protocol, cheaper requests.
+    pub fn with_marker_store(mut self, markers: Box<dyn MarkerStore>) -> Self {
+        self.markers = Some(markers);
         self
     }
 
@@ -516,7 +527,7 @@ impl<S: ObjectStore> Pipeline<S> {
             blank: stats.blank,
             bytes,
             outputs: uploads.written.clone(),
-            marker: marker.to_string(),
+            marker: self.marker_location(&marker),
             alerts: effects.alerts.len() as u64,
             metric_datums: effects.metrics.datum_count as u64,
             duration_ms: started.elapsed().as_millis() as u64,

@@ -4,9 +4,10 @@
 //! and its outputs overwrite those of the same names. Partitions only the earlier version
 //! had would keep its records, so once the new marker exists (the first [`Step`]), the
 //! earlier versions' markers are found by listing `{STATE_PREFIX}processed/{bucket}/{key}@`
-//! (ListObjectsV2), each one's `outputs` that the new version did not write are deleted,
-//! and then that marker itself. Only keys under `CURATED_PREFIX` and `REJECTED_PREFIX` are
-//! ever deleted, whatever a marker says.
+//! (ListObjectsV2, or one Query when markers live in the detection table), each one's
+//! `outputs` that the new version did not write are deleted, and then that marker itself.
+//! Only keys under `CURATED_PREFIX` and `REJECTED_PREFIX` are ever deleted, whatever a
+//! marker says.
 //!
 //! What a reader sees in between: from the first completed upload of the new version until
 //! this step ends, partitions both versions wrote hold the new records, partitions only the
@@ -54,7 +55,7 @@ impl<S: ObjectStore> Pipeline<S> {
             key: self.marker_prefix(object),
         };
         let keep: HashSet<&str> = report.outputs.iter().map(|o| o.object.as_str()).collect();
-        for key in self.store.list(&prefix).await? {
+        for key in self.marker_versions(&prefix).await? {
             // Another key's markers share the prefix when its key continues with '@'.
             let version = &key[prefix.key.len().min(key.len())..];
             if key == marker.key || version.contains(['@', '/']) {
@@ -64,7 +65,7 @@ impl<S: ObjectStore> Pipeline<S> {
                 bucket: marker.bucket.clone(),
                 key,
             };
-            let Some((body, _)) = self.store.get_small(&earlier).await? else {
+            let Some((body, _)) = self.get_marker(&earlier).await? else {
                 continue;
             };
             let Ok(found) = serde_json::from_slice::<EarlierMarker>(&body) else {
@@ -97,7 +98,7 @@ impl<S: ObjectStore> Pipeline<S> {
             )
             .await?;
             let deleted = removed.len();
-            self.store.delete(&earlier).await?;
+            self.delete_marker(&earlier).await?;
             info!(object = %object, earlier = %earlier, deleted, "outputs of an earlier version removed");
         }
         Ok(())

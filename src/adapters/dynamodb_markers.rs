@@ -1,0 +1,316 @@
+//! The idempotency markers in the detection table (`MARKERS=table`), through
+//! `aws-sdk-dynamodb`: the same documents the ledger writes to S3, as items.
+//!
+//! A marker `{STATE_PREFIX}processed/{bucket}/{key}@{etag}` in output bucket `out` is the
+//! item `pk = m#{out}/{STATE_PREFIX}processed/{bucket}/{key}@`, `sk` = a 63-bit FNV-1a
+//! hash of `{etag}`, with attributes `m` (the marker's key, checked on every read), `b`
+//! (its body), `v` (a version tag, new on every write: what S3's ETag is to the ledger's
+//! conditional writes) and, with `MARKER_TTL_DAYS`, `expires`. Every version of one log
+//! object's marker shares the partition key, so finding them is one Query.
+//!
+//! Per log object that is one strongly consistent GetItem, two PutItems and one Query, a
+//! unit or two each: about $0.0000015 at on-demand prices, where S3 bills $0.0000154 for
+//! the GetObject, two PutObjects and the ListObjectsV2 (BENCHMARKS.md, "Requests per log
+//! object").
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use crate::event::ObjectRef;
+use crate::logkey::Fnv1a;
+use crate::ports::{MarkerStore, PutCondition, PutOutcome, StoreError, StoreErrorKind};
+
+/// The markers in one DynamoDB table (the detection table).
+#[derive(Debug, Clone)]
+pub struct DynamoMarkers {
+    client: Client,
+    table: String,
+    /// Seconds a marker lives after its last write; `None`: until deleted.
+    ttl: Option<i64>,
+    /// DynamoDB calls sent (retries by the SDK not included), shared by clones.
+    calls: Arc<AtomicU64>,
+}
+
+/// A marker's item key: its partition (every version of the log object) and sort key.
+struct ItemKey {
+    pk: String,
+    sk: i64,
+}
+
+impl ItemKey {
+    /// Splits a marker's key at its last `@`: the log object's part, and the version's.
+    fn of(marker: &ObjectRef) -> Self {
+        let (object, version) = marker.key.rsplit_once('@').unwrap_or((&marker.key, ""));
+        Self {
+            pk: Self::partition(&marker.bucket, &format!("{object}@")),
+            sk: version_sort_key(version),
+        }
+    }
+
+    /// The partition of a log object's markers, from their shared prefix (ending in `@`).
+    fn partition(bucket: &str, prefix: &str) -> String {
+        format!("m#{bucket}/{prefix}")
+    }
+
+    fn attributes(&self) -> [(String, AttributeValue); 2] {
+        [
+            ("pk".to_string(), AttributeValue::S(self.pk.clone())),
+            ("sk".to_string(), AttributeValue::N(self.sk.to_string())),
+        ]
+    }
+}
+
+/// The sort key of one version: FNV-1a of its ETag, cut to 63 bits so it is a
+/// non-negative number. Two ETags of one key sharing it would make the later one's
+/// marker unreadable (the `m` check) and its claim fail, never a wrong answer.
+fn version_sort_key(version: &str) -> i64 {
+    let mut hash = Fnv1a::default();
+    hash.write(version.as_bytes());
+    (hash.finish() >> 1) as i64
+}
+
+/// A version tag no other write has: the clock, the process and a counter, hashed.
+fn new_version_tag(body: &[u8]) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let mut hash = Fnv1a::default();
+    hash.write(&nanos.to_le_bytes());
+    hash.write(&std::process::id().to_le_bytes());
+    hash.write(&COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+    hash.write(body);
+    format!("{:016x}{:08x}", hash.finish(), nanos as u32)
+}
+
+impl DynamoMarkers {
+    /// Markers in `table`, through `client`, kept until deleted.
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+            ttl: None,
+            calls: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// A client from the shared AWS configuration (honours `AWS_ENDPOINT_URL`), with the
+    /// detection state's retry policy.
+    pub fn from_shared(shared: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
+        let config = aws_sdk_dynamodb::config::Builder::from(shared)
+            .retry_config(super::dynamodb::retry_config())
+            .build();
+        Self::new(Client::from_conf(config), table)
+    }
+
+    /// Lets markers expire `days` after their last write (`MARKER_TTL_DAYS`); `None`
+    /// keeps them until deleted.
+    pub fn with_ttl_days(mut self, days: Option<i64>) -> Self {
+        self.ttl = days.map(|d| d * 86_400);
+        self
+    }
+
+    /// How many DynamoDB calls these markers (and their clones) sent so far.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    fn sent(&self) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn error<E>(&self, operation: &'static str, marker: &ObjectRef, e: &SdkError<E>) -> StoreError
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        let kind = match e.code().unwrap_or_default() {
+            // Not `NotFound`: that would read as "no such marker".
+            "ResourceNotFoundException" => StoreErrorKind::Other,
+            "AccessDeniedException" => StoreErrorKind::AccessDenied,
+            "ProvisionedThroughputExceededException"
+            | "ThrottlingException"
+            | "RequestLimitExceeded" => StoreErrorKind::Throttled,
+            _ => match e {
+                SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
+                    StoreErrorKind::Unavailable
+                }
+                _ => StoreErrorKind::Other,
+            },
+        };
+        StoreError {
+            operation,
+            object: marker.clone(),
+            kind,
+            message: format!(
+                "in the DynamoDB table {} (MARKERS=table): {}",
+                self.table,
+                DisplayErrorContext(e)
+            ),
+        }
+    }
+}
+
+#[async_trait]
+impl MarkerStore for DynamoMarkers {
+    async fn get_marker(
+        &self,
+        marker: &ObjectRef,
+    ) -> Result<Option<(Vec<u8>, Option<String>)>, StoreError> {
+        self.sent();
+        let key = ItemKey::of(marker);
+        let answer = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key.attributes().into_iter().collect()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.error("GetItem", marker, &e))?;
+        let Some(item) = answer.item else {
+            return Ok(None);
+        };
+        if item.get("m").and_then(|m| m.as_s().ok()) != Some(&marker.key) {
+            return Ok(None);
+        }
+        let body = match item.get("b").and_then(|b| b.as_b().ok()) {
+            Some(blob) => blob.as_ref().to_vec(),
+            None => Vec::new(),
+        };
+        let version = item.get("v").and_then(|v| v.as_s().ok()).cloned();
+        Ok(Some((body, version)))
+    }
+
+    async fn put_marker(
+        &self,
+        marker: &ObjectRef,
+        body: Vec<u8>,
+        condition: PutCondition,
+    ) -> Result<PutOutcome, StoreError> {
+        self.sent();
+        let key = ItemKey::of(marker);
+        let version = new_version_tag(&body);
+        let mut request = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(key.attributes().into_iter().collect()))
+            .item("m", AttributeValue::S(marker.key.clone()))
+            .item("b", AttributeValue::B(Blob::new(body)))
+            .item("v", AttributeValue::S(version.clone()));
+        if let Some(ttl) = self.ttl {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            request = request.item("expires", AttributeValue::N((now + ttl).to_string()));
+        }
+        request = match condition {
+            PutCondition::None => request,
+            PutCondition::IfAbsent => request.condition_expression("attribute_not_exists(pk)"),
+            PutCondition::IfMatch(expected) => request
+                .condition_expression("#v = :v")
+                .expression_attribute_names("#v", "v")
+                .expression_attribute_values(":v", AttributeValue::S(expected)),
+        };
+        match request.send().await {
+            Ok(_) => Ok(PutOutcome::Written {
+                etag: Some(version),
+            }),
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => {
+                Ok(PutOutcome::PreconditionFailed)
+            }
+            Err(e) => Err(self.error("PutItem", marker, &e)),
+        }
+    }
+
+    async fn marker_versions(&self, prefix: &ObjectRef) -> Result<Vec<String>, StoreError> {
+        let pk = ItemKey::partition(&prefix.bucket, &prefix.key);
+        let mut keys = Vec::new();
+        let mut start = None;
+        loop {
+            self.sent();
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
+                .projection_expression("m")
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| self.error("Query", prefix, &e))?;
+            keys.extend(
+                page.items()
+                    .iter()
+                    .filter_map(|item| item.get("m")?.as_s().ok().cloned()),
+            );
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return Ok(keys);
+            }
+        }
+    }
+
+    async fn delete_marker(&self, marker: &ObjectRef) -> Result<(), StoreError> {
+        self.sent();
+        let key = ItemKey::of(marker);
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key.attributes().into_iter().collect()))
+            .condition_expression("attribute_not_exists(pk) OR m = :m")
+            .expression_attribute_values(":m", AttributeValue::S(marker.key.clone()))
+            .send()
+            .await
+            .map(|_| ())
+            .or_else(|e| match e.code() {
+                // Another key's item under a colliding sort key: not this marker's to delete.
+                Some("ConditionalCheckFailedException") => Ok(()),
+                _ => Err(self.error("DeleteItem", marker, &e)),
+            })
+    }
+
+    /// `dynamodb://{table}/{output bucket}/{marker key}`.
+    fn location(&self, marker: &ObjectRef) -> String {
+        format!("dynamodb://{}/{}/{}", self.table, marker.bucket, marker.key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn marker(key: &str) -> ObjectRef {
+        ObjectRef {
+            bucket: "out".into(),
+            key: key.into(),
+        }
+    }
+
+    #[test]
+    fn every_version_of_one_object_shares_a_partition_and_versions_differ() {
+        let a = ItemKey::of(&marker("state/processed/src/raw/a@etag1"));
+        let b = ItemKey::of(&marker("state/processed/src/raw/a@etag2"));
+        let other = ItemKey::of(&marker("state/processed/src/raw/a@b@etag1"));
+        assert_eq!(a.pk, "m#out/state/processed/src/raw/a@");
+        assert_eq!(a.pk, b.pk);
+        assert_ne!(a.sk, b.sk);
+        assert!(a.sk >= 0 && b.sk >= 0);
+        // A key that itself holds '@' is its own partition.
+        assert_eq!(other.pk, "m#out/state/processed/src/raw/a@b@");
+    }
+
+    #[test]
+    fn version_tags_are_new_on_every_write() {
+        assert_ne!(new_version_tag(b"same"), new_version_tag(b"same"));
+    }
+}
