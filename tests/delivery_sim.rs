@@ -686,11 +686,14 @@ struct CountingMarkers {
 }
 
 impl CountingMarkers {
-    /// An item's size by DynamoDB's rules: attribute names and values (`pk`, `sk`, `m`,
-    /// `b`, `v`, `expires`), as `src/adapters/dynamodb_markers.rs` writes them.
+    /// An item's size by DynamoDB's rules (names, plus string and binary lengths, plus
+    /// about one byte per two digits of a number, plus one): `pk`, `sk` (19 digits), `e`,
+    /// `b`, `v` (24 characters) and `expires` (10 digits), as
+    /// `src/adapters/dynamodb_markers.rs` writes them.
     fn item_bytes(marker: &ObjectRef, body: usize) -> u64 {
-        let pk = 2 + marker.bucket.len() + 1 + marker.key.len() - 32;
-        (2 + pk + 2 + 21 + 1 + marker.key.len() + 1 + body + 1 + 24 + 7 + 21) as u64
+        let (object, version) = marker.key.rsplit_once('@').unwrap_or((&marker.key, ""));
+        let pk = 2 + marker.bucket.len() + 1 + object.len() + 1;
+        (2 + pk + 2 + 11 + 1 + version.len() + 1 + body + 1 + 24 + 7 + 6) as u64
     }
 
     fn size(&self, marker: &ObjectRef) -> Option<u64> {

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::types::AttributeValue;
 use bucketlog::access_log::LogTime;
 use bucketlog::adapters::dynamodb::DynamoDetectionState;
 use bucketlog::adapters::dynamodb_markers::DynamoMarkers;
@@ -96,6 +97,12 @@ impl World {
 
     fn state(&self) -> DynamoDetectionState {
         DynamoDetectionState::new(self.dynamodb.clone(), self.table.clone())
+    }
+
+    /// Every item in the table (a test's few).
+    async fn items(&self) -> Vec<std::collections::HashMap<String, AttributeValue>> {
+        let scan = self.dynamodb.scan().table_name(&self.table).send().await;
+        scan.expect("scan the table").items.unwrap_or_default()
     }
 
     /// The markers in the table, as the function keeps them when it has one.
@@ -350,16 +357,13 @@ async fn markers_in_the_table_keep_the_conditions_the_ledger_relies_on() {
 
     // MARKER_TTL_DAYS: the item expires 30 days after its last write.
     let item = w
-        .dynamodb
-        .scan()
-        .table_name(&w.table)
-        .send()
+        .items()
         .await
-        .unwrap()
-        .items
-        .unwrap_or_default()
         .into_iter()
-        .find(|i| i["m"].as_s().ok() == Some(&first.key))
+        .find(|i| {
+            i["pk"].as_s().ok() == Some(&format!("m#{}/state/processed/src/raw/a@", w.bucket))
+                && i["e"].as_s().ok().map(String::as_str) == Some("etag1")
+        })
         .expect("the first marker's item");
     let expires: i64 = item["expires"].as_n().unwrap().parse().unwrap();
     assert!((expires - now() - 30 * 86_400).abs() < 120, "{expires}");
@@ -427,18 +431,17 @@ async fn with_markers_in_the_table_an_object_is_processed_once_and_a_new_version
     let records: Vec<Value> = s3::ndjson(&s3::get(&w.s3, &w.bucket, &curated_v2[0].0).await);
     assert_eq!(records.len(), 10);
     assert!(records.iter().all(|r| r["remote_ip"] == QUIET));
-    let all = w
-        .dynamodb
-        .scan()
-        .table_name(&w.table)
-        .send()
-        .await
-        .unwrap()
-        .items
-        .unwrap_or_default();
-    let kept: Vec<&str> = all
+    let all = w.items().await;
+    let kept: Vec<String> = all
         .iter()
-        .filter_map(|i| i.get("m")?.as_s().ok().map(String::as_str))
+        .filter_map(|i| {
+            let pk = i
+                .get("pk")?
+                .as_s()
+                .ok()?
+                .strip_prefix(&format!("m#{}/", w.bucket))?;
+            Some(format!("{pk}{}", i.get("e")?.as_s().ok()?))
+        })
         .collect();
     assert_eq!(kept.len(), 1, "only the new version's marker: {kept:?}");
     let versions_prefix = marker(&w, &kept[0][..kept[0].rfind('@').unwrap() + 1]);

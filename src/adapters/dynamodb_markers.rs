@@ -3,10 +3,11 @@
 //!
 //! A marker `{STATE_PREFIX}processed/{bucket}/{key}@{etag}` in output bucket `out` is the
 //! item `pk = m#{out}/{STATE_PREFIX}processed/{bucket}/{key}@`, `sk` = a 63-bit FNV-1a
-//! hash of `{etag}`, with attributes `m` (the marker's key, checked on every read), `b`
-//! (its body), `v` (a version tag, new on every write: what S3's ETag is to the ledger's
-//! conditional writes) and, with `MARKER_TTL_DAYS`, `expires`. Every version of one log
-//! object's marker shares the partition key, so finding them is one Query.
+//! hash of `{etag}`, with attributes `e` (`{etag}` itself, checked on every read), `b`
+//! (the marker's body), `v` (a version tag, new on every write: what S3's ETag is to the
+//! ledger's conditional writes) and, with `MARKER_TTL_DAYS`, `expires`. Every version of
+//! one log object's marker shares the partition key, so finding them is one Query. The
+//! key is not repeated in the item: an item of up to 1 KB is billed one write unit.
 //!
 //! Per log object that is one strongly consistent GetItem, two PutItems and one Query, a
 //! unit or two each: about $0.0000015 at on-demand prices, where S3 bills $0.0000154 for
@@ -38,10 +39,12 @@ pub struct DynamoMarkers {
     calls: Arc<AtomicU64>,
 }
 
-/// A marker's item key: its partition (every version of the log object) and sort key.
+/// A marker's item key: its partition (every version of the log object) and sort key,
+/// and the version (`{etag}`) the sort key hashes.
 struct ItemKey {
     pk: String,
     sk: i64,
+    version: String,
 }
 
 impl ItemKey {
@@ -51,6 +54,7 @@ impl ItemKey {
         Self {
             pk: Self::partition(&marker.bucket, &format!("{object}@")),
             sk: version_sort_key(version),
+            version: version.to_string(),
         }
     }
 
@@ -69,7 +73,7 @@ impl ItemKey {
 
 /// The sort key of one version: FNV-1a of its ETag, cut to 63 bits so it is a
 /// non-negative number. Two ETags of one key sharing it would make the later one's
-/// marker unreadable (the `m` check) and its claim fail, never a wrong answer.
+/// marker unreadable (the `e` check) and its claim fail, never a wrong answer.
 fn version_sort_key(version: &str) -> i64 {
     let mut hash = Fnv1a::default();
     hash.write(version.as_bytes());
@@ -177,7 +181,7 @@ impl MarkerStore for DynamoMarkers {
         let Some(item) = answer.item else {
             return Ok(None);
         };
-        if item.get("m").and_then(|m| m.as_s().ok()) != Some(&marker.key) {
+        if item.get("e").and_then(|e| e.as_s().ok()) != Some(&key.version) {
             return Ok(None);
         }
         let body = match item.get("b").and_then(|b| b.as_b().ok()) {
@@ -202,7 +206,7 @@ impl MarkerStore for DynamoMarkers {
             .put_item()
             .table_name(&self.table)
             .set_item(Some(key.attributes().into_iter().collect()))
-            .item("m", AttributeValue::S(marker.key.clone()))
+            .item("e", AttributeValue::S(key.version.clone()))
             .item("b", AttributeValue::B(Blob::new(body)))
             .item("v", AttributeValue::S(version.clone()));
         if let Some(ttl) = self.ttl {
@@ -242,7 +246,7 @@ impl MarkerStore for DynamoMarkers {
                 .table_name(&self.table)
                 .key_condition_expression("pk = :pk")
                 .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
-                .projection_expression("m")
+                .projection_expression("e")
                 .consistent_read(true)
                 .set_exclusive_start_key(start)
                 .send()
@@ -251,7 +255,8 @@ impl MarkerStore for DynamoMarkers {
             keys.extend(
                 page.items()
                     .iter()
-                    .filter_map(|item| item.get("m")?.as_s().ok().cloned()),
+                    .filter_map(|item| item.get("e")?.as_s().ok())
+                    .map(|version| format!("{}{version}", prefix.key)),
             );
             start = page.last_evaluated_key;
             if start.is_none() {
@@ -267,8 +272,8 @@ impl MarkerStore for DynamoMarkers {
             .delete_item()
             .table_name(&self.table)
             .set_key(Some(key.attributes().into_iter().collect()))
-            .condition_expression("attribute_not_exists(pk) OR m = :m")
-            .expression_attribute_values(":m", AttributeValue::S(marker.key.clone()))
+            .condition_expression("attribute_not_exists(pk) OR e = :e")
+            .expression_attribute_values(":e", AttributeValue::S(key.version.clone()))
             .send()
             .await
             .map(|_| ())

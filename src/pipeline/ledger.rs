@@ -368,6 +368,12 @@ impl<S: ObjectStore> Pipeline<S> {
         status: &MarkerStatus,
         condition: PutCondition,
     ) -> Result<Option<String>, ProcessError> {
+        // The marker does not store its own location: that is where it is read from, and
+        // leaving it out keeps a table marker within one write unit (1 KB) more often.
+        let report = &ObjectReport {
+            marker: String::new(),
+            ..report.clone()
+        };
         let body = serde_json::to_vec(&MarkerBody { report, status }).unwrap_or_default();
         match self.put_marker(marker, body, condition).await? {
             PutOutcome::PreconditionFailed => Ok(None),

@@ -210,7 +210,9 @@ pub struct ObjectReport {
     /// The output objects written.
     pub outputs: Vec<OutputObject>,
     /// The marker that records this object as processed: `s3://…`, or
-    /// `dynamodb://{table}/{bucket}/{key}` with `MARKERS=table`.
+    /// `dynamodb://{table}/{bucket}/{key}` with `MARKERS=table`. Left out of the marker's
+    /// own body.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub marker: String,
     /// Alerts raised.
     pub alerts: u64,
