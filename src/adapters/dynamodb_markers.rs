@@ -153,7 +153,9 @@ impl DynamoMarkers {
             object: marker.clone(),
             kind,
             message: format!(
-                "in the DynamoDB table {} (MARKERS=table): {}",
+                "in the DynamoDB table {}, which holds the idempotency markers (the \
+                 function needs dynamodb:GetItem, PutItem, Query and DeleteItem on it; \
+                 MARKERS=bucket keeps them in S3): {}",
                 self.table,
                 DisplayErrorContext(e)
             ),
