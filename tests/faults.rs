@@ -13,11 +13,13 @@ use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_sdk_s3::config::{Credentials, Region};
 use bucketlog::adapters::cloudwatch::CloudWatchMetrics;
+use bucketlog::adapters::dynamodb_markers::DynamoMarkers;
 use bucketlog::adapters::s3::S3Store;
 use bucketlog::adapters::with_timeouts;
 use bucketlog::config::Config;
 use bucketlog::generate::{GenerateOptions, write_log};
 use bucketlog::pipeline::{InvocationContext, Pipeline, system_now};
+use bucketlog::ports::MarkerStore;
 use serde_json::Value;
 use support::fault_proxy::{Fault, FaultProxy, Rule};
 use support::moto;
@@ -160,6 +162,65 @@ async fn a_lost_marker_response_is_recognised_and_the_side_effects_run() {
         markers[0]
     );
     assert_eq!(markers[0]["lease_until"], 0);
+    assert!(
+        !list(&direct, &bucket, "state/baseline/").await.is_empty(),
+        "the baseline step ran"
+    );
+}
+
+/// Defect 3 with the markers in the detection table (`MARKERS`): the claim's PutItem
+/// takes effect, its response is lost, the SDK retries and meets
+/// ConditionalCheckFailed. The attempt must read its own marker back and run the side
+/// effects, as with S3's 412.
+#[tokio::test]
+async fn a_lost_marker_item_response_is_recognised_and_the_side_effects_run() {
+    let (direct, bucket) = bucket("lostitem").await;
+    let key = format!("raw/{LOG_NAME}");
+    put(&direct, &bucket, &key, sample_log(50, 1, 600)).await;
+    let server = moto::shared();
+    let table = format!("{bucket}-state");
+    let plain = shared_config(&server.endpoint, &config(&[]), 1).await;
+    support::dynamodb::create_table(&aws_sdk_dynamodb::Client::new(&plain), &table).await;
+    let put_item = "#DynamoDB_20120810.PutItem";
+    let rules = vec![Rule::once("POST", put_item, Fault::DropResponse)];
+    let proxy = FaultProxy::start(&server.endpoint, rules).await;
+    let shared = shared_config(&proxy.endpoint, &config(&[]), 3).await;
+    let markers = DynamoMarkers::new(aws_sdk_dynamodb::Client::new(&shared), &table);
+    let pipeline = Pipeline::new(s3_store(&shared).await, config(&[]))
+        .with_marker_store(Box::new(markers.clone()));
+
+    let response = guarded(pipeline.handle(&s3_event(&bucket, &key)))
+        .await
+        .unwrap();
+
+    assert_eq!(proxy.faults(), 1, "the claim's response was dropped");
+    let puts = proxy
+        .seen()
+        .iter()
+        .filter(|s| s.target.ends_with(put_item))
+        .count();
+    assert!(
+        puts >= 3,
+        "the claim, the SDK's retry of it, the rewrite: {puts}"
+    );
+    assert_eq!(processed(&response).len(), 1, "{response}");
+    let location = processed(&response)[0]["marker"].as_str().unwrap();
+    let marker_key = location
+        .strip_prefix(&format!("dynamodb://{table}/{bucket}/"))
+        .unwrap_or_else(|| panic!("{location}"));
+    let marker = bucketlog::event::ObjectRef {
+        bucket: bucket.clone(),
+        key: marker_key.to_string(),
+    };
+    let (body, _) = markers
+        .get_marker(&marker)
+        .await
+        .unwrap()
+        .expect("the marker");
+    let status: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status["pending"], serde_json::json!([]), "{status}");
+    assert_eq!(status["lease_until"], 0);
+    assert!(list(&direct, &bucket, "state/processed/").await.is_empty());
     assert!(
         !list(&direct, &bucket, "state/baseline/").await.is_empty(),
         "the baseline step ran"

@@ -49,7 +49,9 @@ pub enum Fault {
 pub struct Rule {
     /// The HTTP method, such as `PUT`.
     pub method: &'static str,
-    /// A piece of the request target (path and query), such as `/state/processed/`.
+    /// A piece of the request target (path and query), such as `/state/processed/`; for
+    /// a JSON-protocol call (DynamoDB) the target ends with `#` and its `X-Amz-Target`,
+    /// such as `#DynamoDB_20120810.PutItem`.
     pub target_contains: String,
     /// Matching requests let through before the fault applies.
     pub skip: usize,
@@ -303,6 +305,10 @@ fn parse_head(raw: &[u8]) -> std::io::Result<Request> {
         }
     }
     head.push_str("Connection: close\r\n\r\n");
+    let target = match header(&text, "x-amz-target") {
+        Some(operation) => format!("{target}#{operation}"),
+        None => target,
+    };
     Ok(Request {
         method,
         target,
