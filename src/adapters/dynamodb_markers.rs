@@ -1,5 +1,6 @@
-//! The idempotency markers in the detection table (`MARKERS=table`), through
-//! `aws-sdk-dynamodb`: the same documents the ledger writes to S3, as items.
+//! The idempotency markers in the detection table (with `DETECTION_TABLE`, unless
+//! `MARKERS=bucket`), through `aws-sdk-dynamodb`: the same documents the ledger writes
+//! to S3, as items.
 //!
 //! A marker `{STATE_PREFIX}processed/{bucket}/{key}@{etag}` in output bucket `out` is the
 //! item `pk = m#{out}/{STATE_PREFIX}processed/{bucket}/{key}@`, `sk` = a 63-bit FNV-1a
