@@ -2,6 +2,10 @@
 //! `{STATE_PREFIX}processed/{bucket}/{key}@{etag}`, its lease, and the ledger of side
 //! effects still pending.
 //!
+//! The marker is an object in the output bucket, or an item of the detection table when
+//! the pipeline has a [`crate::ports::MarkerStore`] (`MARKERS`); the protocol below is
+//! the same on both, the item's version tag standing in for the ETag.
+//!
 //! - A marker is created with `If-None-Match: *` once the outputs are complete. A
 //!   duplicate event finds it and does nothing.
 //! - The marker lists the [`Step`]s still pending, carries a lease, and names the attempt

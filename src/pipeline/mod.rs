@@ -6,7 +6,8 @@
 //! - output keys derive from the log object only, so a retry overwrites;
 //! - no output becomes visible before the whole object has been read: multipart uploads
 //!   are completed only at the end, and aborted on any failure;
-//! - a marker `{STATE_PREFIX}processed/{bucket}/{key}@{etag}` is created with
+//! - a marker `{STATE_PREFIX}processed/{bucket}/{key}@{etag}` (in the output bucket, or
+//!   the detection table: `MARKERS`) is created with
 //!   `If-None-Match: *` once the outputs (and the alert documents) are complete. A
 //!   duplicate event finds it and does nothing; of two concurrent duplicates, only the one
 //!   that creates the marker reports the object as processed and goes on;
