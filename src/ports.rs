@@ -213,6 +213,40 @@ pub trait MarkerStore: Send + Sync {
     fn location(&self, marker: &ObjectRef) -> String;
 }
 
+/// An object store keeps markers as small JSON objects, with their ETags for the
+/// conditions: the output bucket's markers (`MARKERS=bucket`, and without a table).
+#[async_trait]
+impl<T: ObjectStore> MarkerStore for T {
+    async fn get_marker(
+        &self,
+        marker: &ObjectRef,
+    ) -> Result<Option<(Vec<u8>, Option<String>)>, StoreError> {
+        self.get_small(marker).await
+    }
+
+    async fn put_marker(
+        &self,
+        marker: &ObjectRef,
+        body: Vec<u8>,
+        condition: PutCondition,
+    ) -> Result<PutOutcome, StoreError> {
+        self.put(marker, body, "application/json", condition).await
+    }
+
+    async fn marker_versions(&self, prefix: &ObjectRef) -> Result<Vec<String>, StoreError> {
+        self.list(prefix).await
+    }
+
+    async fn delete_marker(&self, marker: &ObjectRef) -> Result<(), StoreError> {
+        self.delete(marker).await
+    }
+
+    /// `s3://{bucket}/{key}`.
+    fn location(&self, marker: &ObjectRef) -> String {
+        marker.to_string()
+    }
+}
+
 /// Publishing failed; the message names the namespace or topic.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{operation} to {target} failed: {message}")]

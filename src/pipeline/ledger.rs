@@ -35,7 +35,7 @@ use tracing::{info, warn};
 
 use super::{InvocationContext, ObjectReport, Pipeline, ProcessError, SideEffects};
 use crate::event::ObjectRef;
-use crate::ports::{ObjectStore, PutCondition, PutOutcome, StoreError};
+use crate::ports::{MarkerStore, ObjectStore, PutCondition, PutOutcome};
 
 /// Seconds a lease outlasts the invocation's deadline, for clock skew between hosts.
 pub const LEASE_MARGIN_SECONDS: i64 = 30;
@@ -249,7 +249,7 @@ impl<S: ObjectStore> Pipeline<S> {
     }
 
     async fn read_marker(&self, marker: &ObjectRef) -> Result<Option<FoundMarker>, ProcessError> {
-        let Some((body, etag)) = self.get_marker(marker).await? else {
+        let Some((body, etag)) = self.markers().get_marker(marker).await? else {
             return Ok(None);
         };
         let status = serde_json::from_slice(&body).unwrap_or_else(|e| {
@@ -372,71 +372,18 @@ impl<S: ObjectStore> Pipeline<S> {
         status: &MarkerStatus,
         condition: PutCondition,
     ) -> Result<Option<String>, ProcessError> {
-        // The marker does not store its own location: that is where it is read from, and
-        // leaving it out keeps a table marker within one write unit (1 KB) more often.
-        let report = &ObjectReport {
-            marker: String::new(),
-            ..report.clone()
-        };
         let body = serde_json::to_vec(&MarkerBody { report, status }).unwrap_or_default();
-        match self.put_marker(marker, body, condition).await? {
+        match self.markers().put_marker(marker, body, condition).await? {
             PutOutcome::PreconditionFailed => Ok(None),
             PutOutcome::Written { etag } => Ok(Some(etag.unwrap_or_default())),
         }
     }
 
-    /// Reads a marker from where markers live (`MARKERS`).
-    pub(super) async fn get_marker(
-        &self,
-        marker: &ObjectRef,
-    ) -> Result<Option<(Vec<u8>, Option<String>)>, StoreError> {
+    /// Where the markers live (`MARKERS`): the table's store, or the output bucket's.
+    pub(super) fn markers(&self) -> &dyn MarkerStore {
         match &self.markers {
-            Some(markers) => markers.get_marker(marker).await,
-            None => self.store.get_small(marker).await,
-        }
-    }
-
-    /// Writes a marker where markers live, subject to `condition`.
-    async fn put_marker(
-        &self,
-        marker: &ObjectRef,
-        body: Vec<u8>,
-        condition: PutCondition,
-    ) -> Result<PutOutcome, StoreError> {
-        match &self.markers {
-            Some(markers) => markers.put_marker(marker, body, condition).await,
-            None => {
-                self.store
-                    .put(marker, body, "application/json", condition)
-                    .await
-            }
-        }
-    }
-
-    /// The markers of every version of one log object (`prefix` ends in `@`).
-    pub(super) async fn marker_versions(
-        &self,
-        prefix: &ObjectRef,
-    ) -> Result<Vec<String>, StoreError> {
-        match &self.markers {
-            Some(markers) => markers.marker_versions(prefix).await,
-            None => self.store.list(prefix).await,
-        }
-    }
-
-    /// Where the marker lives: `s3://…` in the output bucket, or the table's item.
-    pub(super) fn marker_location(&self, marker: &ObjectRef) -> String {
-        match &self.markers {
-            Some(markers) => markers.location(marker),
-            None => marker.to_string(),
-        }
-    }
-
-    /// Deletes a marker where markers live.
-    pub(super) async fn delete_marker(&self, marker: &ObjectRef) -> Result<(), StoreError> {
-        match &self.markers {
-            Some(markers) => markers.delete_marker(marker).await,
-            None => self.store.delete(marker).await,
+            Some(markers) => markers.as_ref(),
+            None => &self.store,
         }
     }
 }

@@ -211,8 +211,8 @@ pub struct ObjectReport {
     /// The output objects written.
     pub outputs: Vec<OutputObject>,
     /// The marker that records this object as processed: `s3://…`, or
-    /// `dynamodb://{table}/{bucket}/{key}` with `MARKERS=table`. Left out of the marker's
-    /// own body.
+    /// `dynamodb://{table}/{bucket}/{key}` with the markers in the table. Empty, and left
+    /// out, in the marker's own body.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub marker: String,
     /// Alerts raised.
@@ -530,7 +530,9 @@ impl<S: ObjectStore> Pipeline<S> {
             blank: stats.blank,
             bytes,
             outputs: uploads.written.clone(),
-            marker: self.marker_location(&marker),
+            // Set once the steps ran: the marker's own body does not store its location
+            // (it is read from there), which keeps a table marker within one write unit.
+            marker: String::new(),
             alerts: effects.alerts.len() as u64,
             metric_datums: effects.metrics.datum_count as u64,
             duration_ms: started.elapsed().as_millis() as u64,
@@ -545,6 +547,7 @@ impl<S: ObjectStore> Pipeline<S> {
         report.duration_ms = started.elapsed().as_millis() as u64;
         self.run_steps(object, &marker, &report, owned, &mut effects)
             .await?;
+        report.marker = self.markers().location(&marker);
         info!(
             object = %location,
             records = report.records,

@@ -55,7 +55,7 @@ impl<S: ObjectStore> Pipeline<S> {
             key: self.marker_prefix(object),
         };
         let keep: HashSet<&str> = report.outputs.iter().map(|o| o.object.as_str()).collect();
-        for key in self.marker_versions(&prefix).await? {
+        for key in self.markers().marker_versions(&prefix).await? {
             // Another key's markers share the prefix when its key continues with '@'.
             let version = &key[prefix.key.len().min(key.len())..];
             if key == marker.key || version.contains(['@', '/']) {
@@ -65,7 +65,7 @@ impl<S: ObjectStore> Pipeline<S> {
                 bucket: marker.bucket.clone(),
                 key,
             };
-            let Some((body, _)) = self.get_marker(&earlier).await? else {
+            let Some((body, _)) = self.markers().get_marker(&earlier).await? else {
                 continue;
             };
             let Ok(found) = serde_json::from_slice::<EarlierMarker>(&body) else {
@@ -98,7 +98,7 @@ impl<S: ObjectStore> Pipeline<S> {
             )
             .await?;
             let deleted = removed.len();
-            self.delete_marker(&earlier).await?;
+            self.markers().delete_marker(&earlier).await?;
             info!(object = %object, earlier = %earlier, deleted, "outputs of an earlier version removed");
         }
         Ok(())
