@@ -105,6 +105,15 @@ fn text<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> Option<&'a
     item.get(name)?.as_s().ok().map(String::as_str)
 }
 
+/// DynamoDB's error codes for a request refused for capacity, which the SDK's retries
+/// did not get through.
+pub(crate) fn is_throttling(code: &str) -> bool {
+    matches!(
+        code,
+        "ProvisionedThroughputExceededException" | "ThrottlingException" | "RequestLimitExceeded"
+    )
+}
+
 fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -175,9 +184,7 @@ impl DynamoDetectionState {
         let code = e.code().unwrap_or_default();
         let kind = match code {
             "ResourceNotFoundException" => StateErrorKind::Missing,
-            "ProvisionedThroughputExceededException"
-            | "ThrottlingException"
-            | "RequestLimitExceeded" => StateErrorKind::Throttled,
+            code if is_throttling(code) => StateErrorKind::Throttled,
             _ => StateErrorKind::Other,
         };
         let message = if kind == StateErrorKind::Missing {

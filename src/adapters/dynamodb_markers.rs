@@ -139,9 +139,7 @@ impl DynamoMarkers {
             // Not `NotFound`: that would read as "no such marker".
             "ResourceNotFoundException" => StoreErrorKind::Other,
             "AccessDeniedException" => StoreErrorKind::AccessDenied,
-            "ProvisionedThroughputExceededException"
-            | "ThrottlingException"
-            | "RequestLimitExceeded" => StoreErrorKind::Throttled,
+            code if super::dynamodb::is_throttling(code) => StoreErrorKind::Throttled,
             _ => match e {
                 SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
                     StoreErrorKind::Unavailable
@@ -213,10 +211,8 @@ impl MarkerStore for DynamoMarkers {
             .item("b", AttributeValue::B(Blob::new(body)))
             .item("v", AttributeValue::S(version.clone()));
         if let Some(ttl) = self.ttl {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64);
-            request = request.item("expires", AttributeValue::N((now + ttl).to_string()));
+            let expires = crate::pipeline::system_now() + ttl;
+            request = request.item("expires", AttributeValue::N(expires.to_string()));
         }
         request = match condition {
             PutCondition::None => request,
