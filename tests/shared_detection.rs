@@ -699,23 +699,15 @@ async fn stored_pages(w: &World) -> BTreeMap<(String, i64), ModelPage> {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn full_pages_spill_to_the_next_and_counts_stay_exact_and_once() {
-    // Pages of 4,000 estimated bytes fill after a few objects; DynamoDB's default room
-    // (350,000) would need thousands of subjects per minute.
-    const ROOM: u64 = 4_000;
-    let w = World::new("pages").await;
-    let state = w.state().with_page_room(ROOM);
-    let mut model = PageModel::with_room(ROOM);
-    let t0 = minute_of(now() - 3600);
-    // Twelve objects over the same two minutes, each with 40 addresses (half of them
-    // shared by every object) and the bucket's counts: every minute needs several pages.
-    let objects: Vec<Vec<CountUpdate>> = (0..12)
+/// Twelve objects' count updates over the same two minutes, each with 40 addresses (half
+/// of them shared by every object) and the bucket's counts.
+fn twelve_objects(bucket: &str, t0: i64) -> Vec<Vec<CountUpdate>> {
+    (0..12)
         .map(|o| {
             let mut updates: Vec<CountUpdate> = (0..40)
                 .map(|i| CountUpdate {
                     series: subject_series(
-                        &w.bucket,
+                        bucket,
                         SubjectKind::RemoteIp,
                         &if i < 20 {
                             format!("10.9.0.{i}")
@@ -729,7 +721,7 @@ async fn full_pages_spill_to_the_next_and_counts_stay_exact_and_once() {
                 })
                 .collect();
             updates.push(CountUpdate {
-                series: bucket_series(&w.bucket),
+                series: bucket_series(bucket),
                 minute: t0,
                 forbidden: 14,
                 total: 80,
@@ -737,16 +729,29 @@ async fn full_pages_spill_to_the_next_and_counts_stay_exact_and_once() {
             updates.sort();
             updates
         })
-        .collect();
+        .collect()
+}
+
+/// Adds every object twice (the second time as a retry that must add nothing), through
+/// the adapter on moto and through the model the simulation bills with; checks that the
+/// stored pages are the model's and that the counts read back are exact. Returns the
+/// pages and the model's write units for the first pass.
+async fn add_twelve_objects_twice(
+    w: &World,
+    state: &DynamoDetectionState,
+    mut model: PageModel,
+    t0: i64,
+) -> (BTreeMap<(String, i64), ModelPage>, u64) {
+    let objects = twelve_objects(&w.bucket, t0);
+    let mut first_pass_units = 0;
     for (o, updates) in objects.iter().enumerate() {
         let id = format!("obj{o}@e");
         assert_eq!(
             state.add_counts(&id, updates).await.unwrap(),
             updates.len() as u64
         );
-        model.add(&id, updates);
+        first_pass_units += model.add(&id, updates).0;
     }
-    // Every object again, the first ones now on full pages: nothing is added twice.
     for (o, updates) in objects.iter().enumerate() {
         assert_eq!(
             state
@@ -757,11 +762,9 @@ async fn full_pages_spill_to_the_next_and_counts_stay_exact_and_once() {
         );
         model.add(&format!("obj{o}@e"), updates);
     }
-    let stored = stored_pages(&w).await;
-    let subject_pages = stored.keys().filter(|(pk, _)| pk.starts_with("p#")).count();
-    assert!(subject_pages >= 4, "{subject_pages} subject pages");
+    let stored = stored_pages(w).await;
     for ((pk, sk), page) in &stored {
-        assert!(page.z <= ROOM, "{pk} {sk}: z {}", page.z);
+        assert!(page.z <= model.room, "{pk} {sk}: z {}", page.z);
         assert!(
             page.bytes(pk, *sk) <= page.z + 200,
             "{pk} {sk}: the estimate bounds the item"
@@ -781,6 +784,54 @@ async fn full_pages_spill_to_the_next_and_counts_stay_exact_and_once() {
     assert_eq!(w.ip_counts("10.9.5.33", t0, t0 + 60).await, (1, 2));
     assert_eq!(w.counts(bucket_series(&w.bucket), t0, t0).await, (168, 960));
     assert_eq!(w.ip_counts(shared, t0 + 120, t0 + 600).await, (0, 0));
+    (stored, first_pass_units)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_pages_spill_to_the_next_and_counts_stay_exact_and_once() {
+    // Pages of 4,000 estimated bytes fill after a few objects; DynamoDB's default room
+    // (350,000) would need thousands of subjects per minute. Every part starts at page 0,
+    // so the objects share pages and every minute needs several.
+    const ROOM: u64 = 4_000;
+    let w = World::new("pages").await;
+    let state = w.state().with_page_room(ROOM).with_first_pages(1);
+    let model = PageModel::with_room(ROOM).with_first_pages(1);
+    let t0 = minute_of(now() - 3600);
+    let (stored, _) = add_twelve_objects_twice(&w, &state, model, t0).await;
+    let subject_pages = stored.keys().filter(|(pk, _)| pk.starts_with("p#")).count();
+    assert!(subject_pages >= 4, "{subject_pages} subject pages");
+    assert!(
+        stored.values().filter(|p| p.tokens.len() > 1).count() >= 2,
+        "pages shared by several objects"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_object_writes_a_minute_on_a_page_of_its_own_and_pays_for_its_own_bytes() {
+    let w = World::new("spread").await;
+    let t0 = minute_of(now() - 3600);
+    let (stored, spread_units) =
+        add_twelve_objects_twice(&w, &w.state(), PageModel::new(), t0).await;
+    // 24 parts (12 objects, 2 minutes) over 500 first pages: where two share a page,
+    // it is by their tokens' hashes, the same on every run.
+    let tokens: usize = stored.values().map(|p| p.tokens.len()).sum();
+    assert_eq!(tokens, 24);
+    assert!(stored.len() >= 20, "{} pages for 24 parts", stored.len());
+    // Each part is under 1 KB, and so is each page it writes: one write unit per part.
+    // The same objects on one page per minute, as before the spread, cost more: each
+    // write paid for every earlier object's counters (39 units here; at the simulated
+    // bucket's 60 subjects per object and minute, three times as many).
+    assert_eq!(spread_units, 24);
+    let mut shared = PageModel::new().with_first_pages(1);
+    let shared_units: u64 = twelve_objects(&w.bucket, t0)
+        .iter()
+        .enumerate()
+        .map(|(o, updates)| shared.add(&format!("obj{o}@e"), updates).0)
+        .sum();
+    assert!(
+        shared_units > spread_units + 10,
+        "one page per minute {shared_units} WRU, spread {spread_units} WRU"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -39,8 +39,8 @@ use futures::future::try_join_all;
 
 use crate::alerts::known::KnownSightings;
 use crate::alerts::pages::{
-    PAGE_ROOM, PAGES_PER_MINUTE, PagePart, PageRange, forbidden_attribute, minute_of, plan_parts,
-    plan_reads, slot, sort_key, total_attribute,
+    FIRST_PAGES, PAGE_ROOM, PAGES_PER_MINUTE, PagePart, PageRange, first_page, forbidden_attribute,
+    minute_of, plan_parts, plan_reads, slot, sort_key, total_attribute,
 };
 use crate::ports::{
     ClaimOutcome, CountQuery, CountUpdate, DetectionState, EpisodeClaim, MinuteCounts, StateError,
@@ -85,6 +85,8 @@ pub struct DynamoDetectionState {
     known: Arc<std::sync::Mutex<KnownSightings>>,
     /// Estimated bytes a count page may take ([`PAGE_ROOM`]; smaller in tests).
     page_room: u64,
+    /// Pages a part may start at ([`FIRST_PAGES`]; 1 in tests that fill pages).
+    first_pages: i64,
     /// DynamoDB calls sent (retries by the SDK not included), shared by clones.
     calls: Arc<AtomicU64>,
 }
@@ -133,6 +135,7 @@ impl DynamoDetectionState {
             count_ttl: DEFAULT_COUNT_TTL_DAYS * 86_400,
             seen_ttl: DEFAULT_SEEN_TTL_DAYS * 86_400,
             page_room: PAGE_ROOM,
+            first_pages: FIRST_PAGES,
             known: Arc::default(),
             calls: Arc::new(AtomicU64::new(0)),
         }
@@ -159,6 +162,13 @@ impl DynamoDetectionState {
     /// small values let tests fill pages with a few writes.
     pub fn with_page_room(mut self, bytes: u64) -> Self {
         self.page_room = bytes;
+        self
+    }
+
+    /// Lets parts start only at the first `spread` pages of their minute (1: every part
+    /// at page 0), so tests can make objects share pages and fill them.
+    pub fn with_first_pages(mut self, spread: i64) -> Self {
+        self.first_pages = spread;
         self
     }
 
@@ -245,12 +255,12 @@ impl DynamoDetectionState {
         request.update_expression(expression)
     }
 
-    /// Adds one part to the first page of its minute that has room or took it before;
-    /// `false` when a page took it before.
+    /// Adds one part to the first page, from its [`first_page`] on, that has room or
+    /// took it before; `false` when a page took it before.
     async fn add_part(&self, part: &PagePart) -> Result<bool, StateError> {
         const OP: &str = "UpdateItem";
         let request = self.page_write(part);
-        let mut page = 0;
+        let mut page = first_page(&part.token, self.first_pages);
         let mut races = 0;
         while page < PAGES_PER_MINUTE {
             self.sent();

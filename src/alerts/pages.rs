@@ -21,10 +21,19 @@
 //! page's string set `a` under the condition that the set does not hold it yet, so a
 //! retried part is refused by the page that took it. A page is full when the bytes its
 //! writes were estimated to add (`z`, an upper bound of its real growth) would pass
-//! [`PAGE_ROOM`]; a part that does not fit goes to the minute's next page. Parts try
-//! pages in order (the first by writing, later ones by a strongly consistent read of
-//! the minute's pages) and pages only fill, so a retried part meets the page that took
-//! it before any page after it. Readers sum a member over every page of a minute.
+//! [`PAGE_ROOM`]; a part that does not fit goes to the minute's next page. A part tries
+//! pages in order from its [`first_page`], which its token picks (the first by writing,
+//! later ones by a strongly consistent read of the minute's pages), and pages only
+//! fill, so a retried part meets the page that took it before any page after it.
+//! Readers sum a member over every page of a minute.
+//!
+//! Why each part starts on a page of its own: DynamoDB bills an `UpdateItem` by the
+//! item's whole size, so when every object of a minute added to one page, each paid for
+//! all the counters written before it (about 4 KB per write for 1 KB of its own, and a
+//! busy bucket's writes would each have paid up to [`PAGE_ROOM`]). Spread over
+//! [`FIRST_PAGES`] first pages, an object's write mostly pays for its own bytes; the
+//! readers, which read every page of a minute in one query billed by the bytes summed,
+//! pay a little more for the names and keys the pages repeat.
 //!
 //! This module is pure: it forms the parts and names the keys; the adapter
 //! ([`crate::adapters::dynamodb`]) sends them.
@@ -45,6 +54,9 @@ pub const PAGES_PER_MINUTE: i64 = 1_000;
 pub const PART_COUNTERS: usize = 200;
 /// The most bytes DynamoDB stores for one number (38 significant digits).
 const NUMBER_BYTES: u64 = 21;
+/// Pages a part may start at: half of a minute's, leaving the rest for parts that find
+/// their pages full.
+pub const FIRST_PAGES: i64 = PAGES_PER_MINUTE / 2;
 
 /// Where one series' counts live: the page partition and the member within each page.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -119,6 +131,15 @@ pub fn total_attribute(member: &str) -> String {
 /// The sort key of a minute's page.
 pub fn sort_key(minute: i64, page: i64) -> i64 {
     minute * PAGES_PER_MINUTE + page
+}
+
+/// The page of its minute a part tries first: picked by its token among the first
+/// `spread` pages (1 puts every part on page 0), the same on every retry. Two parts of a
+/// minute sharing it only share a page, as all parts once did.
+pub fn first_page(token: &str, spread: i64) -> i64 {
+    let mut hash = crate::logkey::Fnv1a::default();
+    hash.write(token.as_bytes());
+    (hash.finish() % spread.clamp(1, PAGES_PER_MINUTE) as u64) as i64
 }
 
 /// The minute a page's sort key belongs to.
@@ -319,6 +340,37 @@ mod tests {
             to: m + 60,
         };
         assert_eq!(r.sort_keys(), (sort_key(m, 0), sort_key(m + 60, 999)));
+    }
+
+    #[test]
+    fn a_part_starts_at_a_page_its_token_picks_among_the_first_pages() {
+        let parts = plan_parts(
+            "s3://l/k@e",
+            &(0..40)
+                .map(|m| update("b#b", m * 60, 0, 1))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+        let firsts: Vec<i64> = parts
+            .iter()
+            .map(|p| first_page(&p.token, FIRST_PAGES))
+            .collect();
+        assert!(firsts.iter().all(|&p| (0..FIRST_PAGES).contains(&p)));
+        let distinct: std::collections::HashSet<i64> = firsts.iter().copied().collect();
+        assert!(distinct.len() >= 36, "{firsts:?}");
+        let again: Vec<i64> = parts
+            .iter()
+            .map(|p| first_page(&p.token, FIRST_PAGES))
+            .collect();
+        assert_eq!(again, firsts, "a retry starts where the first try did");
+        assert!(parts.iter().all(|p| first_page(&p.token, 1) == 0));
+        assert!(parts.iter().all(|p| first_page(&p.token, 0) == 0));
+        assert!(
+            parts
+                .iter()
+                .all(|p| first_page(&p.token, 10 * PAGES_PER_MINUTE) < PAGES_PER_MINUTE),
+            "a page stays inside its minute"
+        );
     }
 
     #[test]

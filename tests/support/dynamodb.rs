@@ -60,6 +60,9 @@ pub struct PageModel {
     /// The room the adapter was given ([`bucketlog::alerts::pages::PAGE_ROOM`] unless a
     /// test lowers it).
     pub room: u64,
+    /// The pages a part may start at ([`bucketlog::alerts::pages::FIRST_PAGES`] unless a
+    /// test makes every part start at page 0).
+    pub first_pages: i64,
 }
 
 /// One page item: its counters, its `a` tokens and its `z` estimate.
@@ -113,19 +116,26 @@ impl PageModel {
         Self {
             pages: Default::default(),
             room,
+            first_pages: bucketlog::alerts::pages::FIRST_PAGES,
         }
     }
 
+    /// The same model with parts starting at the first `spread` pages of their minute.
+    pub fn with_first_pages(mut self, spread: i64) -> Self {
+        self.first_pages = spread;
+        self
+    }
+
     /// Adds an object's counts as the adapter would; returns the write and read units
-    /// billed. A part tries the first page; when that is full, the adapter reads the
+    /// billed. A part tries its first page; when that is full, the adapter reads the
     /// minute's later pages (strongly consistent, their sizes summed in 4 KB units) to
     /// find the page that took the part or has room, and writes there.
     pub fn add(&mut self, apply_id: &str, updates: &[bucketlog::ports::CountUpdate]) -> (u64, u64) {
-        use bucketlog::alerts::pages::{plan_parts, sort_key};
+        use bucketlog::alerts::pages::{first_page, plan_parts, sort_key};
         let (mut wru, mut rru) = (0, 0);
         for part in plan_parts(apply_id, updates).expect("count series") {
             let room = self.room.saturating_sub(part.bytes);
-            let mut page = 0;
+            let mut page = first_page(&part.token, self.first_pages);
             let mut searched = false;
             loop {
                 let sk = sort_key(part.minute, page);
