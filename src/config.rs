@@ -134,11 +134,12 @@ pub struct Config {
     /// Days a requester or address stays known after it was last seen
     /// (`DETECTION_SEEN_TTL_DAYS`, default 90): forgetting is by TTL.
     pub detection_seen_ttl_days: i64,
-    /// The idempotency markers live in the detection table rather than under
-    /// `{STATE_PREFIX}processed/` in the output bucket (`MARKERS`: `table`, `bucket`, or
-    /// `auto`, the default: the table when `DETECTION_TABLE` is set). A tenth of the
-    /// requests' cost; switching makes objects processed before the switch unknown to
-    /// duplicates that arrive after it (docs/deploy.md).
+    /// The idempotency markers and the lake's dirty marks live in the detection table
+    /// rather than under `{STATE_PREFIX}processed/` and `{STATE_PREFIX}lake/dirty/` in the
+    /// output bucket (`MARKERS`: `table`, `bucket`, or `auto`, the default: the table when
+    /// `DETECTION_TABLE` is set). A tenth of the requests' cost; switching makes objects
+    /// processed before the switch unknown to duplicates that arrive after it, while the
+    /// compaction reads dirty marks in both places (docs/deploy.md).
     pub markers_in_table: bool,
     /// Days a marker in the table lives after its last write (`MARKER_TTL_DAYS`; unset or
     /// 0: until deleted). Markers must outlive the raw logs a backfill could replay, as

@@ -182,10 +182,11 @@ pub trait ObjectStore: Send + Sync {
     async fn abort_upload(&self, object: &ObjectRef, upload_id: &str) -> Result<(), StoreError>;
 }
 
-/// Where the idempotency markers live (`MARKERS`): the output bucket, through the
-/// [`ObjectStore`], or the detection table, where a marker's reads and conditional writes
-/// cost a tenth of S3's requests (README, "What it costs"). The ledger's protocol is the
-/// same on both: a version tag plays the ETag's part in conditional writes.
+/// Where the function's small marks live (`MARKERS`): the idempotency markers and the
+/// lake's dirty marks, in the output bucket through the [`ObjectStore`], or in the
+/// detection table, where a mark's reads and writes cost a tenth of S3's requests
+/// (README, "What it costs"). The protocols are the same on both: a version tag plays the
+/// ETag's part in conditional writes and deletes.
 #[async_trait]
 pub trait MarkerStore: Send + Sync {
     /// The marker's body and version tag; `None` when it does not exist.
@@ -211,6 +212,31 @@ pub trait MarkerStore: Send + Sync {
 
     /// Where the marker is, for the object's report and log lines.
     fn location(&self, marker: &ObjectRef) -> String;
+
+    /// Writes a lake partition's dirty mark (`{STATE_PREFIX}lake/dirty/{partition}`),
+    /// a new version on every write, so a compaction that read the previous one does not
+    /// clear this one.
+    async fn put_dirty_mark(&self, mark: &ObjectRef, body: Vec<u8>) -> Result<(), StoreError>;
+
+    /// Every dirty mark under `prefix` (`{STATE_PREFIX}lake/dirty/`), with its body and
+    /// version tag.
+    async fn dirty_marks(&self, prefix: &ObjectRef) -> Result<Vec<DirtyMarkRead>, StoreError>;
+
+    /// Deletes a dirty mark only while its version is still `version`; `false` when a
+    /// write changed it (or it is gone) and nothing was deleted.
+    async fn clear_dirty_mark(&self, mark: &ObjectRef, version: &str) -> Result<bool, StoreError>;
+}
+
+/// One dirty mark as read, for the compaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirtyMarkRead {
+    /// Its key (`{STATE_PREFIX}lake/dirty/bucket=B/dt=D/hour=H`).
+    pub key: String,
+    /// Its body: when the partition was last written, and by which object.
+    pub body: Vec<u8>,
+    /// Its version tag (the ETag in S3); `None` when the store gave none, and it is then
+    /// never cleared.
+    pub version: Option<String>,
 }
 
 /// An object store keeps markers as small JSON objects, with their ETags for the
@@ -244,6 +270,38 @@ impl<T: ObjectStore> MarkerStore for T {
     /// `s3://{bucket}/{key}`.
     fn location(&self, marker: &ObjectRef) -> String {
         marker.to_string()
+    }
+
+    async fn put_dirty_mark(&self, mark: &ObjectRef, body: Vec<u8>) -> Result<(), StoreError> {
+        self.put(mark, body, "application/json", PutCondition::None)
+            .await
+            .map(|_| ())
+    }
+
+    /// One listing, then each mark read for its body and ETag; a mark deleted between
+    /// the two is left out.
+    async fn dirty_marks(&self, prefix: &ObjectRef) -> Result<Vec<DirtyMarkRead>, StoreError> {
+        let mut keys = self.list(prefix).await?;
+        keys.sort();
+        let mut marks = Vec::with_capacity(keys.len());
+        for key in keys {
+            let mark = ObjectRef {
+                bucket: prefix.bucket.clone(),
+                key,
+            };
+            if let Some((body, version)) = self.get_small(&mark).await? {
+                marks.push(DirtyMarkRead {
+                    key: mark.key,
+                    body,
+                    version,
+                });
+            }
+        }
+        Ok(marks)
+    }
+
+    async fn clear_dirty_mark(&self, mark: &ObjectRef, version: &str) -> Result<bool, StoreError> {
+        self.delete_if_match(mark, version).await
     }
 }
 

@@ -378,6 +378,139 @@ async fn markers_in_the_table_keep_the_conditions_the_ledger_relies_on() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dirty_marks_in_the_table_change_on_every_write_and_clear_only_unchanged() {
+    let w = World::new("dirty").await;
+    let marks = w.markers().with_ttl_days(Some(30));
+    let folder = marker(&w, "state/lake/dirty/");
+    let hour = marker(&w, "state/lake/dirty/bucket=src/dt=2026-11-20/hour=14");
+    let next = marker(&w, "state/lake/dirty/bucket=src/dt=2026-11-20/hour=15");
+    assert!(marks.dirty_marks(&folder).await.unwrap().is_empty());
+    marks
+        .put_dirty_mark(&hour, b"{\"w\":1}".to_vec())
+        .await
+        .unwrap();
+    let read = marks.dirty_marks(&folder).await.unwrap();
+    assert_eq!(read.len(), 1);
+    assert_eq!(
+        (read[0].key.as_str(), read[0].body.as_slice()),
+        (hour.key.as_str(), &b"{\"w\":1}"[..])
+    );
+    let v1 = read[0].version.clone().expect("a version tag");
+    // A write during a compaction: the same partition, a new version, still one mark.
+    marks
+        .put_dirty_mark(&hour, b"{\"w\":2}".to_vec())
+        .await
+        .unwrap();
+    marks
+        .put_dirty_mark(&next, b"{\"w\":3}".to_vec())
+        .await
+        .unwrap();
+    let read = marks.dirty_marks(&folder).await.unwrap();
+    let keys: Vec<&str> = read.iter().map(|m| m.key.as_str()).collect();
+    assert_eq!(keys, [hour.key.as_str(), next.key.as_str()]);
+    let v2 = read[0].version.clone().expect("a version tag");
+    assert_ne!(v1, v2);
+    assert!(
+        !marks.clear_dirty_mark(&hour, &v1).await.unwrap(),
+        "changed since read"
+    );
+    assert!(marks.clear_dirty_mark(&hour, &v2).await.unwrap());
+    assert!(
+        !marks.clear_dirty_mark(&hour, &v2).await.unwrap(),
+        "already gone"
+    );
+    let left: Vec<String> = marks
+        .dirty_marks(&folder)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.key)
+        .collect();
+    assert_eq!(left, std::slice::from_ref(&next.key));
+    // Another output bucket's marks are its own; marks never expire.
+    let elsewhere = ObjectRef {
+        bucket: format!("{}-other", w.bucket),
+        key: folder.key.clone(),
+    };
+    assert!(marks.dirty_marks(&elsewhere).await.unwrap().is_empty());
+    let items = w.items().await;
+    let item = items
+        .iter()
+        .find(|i| i["pk"].as_s().ok() == Some(&format!("d#{}/state/lake/dirty/", w.bucket)))
+        .expect("the mark's item");
+    assert!(!item.contains_key("expires"), "{item:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_compaction_clears_the_table_marks_and_the_marks_left_in_s3_before_the_switch() {
+    let w = World::new("dirtyflow").await;
+    let t0 = minute_of(now() - 7200);
+    let t0 = t0 - t0.rem_euclid(3600) + 600;
+    // Before the switch: a function with its markers in S3 marks the first hour there.
+    let before = Pipeline::new(S3Store::new(w.s3.clone()), config());
+    let early: Vec<String> = (0..12)
+        .map(|n| line(&w.bucket, t0 + n as i64 * 60, QUIET, 200, n))
+        .collect();
+    let event = w.log_object("2026-11-22-12-00-00-HOSTA", &early).await;
+    assert_eq!(
+        outcome(&before.handle(&event).await.expect("handled")),
+        "processed"
+    );
+    assert_eq!(
+        s3::list(&w.s3, &w.bucket, "state/lake/dirty/").await.len(),
+        1
+    );
+    // After it: the same hour and the next, marked in the table.
+    let pipeline = w.pipeline();
+    let late: Vec<String> = (0..20)
+        .map(|n| line(&w.bucket, t0 + 1800 + n as i64 * 120, CLIENT, 200, 100 + n))
+        .collect();
+    let event = w.log_object("2026-11-22-13-00-00-HOSTB", &late).await;
+    assert_eq!(
+        outcome(&pipeline.handle(&event).await.expect("handled")),
+        "processed"
+    );
+    let folder = marker(&w, "state/lake/dirty/");
+    assert_eq!(w.markers().dirty_marks(&folder).await.unwrap().len(), 2);
+    assert_eq!(
+        s3::list(&w.s3, &w.bucket, "state/lake/dirty/").await.len(),
+        1
+    );
+
+    let report = pipeline
+        .compactor(w.bucket.as_str())
+        .run(now(), 0, None)
+        .await
+        .expect("listed");
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    let rows: Vec<(String, u64, bool)> = report
+        .compacted
+        .iter()
+        .map(|p| (p.partition.clone(), p.rows, p.still_dirty))
+        .collect();
+    assert_eq!(rows.len(), 2, "each partition once: {rows:?}");
+    assert_eq!(rows.iter().map(|r| r.1).sum::<u64>(), 32);
+    assert!(rows.iter().all(|r| !r.2), "{rows:?}");
+    assert!(w.markers().dirty_marks(&folder).await.unwrap().is_empty());
+    assert!(
+        s3::list(&w.s3, &w.bucket, "state/lake/dirty/")
+            .await
+            .is_empty()
+    );
+    assert_eq!(s3::list(&w.s3, &w.bucket, "lake/").await.len(), 2);
+    // Nothing dirty is left: the next run compacts nothing.
+    let again = pipeline
+        .compactor(w.bucket.as_str())
+        .run(now(), 0, None)
+        .await
+        .expect("listed");
+    assert!(
+        again.compacted.is_empty() && again.settling == 0,
+        "{again:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_markers_in_the_table_an_object_is_processed_once_and_a_new_version_supersedes() {
     let w = World::new("markerflow").await;
     let markers = w.markers();
@@ -406,20 +539,29 @@ async fn with_markers_in_the_table_an_object_is_processed_once_and_a_new_version
         "{location}"
     );
     // Claim, one Query for earlier versions, and the rewrite with nothing pending,
-    // after the read that found no marker.
-    assert_eq!(markers.calls(), 4);
+    // after the read that found no marker; a dirty mark for each of the two partitions.
+    assert_eq!(markers.calls(), 6);
     let curated_v1 = s3::list(&w.s3, &w.bucket, "curated/").await;
     assert_eq!(curated_v1.len(), 2, "{curated_v1:?}");
-    assert!(
-        s3::list(&w.s3, &w.bucket, "state/processed/")
-            .await
-            .is_empty(),
-        "no marker in S3"
-    );
+    for prefix in ["state/processed/", "state/lake/"] {
+        assert!(
+            s3::list(&w.s3, &w.bucket, prefix).await.is_empty(),
+            "no mark in S3 under {prefix}"
+        );
+    }
+    let dirty = markers
+        .dirty_marks(&marker(&w, "state/lake/dirty/"))
+        .await
+        .unwrap();
+    assert_eq!(dirty.len(), 2, "{dirty:?}");
 
     let again = pipeline.handle(&event).await.expect("handled");
     assert_eq!(outcome(&again), "duplicate");
-    assert_eq!(markers.calls(), 5, "a duplicate costs one read");
+    assert_eq!(
+        markers.calls(),
+        8,
+        "a duplicate costs one read (after the listing)"
+    );
 
     // The same key overwritten: a new ETag, processed again; the partition only
     // version 1 had goes, with version 1's marker.

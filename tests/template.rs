@@ -2507,6 +2507,21 @@ fn compaction_iam_reads_curated_and_writes_only_the_lake_and_its_state() {
             for action in strings(&statement["Action"]) {
                 assert!(!action.contains('*'), "{name}: wildcard action {action}");
                 assert!(!resources.iter().any(|r| r == "*"), "{name}: {action} on *");
+                if action.starts_with("dynamodb:") {
+                    // Only the dirty marks' items: their partition key, and no other.
+                    assert_eq!(resources, ["{DetectionTable.Arn}"], "{name}: {action}");
+                    let keys = strings(
+                        &statement["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"],
+                    );
+                    assert_eq!(
+                        keys,
+                        [format!(
+                            "d#{LOG_BUCKET}/{}lake/dirty/",
+                            stack.param("StatePrefix")
+                        )],
+                        "{name}: {action}"
+                    );
+                }
                 if action == "s3:ListBucket" {
                     assert_eq!(resources, std::slice::from_ref(&bucket_arn), "{name}");
                     let listed: BTreeSet<String> =
@@ -2550,7 +2565,14 @@ fn compaction_iam_reads_curated_and_writes_only_the_lake_and_its_state() {
             "s3:DeleteObject",
             "s3:PutObjectTagging",
             "s3:ListBucket",
+            "dynamodb:Query",
+            "dynamodb:DeleteItem",
         ];
+        // What `Compactor::run` asks of the table: `dirty_marks` (a Query) and
+        // `clear_dirty_mark` (a conditional DeleteItem), in
+        // src/adapters/dynamodb_markers.rs.
+        assert!(granted.contains_key("dynamodb:Query"), "{name}");
+        assert!(granted.contains_key("dynamodb:DeleteItem"), "{name}");
         for action in granted.keys() {
             assert!(
                 allowed.contains(&action.as_str()),

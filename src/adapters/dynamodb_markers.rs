@@ -14,7 +14,18 @@
 //! unit or two each: about $0.0000015 at on-demand prices, where S3 bills $0.0000154 for
 //! the GetObject, two PutObjects and the ListObjectsV2 (BENCHMARKS.md, "Requests per log
 //! object").
+//!
+//! The lake's dirty mark `{STATE_PREFIX}lake/dirty/{partition}` is the item
+//! `pk = d#{out}/{STATE_PREFIX}lake/dirty/`, `sk` = the same hash of `{partition}`, with
+//! `e` (`{partition}`), `b` and `v` as above and no expiry (a mark stays until a
+//! compaction clears it). Every partition's mark of one output bucket shares the
+//! partition key, so the compaction reads them all with one Query and clears each with a
+//! DeleteItem conditional on its version tag. One PutItem of one write unit per
+//! partition written, where S3 bills a PutObject at ten times the price; all of a
+//! bucket's marks on one partition key take DynamoDB's 1,000 writes a second per key,
+//! about a thousand log objects a second.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -26,8 +37,11 @@ use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::event::ObjectRef;
+use crate::lake::partition::DIRTY_DIR;
 use crate::logkey::Fnv1a;
-use crate::ports::{MarkerStore, PutCondition, PutOutcome, StoreError, StoreErrorKind};
+use crate::ports::{
+    DirtyMarkRead, MarkerStore, PutCondition, PutOutcome, StoreError, StoreErrorKind,
+};
 
 /// The markers in one DynamoDB table (the detection table).
 #[derive(Debug, Clone)]
@@ -40,28 +54,53 @@ pub struct DynamoMarkers {
     calls: Arc<AtomicU64>,
 }
 
-/// A marker's item key: its partition (every version of the log object) and sort key,
-/// and the version (`{etag}`) the sort key hashes.
+/// An item's key: its partition and sort key, and the name the sort key hashes (a
+/// marker's version, `{etag}`, or a dirty mark's partition path), which the item keeps
+/// in `e` and every read checks.
 struct ItemKey {
     pk: String,
     sk: i64,
-    version: String,
+    name: String,
 }
 
 impl ItemKey {
-    /// Splits a marker's key at its last `@`: the log object's part, and the version's.
-    fn of(marker: &ObjectRef) -> Self {
+    /// A marker's key, split at its last `@`: every version of one log object shares
+    /// the partition.
+    fn marker(marker: &ObjectRef) -> Self {
         let (object, version) = marker.key.rsplit_once('@').unwrap_or((&marker.key, ""));
+        Self::new(
+            Self::marker_partition(&marker.bucket, &format!("{object}@")),
+            version,
+        )
+    }
+
+    /// A dirty mark's key, split after `lake/dirty/`: every mark of one output bucket
+    /// shares the partition.
+    fn dirty(mark: &ObjectRef) -> Self {
+        let split = mark
+            .key
+            .rfind(DIRTY_DIR)
+            .map_or(0, |at| at + DIRTY_DIR.len());
+        let (folder, name) = mark.key.split_at(split);
+        Self::new(Self::dirty_partition(&mark.bucket, folder), name)
+    }
+
+    fn new(pk: String, name: &str) -> Self {
         Self {
-            pk: Self::partition(&marker.bucket, &format!("{object}@")),
-            sk: version_sort_key(version),
-            version: version.to_string(),
+            pk,
+            sk: version_sort_key(name),
+            name: name.to_string(),
         }
     }
 
     /// The partition of a log object's markers, from their shared prefix (ending in `@`).
-    fn partition(bucket: &str, prefix: &str) -> String {
+    fn marker_partition(bucket: &str, prefix: &str) -> String {
         format!("m#{bucket}/{prefix}")
+    }
+
+    /// The partition of an output bucket's dirty marks, from their folder.
+    fn dirty_partition(bucket: &str, folder: &str) -> String {
+        format!("d#{bucket}/{folder}")
     }
 
     fn attributes(&self) -> [(String, AttributeValue); 2] {
@@ -131,6 +170,38 @@ impl DynamoMarkers {
         self.calls.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Every item of partition `pk`, read strongly consistent, page by page (only the
+    /// `projection` attributes when given); errors name `on`.
+    async fn query_partition(
+        &self,
+        pk: &str,
+        projection: Option<&str>,
+        on: &ObjectRef,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            self.sent();
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", AttributeValue::S(pk.to_string()))
+                .set_projection_expression(projection.map(str::to_string))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| self.error("Query", on, &e))?;
+            start = page.last_evaluated_key;
+            items.extend(page.items.unwrap_or_default());
+            if start.is_none() {
+                return Ok(items);
+            }
+        }
+    }
+
     fn error<E>(&self, operation: &'static str, marker: &ObjectRef, e: &SdkError<E>) -> StoreError
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
@@ -152,8 +223,9 @@ impl DynamoMarkers {
             object: marker.clone(),
             kind,
             message: format!(
-                "in the DynamoDB table {}, which holds the idempotency markers (the \
-                 function needs dynamodb:GetItem, PutItem, Query and DeleteItem on it; \
+                "in the DynamoDB table {}, which holds the idempotency markers and the \
+                 lake's dirty marks (the function needs dynamodb:GetItem, PutItem, Query \
+                 and DeleteItem on it, the compaction Query and DeleteItem; \
                  MARKERS=bucket keeps them in S3): {}",
                 self.table,
                 DisplayErrorContext(e)
@@ -169,7 +241,7 @@ impl MarkerStore for DynamoMarkers {
         marker: &ObjectRef,
     ) -> Result<Option<(Vec<u8>, Option<String>)>, StoreError> {
         self.sent();
-        let key = ItemKey::of(marker);
+        let key = ItemKey::marker(marker);
         let answer = self
             .client
             .get_item()
@@ -182,7 +254,7 @@ impl MarkerStore for DynamoMarkers {
         let Some(item) = answer.item else {
             return Ok(None);
         };
-        if item.get("e").and_then(|e| e.as_s().ok()) != Some(&key.version) {
+        if item.get("e").and_then(|e| e.as_s().ok()) != Some(&key.name) {
             return Ok(None);
         }
         let body = match item.get("b").and_then(|b| b.as_b().ok()) {
@@ -200,14 +272,14 @@ impl MarkerStore for DynamoMarkers {
         condition: PutCondition,
     ) -> Result<PutOutcome, StoreError> {
         self.sent();
-        let key = ItemKey::of(marker);
+        let key = ItemKey::marker(marker);
         let version = new_version_tag(&body);
         let mut request = self
             .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(key.attributes().into_iter().collect()))
-            .item("e", AttributeValue::S(key.version.clone()))
+            .item("e", AttributeValue::S(key.name.clone()))
             .item("b", AttributeValue::B(Blob::new(body)))
             .item("v", AttributeValue::S(version.clone()));
         if let Some(ttl) = self.ttl {
@@ -234,45 +306,24 @@ impl MarkerStore for DynamoMarkers {
     }
 
     async fn marker_versions(&self, prefix: &ObjectRef) -> Result<Vec<String>, StoreError> {
-        let pk = ItemKey::partition(&prefix.bucket, &prefix.key);
-        let mut keys = Vec::new();
-        let mut start = None;
-        loop {
-            self.sent();
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
-                .projection_expression("e")
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| self.error("Query", prefix, &e))?;
-            keys.extend(
-                page.items()
-                    .iter()
-                    .filter_map(|item| item.get("e")?.as_s().ok())
-                    .map(|version| format!("{}{version}", prefix.key)),
-            );
-            start = page.last_evaluated_key;
-            if start.is_none() {
-                return Ok(keys);
-            }
-        }
+        let pk = ItemKey::marker_partition(&prefix.bucket, &prefix.key);
+        let items = self.query_partition(&pk, Some("e"), prefix).await?;
+        Ok(items
+            .iter()
+            .filter_map(|item| item.get("e")?.as_s().ok())
+            .map(|version| format!("{}{version}", prefix.key))
+            .collect())
     }
 
     async fn delete_marker(&self, marker: &ObjectRef) -> Result<(), StoreError> {
         self.sent();
-        let key = ItemKey::of(marker);
+        let key = ItemKey::marker(marker);
         self.client
             .delete_item()
             .table_name(&self.table)
             .set_key(Some(key.attributes().into_iter().collect()))
             .condition_expression("attribute_not_exists(pk) OR e = :e")
-            .expression_attribute_values(":e", AttributeValue::S(key.version.clone()))
+            .expression_attribute_values(":e", AttributeValue::S(key.name.clone()))
             .send()
             .await
             .map(|_| ())
@@ -286,6 +337,84 @@ impl MarkerStore for DynamoMarkers {
     /// `dynamodb://{table}/{output bucket}/{marker key}`.
     fn location(&self, marker: &ObjectRef) -> String {
         format!("dynamodb://{}/{}/{}", self.table, marker.bucket, marker.key)
+    }
+
+    /// An unconditional write but for the partition path: two partitions whose paths
+    /// hash alike (about one chance in 10¹⁸ per pair) fail here rather than one mark
+    /// replacing the other's.
+    async fn put_dirty_mark(&self, mark: &ObjectRef, body: Vec<u8>) -> Result<(), StoreError> {
+        self.sent();
+        let key = ItemKey::dirty(mark);
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(key.attributes().into_iter().collect()))
+            .item("e", AttributeValue::S(key.name.clone()))
+            .item("b", AttributeValue::B(Blob::new(body)))
+            .item("v", AttributeValue::S(new_version_tag(key.name.as_bytes())))
+            .condition_expression("attribute_not_exists(pk) OR e = :e")
+            .expression_attribute_values(":e", AttributeValue::S(key.name.clone()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Err(StoreError {
+                operation: "PutItem",
+                object: mark.clone(),
+                kind: StoreErrorKind::Other,
+                message: format!(
+                    "in the DynamoDB table {}: another partition's dirty mark has the same \
+                     sort key {} (MARKERS=bucket keeps the marks in S3)",
+                    self.table, key.sk
+                ),
+            }),
+            Err(e) => Err(self.error("PutItem", mark, &e)),
+        }
+    }
+
+    async fn dirty_marks(&self, prefix: &ObjectRef) -> Result<Vec<DirtyMarkRead>, StoreError> {
+        let pk = ItemKey::dirty_partition(&prefix.bucket, &prefix.key);
+        let mut marks: Vec<DirtyMarkRead> = self
+            .query_partition(&pk, None, prefix)
+            .await?
+            .into_iter()
+            .filter_map(|item| {
+                let name = item.get("e")?.as_s().ok()?;
+                Some(DirtyMarkRead {
+                    key: format!("{}{name}", prefix.key),
+                    body: item
+                        .get("b")
+                        .and_then(|b| b.as_b().ok())
+                        .map(|b| b.as_ref().to_vec())
+                        .unwrap_or_default(),
+                    version: item.get("v").and_then(|v| v.as_s().ok()).cloned(),
+                })
+            })
+            .collect();
+        marks.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(marks)
+    }
+
+    async fn clear_dirty_mark(&self, mark: &ObjectRef, version: &str) -> Result<bool, StoreError> {
+        self.sent();
+        let key = ItemKey::dirty(mark);
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key.attributes().into_iter().collect()))
+            .condition_expression("#v = :v AND e = :e")
+            .expression_attribute_names("#v", "v")
+            .expression_attribute_values(":v", AttributeValue::S(version.to_string()))
+            .expression_attribute_values(":e", AttributeValue::S(key.name.clone()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
+            Err(e) => Err(self.error("DeleteItem", mark, &e)),
+        }
     }
 }
 
@@ -302,15 +431,40 @@ mod tests {
 
     #[test]
     fn every_version_of_one_object_shares_a_partition_and_versions_differ() {
-        let a = ItemKey::of(&marker("state/processed/src/raw/a@etag1"));
-        let b = ItemKey::of(&marker("state/processed/src/raw/a@etag2"));
-        let other = ItemKey::of(&marker("state/processed/src/raw/a@b@etag1"));
+        let a = ItemKey::marker(&marker("state/processed/src/raw/a@etag1"));
+        let b = ItemKey::marker(&marker("state/processed/src/raw/a@etag2"));
+        let other = ItemKey::marker(&marker("state/processed/src/raw/a@b@etag1"));
         assert_eq!(a.pk, "m#out/state/processed/src/raw/a@");
         assert_eq!(a.pk, b.pk);
         assert_ne!(a.sk, b.sk);
         assert!(a.sk >= 0 && b.sk >= 0);
         // A key that itself holds '@' is its own partition.
         assert_eq!(other.pk, "m#out/state/processed/src/raw/a@b@");
+    }
+
+    #[test]
+    fn every_dirty_mark_of_one_output_bucket_shares_a_partition() {
+        let a = ItemKey::dirty(&marker(
+            "state/lake/dirty/bucket=logs/dt=2026-11-20/hour=14",
+        ));
+        let b = ItemKey::dirty(&marker(
+            "state/lake/dirty/bucket=logs/dt=2026-11-20/hour=15",
+        ));
+        assert_eq!(a.pk, "d#out/state/lake/dirty/");
+        assert_eq!(
+            (a.pk.as_str(), a.name.as_str()),
+            (b.pk.as_str(), "bucket=logs/dt=2026-11-20/hour=14")
+        );
+        assert_ne!(a.sk, b.sk);
+        assert!(a.sk >= 0 && b.sk >= 0);
+        let other = ItemKey::dirty(&ObjectRef {
+            bucket: "out2".into(),
+            key: "state/lake/dirty/bucket=logs/dt=2026-11-20/hour=14".into(),
+        });
+        assert_eq!(
+            (other.pk.as_str(), other.sk),
+            ("d#out2/state/lake/dirty/", a.sk)
+        );
     }
 
     #[test]

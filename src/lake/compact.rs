@@ -1,7 +1,7 @@
 //! The compactor: over the [`ObjectStore`] port, dirty partitions' curated objects in,
 //! their Parquet files out. See [`crate::lake`] for the guarantees.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -16,7 +16,9 @@ use crate::curate::LineHandler;
 use crate::event::ObjectRef;
 use crate::input::{DecodeError, ObjectDecoder};
 use crate::lines::Line;
-use crate::ports::{ObjectStore, PutCondition, StoreError, UploadedPart};
+use crate::ports::{
+    DirtyMarkRead, MarkerStore, ObjectStore, PutCondition, StoreError, UploadedPart,
+};
 
 /// The longest curated line the compactor reads: far beyond any record of a 1 MiB log
 /// line, escaping and enrichment included.
@@ -107,15 +109,16 @@ pub struct PartitionReport {
     pub still_dirty: bool,
 }
 
-/// What became of one dirty marker.
+/// What became of one dirty partition's marks.
 enum Marked {
     /// Its partition was compacted.
     Compacted(PartitionReport),
     /// Its partition was written to within the settle time.
     Settling,
-    /// Another run compacted it since the listing: nothing is dirty.
-    Gone,
 }
+
+/// One dirty mark as read, with the store that holds it (to clear it there).
+type HeldMark<'m> = (&'m dyn MarkerStore, DirtyMarkRead);
 
 /// What one compaction run did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -133,6 +136,9 @@ pub struct CompactionReport {
 /// Compacts dirty partitions of one bucket's curated records into the lake.
 pub struct Compactor<'a, S> {
     store: &'a S,
+    /// Where the processing function writes its dirty marks when not in `store` (the
+    /// detection table, `MARKERS`); `store`'s own are read as well.
+    marks: Option<&'a dyn MarkerStore>,
     bucket: String,
     config: &'a Config,
     limits: LakeLimits,
@@ -145,6 +151,7 @@ impl<'a, S: ObjectStore> Compactor<'a, S> {
     pub fn new(store: &'a S, bucket: impl Into<String>, config: &'a Config) -> Self {
         Self {
             store,
+            marks: None,
             bucket: bucket.into(),
             config,
             limits: LakeLimits::default(),
@@ -153,6 +160,14 @@ impl<'a, S: ObjectStore> Compactor<'a, S> {
             },
             runs: temp_runs,
         }
+    }
+
+    /// Also reads and clears the dirty marks in `marks` (the detection table), besides
+    /// those in the store: marks written before the switch, or by a function still on
+    /// `MARKERS=bucket`, stay in S3 until a compaction clears them.
+    pub fn with_marks(mut self, marks: Option<&'a dyn MarkerStore>) -> Self {
+        self.marks = marks;
+        self
     }
 
     /// Uses other sizes (tests cut files, parts and sort runs small).
@@ -178,29 +193,18 @@ impl<'a, S: ObjectStore> Compactor<'a, S> {
         settle_seconds: i64,
         deadline: Option<Instant>,
     ) -> Result<CompactionReport, StoreError> {
-        let dirty_prefix = format!("{}{DIRTY_DIR}", self.config.state_prefix);
-        let mut keys = self.store.list(&self.at(dirty_prefix.clone())).await?;
-        keys.sort();
         let mut report = CompactionReport::default();
-        for key in keys {
+        for (partition, marks) in self.dirty_partitions().await? {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 report.deferred += 1;
                 continue;
             }
-            let Some(partition) = key
-                .strip_prefix(&dirty_prefix)
-                .and_then(Partition::from_path)
-            else {
-                warn!(marker = %key, "not a dirty marker: left alone");
-                continue;
-            };
             match self
-                .compact_marked(&partition, self.at(key), now, settle_seconds)
+                .compact_marked(&partition, &marks, now, settle_seconds)
                 .await
             {
                 Ok(Marked::Compacted(done)) => report.compacted.push(done),
                 Ok(Marked::Settling) => report.settling += 1,
-                Ok(Marked::Gone) => {}
                 Err(e) => {
                     warn!(partition = %partition.path(), error = %e, "partition not compacted: it stays dirty");
                     report.failed.push((partition.path(), e.to_string()));
@@ -210,27 +214,59 @@ impl<'a, S: ObjectStore> Compactor<'a, S> {
         Ok(report)
     }
 
-    /// Compacts the partition of one dirty marker unless it is still settling, then
-    /// deletes the marker if no write changed it meanwhile.
+    /// The dirty marks in the store and in `marks`, by partition, in the partitions'
+    /// order: a partition marked in both is compacted once and cleared in both.
+    async fn dirty_partitions(&self) -> Result<BTreeMap<Partition, Vec<HeldMark<'a>>>, StoreError> {
+        let prefix = self.at(format!("{}{DIRTY_DIR}", self.config.state_prefix));
+        let store: &'a dyn MarkerStore = self.store;
+        let mut partitions: BTreeMap<Partition, Vec<HeldMark<'a>>> = BTreeMap::new();
+        for holder in std::iter::once(store).chain(self.marks) {
+            for mark in holder.dirty_marks(&prefix).await? {
+                match mark
+                    .key
+                    .strip_prefix(&prefix.key)
+                    .and_then(Partition::from_path)
+                {
+                    Some(partition) => partitions
+                        .entry(partition)
+                        .or_default()
+                        .push((holder, mark)),
+                    None => warn!(marker = %mark.key, "not a dirty marker: left alone"),
+                }
+            }
+        }
+        Ok(partitions)
+    }
+
+    /// Compacts a partition unless its last write (the latest of its marks) is still
+    /// settling, then clears each mark that no write changed meanwhile.
     async fn compact_marked(
         &self,
         partition: &Partition,
-        marker: ObjectRef,
+        marks: &[HeldMark<'a>],
         now: i64,
         settle_seconds: i64,
     ) -> Result<Marked, LakeError> {
-        let Some((body, etag)) = self.store.get_small(&marker).await? else {
-            return Ok(Marked::Gone);
-        };
-        let last_write = serde_json::from_slice::<DirtyMark>(&body).map_or(0, |m| m.last_write);
+        let last_write = marks
+            .iter()
+            .map(|(_, m)| serde_json::from_slice::<DirtyMark>(&m.body).map_or(0, |d| d.last_write))
+            .max()
+            .unwrap_or(0);
         if now - last_write < settle_seconds {
             return Ok(Marked::Settling);
         }
         let mut done = self.compact(partition, now).await?;
-        let cleaned = match etag {
-            Some(etag) => self.store.delete_if_match(&marker, &etag).await?,
-            None => false,
-        };
+        let mut cleaned = true;
+        for (holder, mark) in marks {
+            cleaned &= match &mark.version {
+                Some(version) => {
+                    holder
+                        .clear_dirty_mark(&self.at(mark.key.clone()), version)
+                        .await?
+                }
+                None => false,
+            };
+        }
         done.still_dirty = !cleaned;
         Ok(Marked::Compacted(done))
     }
@@ -683,11 +719,12 @@ fn unique_token() -> String {
 }
 
 /// Marks the lake partitions of `outputs` (`s3://bucket/key` of curated objects just
-/// written or removed) dirty, one marker per partition, so the next compaction rebuilds
-/// them. Called after the outputs are complete: a compaction that lists the partition
-/// after this sees them, and one that listed it before sees the marker change.
-pub async fn mark_dirty<S: ObjectStore>(
-    store: &S,
+/// written or removed) dirty, one mark per partition in `marks` (the output bucket, or
+/// the detection table), so the next compaction rebuilds them. Called after the outputs
+/// are complete: a compaction that lists the partition after this sees them, and one
+/// that listed it before sees the mark change.
+pub async fn mark_dirty(
+    marks: &dyn MarkerStore,
     config: &Config,
     by: &str,
     outputs: &[&str],
@@ -710,13 +747,11 @@ pub async fn mark_dirty<S: ObjectStore>(
             nonce: unique_token(),
         };
         let body = serde_json::to_vec(&mark).unwrap_or_default();
-        let marker = ObjectRef {
+        let at = ObjectRef {
             bucket: bucket.clone(),
             key: partition.dirty_key(&config.state_prefix),
         };
-        store
-            .put(&marker, body, "application/json", PutCondition::None)
-            .await?;
+        marks.put_dirty_mark(&at, body).await?;
     }
     Ok(partitions.len())
 }

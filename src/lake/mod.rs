@@ -12,9 +12,11 @@
 //! **Trigger.** Whenever processing completes curated output (or removes an earlier
 //! version's), it overwrites one small marker per partition,
 //! `{STATE_PREFIX}lake/dirty/bucket=B/dt=D/hour=H`, holding the time of the write and a
-//! nonce. A scheduled invocation lists the markers and compacts each partition whose last
-//! write is older than `LAKE_SETTLE_MINUTES`. A late object marks its partition dirty
-//! again, and the next run rebuilds it.
+//! nonce, wherever the pipeline's [`crate::ports::MarkerStore`] keeps marks (an S3
+//! object, or an item of the detection table with a new version tag). A scheduled
+//! invocation reads the marks (in the store and, when they live there, in the table) and
+//! compacts each partition whose last write is older than `LAKE_SETTLE_MINUTES`. A late
+//! object marks its partition dirty again, and the next run rebuilds it.
 //!
 //! **Nothing lost, nothing doubled.** A partition is rebuilt whole from its curated
 //! objects, which stay the source of truth:
@@ -26,8 +28,9 @@
 //! 4. each staged file is copied over `part-NNNNN.parquet` (CopyObject replaces an object
 //!    whole), files beyond the new count are deleted, then the staged copies;
 //! 5. the manifest (`{STATE_PREFIX}lake/manifests/…json`) records the files and sources;
-//! 6. the marker is deleted only if its ETag is unchanged (a conditional delete): a write
-//!    during the compaction changed it, so the partition stays dirty.
+//! 6. each marker is deleted only if its ETag (or version tag) is unchanged (a
+//!    conditional delete): a write during the compaction changed it, so the partition
+//!    stays dirty.
 //!
 //! A failure before step 4 leaves the previous files as they were and the partition
 //! dirty. The same inputs give the same bytes, so compacting twice changes nothing.

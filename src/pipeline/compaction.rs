@@ -14,6 +14,13 @@ use crate::ports::ObjectStore;
 pub const DEADLINE_MARGIN: Duration = Duration::from_secs(120);
 
 impl<S: ObjectStore> Pipeline<S> {
+    /// The lake's compactor for the curated records in `bucket`, over this pipeline's
+    /// store and wherever it writes its dirty marks (the detection table with
+    /// `MARKERS`), so the compaction clears the marks the processing writes.
+    pub fn compactor(&self, bucket: impl Into<String>) -> Compactor<'_, S> {
+        Compactor::new(&self.store, bucket, &self.config).with_marks(self.markers.as_deref())
+    }
+
     /// Compacts every settled dirty partition, stopping before the deadline; fails
     /// (so the failure shows in the function's errors) when any partition failed.
     pub(super) async fn handle_compaction(
@@ -33,7 +40,8 @@ impl<S: ObjectStore> Pipeline<S> {
             Instant::now() + left.saturating_sub(DEADLINE_MARGIN)
         });
         let settle = self.config.lake.settle_minutes * 60;
-        let report = Compactor::new(&self.store, bucket, &self.config)
+        let report = self
+            .compactor(bucket)
             .run((self.clock)(), settle, deadline)
             .await
             .map_err(HandlerError::CompactionList)?;

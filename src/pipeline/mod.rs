@@ -512,7 +512,7 @@ impl<S: ObjectStore> Pipeline<S> {
             }
         };
         let written: Vec<&str> = uploads.written.iter().map(|o| o.object.as_str()).collect();
-        crate::lake::mark_dirty(&self.store, &self.config, &location, &written, now).await?;
+        crate::lake::mark_dirty(self.markers(), &self.config, &location, &written, now).await?;
         let (stats, bytes) = (streamed.stats, streamed.bytes);
         let mut effects = self
             .prepare_effects(object, output_bucket, streamed, etag, now)

@@ -90,7 +90,7 @@ impl<S: ObjectStore> Pipeline<S> {
             // Before the marker goes: a retry after a failure here finds it and marks again.
             let locations: Vec<&str> = removed.iter().map(String::as_str).collect();
             crate::lake::mark_dirty(
-                &self.store,
+                self.markers(),
                 &self.config,
                 &report.object,
                 &locations,

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use bucketlog::adapters::aws_pipeline;
 use bucketlog::adapters::local::LocalStore;
-use bucketlog::config::Config;
 use bucketlog::lake::{CompactionReport, Compactor};
 use bucketlog::pipeline::system_now;
 use bucketlog::ports::ObjectStore;
@@ -42,7 +41,7 @@ pub fn compact(plan: CompactPlan) -> Result<()> {
                 bail!("compacting S3 needs --bucket (or OUTPUT_BUCKET)");
             };
             let pipeline = aws_pipeline(config).await?;
-            failed += compact_bucket(pipeline.store(), &bucket, pipeline.config(), settle).await?;
+            failed += compact_bucket(pipeline.compactor(bucket.as_str()), &bucket, settle).await?;
         } else {
             let store = LocalStore::new(&plan.out);
             let buckets = match plan.bucket.clone() {
@@ -50,7 +49,8 @@ pub fn compact(plan: CompactPlan) -> Result<()> {
                 None => local_buckets(&plan.out)?,
             };
             for bucket in buckets {
-                failed += compact_bucket(&store, &bucket, &config, settle).await?;
+                let compactor = Compactor::new(&store, bucket.as_str(), &config);
+                failed += compact_bucket(compactor, &bucket, settle).await?;
             }
             eprintln!(
                 "bucketlog: lake written under {}/<bucket>/{}",
@@ -85,12 +85,11 @@ fn local_buckets(out: &Path) -> Result<Vec<String>> {
 
 /// Compacts one bucket and prints what happened; returns how many partitions failed.
 async fn compact_bucket<S: ObjectStore>(
-    store: &S,
+    compactor: Compactor<'_, S>,
     bucket: &str,
-    config: &Config,
     settle_minutes: i64,
 ) -> Result<usize> {
-    let report = Compactor::new(store, bucket, config)
+    let report = compactor
         .run(system_now(), settle_minutes * 60, None)
         .await
         .with_context(|| format!("cannot list the dirty partitions of {bucket}"))?;
