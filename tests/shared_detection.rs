@@ -1119,11 +1119,9 @@ async fn replay_over_s3_with_a_table_shares_the_counts_across_runs() {
         std::fs::write(&path, event.to_string()).unwrap();
         files.push(path);
     }
-    let run = |events: &[std::path::PathBuf]| {
+    let bucketlog = |args: &[&std::ffi::OsStr]| {
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_bucketlog"))
-            .arg("replay")
-            .arg("--s3")
-            .args(events)
+            .args(args)
             .env("AWS_ENDPOINT_URL", &moto::shared().endpoint)
             .env("S3_FORCE_PATH_STYLE", "true")
             .env("AWS_ACCESS_KEY_ID", "testing")
@@ -1132,12 +1130,19 @@ async fn replay_over_s3_with_a_table_shares_the_counts_across_runs() {
             .env("METRICS_MODE", "off")
             .env("DETECTION_TABLE", &w.table)
             .env("ALERT_TOPIC_ARN", &w.inbox.topic_arn)
+            .env("OUTPUT_BUCKET", &w.bucket)
             .output()
-            .expect("run bucketlog replay --s3");
+            .expect("run bucketlog");
         let text = String::from_utf8_lossy(&output.stdout).to_string()
             + &String::from_utf8_lossy(&output.stderr);
         assert!(output.status.success(), "{text}");
         assert!(!text.contains("DETECTION_TABLE is not set"), "{text}");
+        text
+    };
+    let run = |events: &[std::path::PathBuf]| {
+        let mut args = vec![std::ffi::OsStr::new("replay"), std::ffi::OsStr::new("--s3")];
+        args.extend(events.iter().map(|e| e.as_os_str()));
+        bucketlog(&args);
     };
     run(&files[..2]);
     assert!(w.spikes().await.is_empty(), "18 of 45 403s fire nothing");
@@ -1151,5 +1156,25 @@ async fn replay_over_s3_with_a_table_shares_the_counts_across_runs() {
     run(&files);
     assert_eq!(w.ip_counts(ATTACKER, t0, last).await, (45, 45));
     assert!(w.spikes().await.is_empty());
+    // The replays marked their partition dirty in the table, not in S3, and
+    // `bucketlog compact --s3` finds the marks there, compacts and clears them (one
+    // partition, or two when the attack's minutes cross an hour).
+    let folder = marker(&w, "state/lake/dirty/");
+    let partitions = w.markers().dirty_marks(&folder).await.unwrap().len();
+    assert!((1..=2).contains(&partitions), "{partitions}");
+    assert!(
+        s3::list(&w.s3, &w.bucket, "state/lake/dirty/")
+            .await
+            .is_empty()
+    );
+    let compacted =
+        bucketlog(&["compact", "--s3", "--settle-minutes", "0"].map(std::ffi::OsStr::new));
+    assert_eq!(
+        compacted.matches("compacted bucket=").count(),
+        partitions,
+        "{compacted}"
+    );
+    assert!(w.markers().dirty_marks(&folder).await.unwrap().is_empty());
+    assert_eq!(s3::list(&w.s3, &w.bucket, "lake/").await.len(), partitions);
     let _ = std::fs::remove_dir_all(&dir);
 }
