@@ -219,7 +219,7 @@ pub trait MarkerStore: Send + Sync {
     async fn put_dirty_mark(&self, mark: &ObjectRef, body: Vec<u8>) -> Result<(), StoreError>;
 
     /// Every dirty mark under `prefix` (`{STATE_PREFIX}lake/dirty/`), with its body and
-    /// version tag.
+    /// version tag, in key order.
     async fn dirty_marks(&self, prefix: &ObjectRef) -> Result<Vec<DirtyMarkRead>, StoreError>;
 
     /// Deletes a dirty mark only while its version is still `version`; `false` when a

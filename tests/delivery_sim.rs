@@ -761,7 +761,11 @@ impl MarkerStore for CountingMarkers {
     /// Billed at the item's size: `pk` (`d#{out}/` and the folder), `sk`, `e` (the
     /// partition), `b` and `v`, as `src/adapters/dynamodb_markers.rs` writes them.
     async fn put_dirty_mark(&self, mark: &ObjectRef, body: Vec<u8>) -> Result<(), StoreError> {
-        let folder = mark.key.rfind("lake/dirty/").map_or(0, |at| at + 11);
+        use bucketlog::lake::partition::DIRTY_DIR;
+        let folder = mark
+            .key
+            .rfind(DIRTY_DIR)
+            .map_or(0, |at| at + DIRTY_DIR.len());
         let pk = 2 + mark.bucket.len() + 1 + folder;
         let bytes = 2 + pk + 2 + 11 + 1 + (mark.key.len() - folder) + 1 + body.len() + 1 + 24;
         self.bill((bytes as u64).div_ceil(1024), 0);

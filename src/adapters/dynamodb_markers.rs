@@ -202,6 +202,53 @@ impl DynamoMarkers {
         }
     }
 
+    /// A PutItem of `key`'s item with the name its sort key hashes (`e`), `body` (`b`)
+    /// and `version` (`v`); the caller adds expiry and conditions.
+    fn put_request(
+        &self,
+        key: &ItemKey,
+        body: Vec<u8>,
+        version: &str,
+    ) -> aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(key.attributes().into_iter().collect()))
+            .item("e", AttributeValue::S(key.name.clone()))
+            .item("b", AttributeValue::B(Blob::new(body)))
+            .item("v", AttributeValue::S(version.to_string()))
+    }
+
+    /// Deletes `key`'s item under `condition`, which may name the item's own `e` (`:e`)
+    /// and, when given, its version tag (`#v = :v`); `false` when the condition refused
+    /// it. Errors name `on`.
+    async fn delete_if(
+        &self,
+        on: &ObjectRef,
+        key: &ItemKey,
+        condition: &str,
+        version: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        self.sent();
+        let mut request = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key.attributes().into_iter().collect()))
+            .condition_expression(condition)
+            .expression_attribute_values(":e", AttributeValue::S(key.name.clone()));
+        if let Some(version) = version {
+            request = request
+                .expression_attribute_names("#v", "v")
+                .expression_attribute_values(":v", AttributeValue::S(version.to_string()));
+        }
+        match request.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
+            Err(e) => Err(self.error("DeleteItem", on, &e)),
+        }
+    }
+
     fn error<E>(&self, operation: &'static str, marker: &ObjectRef, e: &SdkError<E>) -> StoreError
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
@@ -274,14 +321,7 @@ impl MarkerStore for DynamoMarkers {
         self.sent();
         let key = ItemKey::marker(marker);
         let version = new_version_tag(&body);
-        let mut request = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(key.attributes().into_iter().collect()))
-            .item("e", AttributeValue::S(key.name.clone()))
-            .item("b", AttributeValue::B(Blob::new(body)))
-            .item("v", AttributeValue::S(version.clone()));
+        let mut request = self.put_request(&key, body, &version);
         if let Some(ttl) = self.ttl {
             let expires = crate::pipeline::system_now() + ttl;
             request = request.item("expires", AttributeValue::N(expires.to_string()));
@@ -316,22 +356,12 @@ impl MarkerStore for DynamoMarkers {
     }
 
     async fn delete_marker(&self, marker: &ObjectRef) -> Result<(), StoreError> {
-        self.sent();
         let key = ItemKey::marker(marker);
-        self.client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(key.attributes().into_iter().collect()))
-            .condition_expression("attribute_not_exists(pk) OR e = :e")
-            .expression_attribute_values(":e", AttributeValue::S(key.name.clone()))
-            .send()
+        // Refused: another key's item under a colliding sort key, not this marker's to
+        // delete.
+        self.delete_if(marker, &key, "attribute_not_exists(pk) OR e = :e", None)
             .await
             .map(|_| ())
-            .or_else(|e| match e.code() {
-                // Another key's item under a colliding sort key: not this marker's to delete.
-                Some("ConditionalCheckFailedException") => Ok(()),
-                _ => Err(self.error("DeleteItem", marker, &e)),
-            })
     }
 
     /// `dynamodb://{table}/{output bucket}/{marker key}`.
@@ -345,14 +375,9 @@ impl MarkerStore for DynamoMarkers {
     async fn put_dirty_mark(&self, mark: &ObjectRef, body: Vec<u8>) -> Result<(), StoreError> {
         self.sent();
         let key = ItemKey::dirty(mark);
+        let version = new_version_tag(key.name.as_bytes());
         let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(key.attributes().into_iter().collect()))
-            .item("e", AttributeValue::S(key.name.clone()))
-            .item("b", AttributeValue::B(Blob::new(body)))
-            .item("v", AttributeValue::S(new_version_tag(key.name.as_bytes())))
+            .put_request(&key, body, &version)
             .condition_expression("attribute_not_exists(pk) OR e = :e")
             .expression_attribute_values(":e", AttributeValue::S(key.name.clone()))
             .send()
@@ -397,24 +422,9 @@ impl MarkerStore for DynamoMarkers {
     }
 
     async fn clear_dirty_mark(&self, mark: &ObjectRef, version: &str) -> Result<bool, StoreError> {
-        self.sent();
         let key = ItemKey::dirty(mark);
-        let result = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(key.attributes().into_iter().collect()))
-            .condition_expression("#v = :v AND e = :e")
-            .expression_attribute_names("#v", "v")
-            .expression_attribute_values(":v", AttributeValue::S(version.to_string()))
-            .expression_attribute_values(":e", AttributeValue::S(key.name.clone()))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
-            Err(e) => Err(self.error("DeleteItem", mark, &e)),
-        }
+        self.delete_if(mark, &key, "#v = :v AND e = :e", Some(version))
+            .await
     }
 }
 
