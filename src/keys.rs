@@ -124,8 +124,11 @@ pub(crate) fn decode_logged_key_in<'a>(
         None => key,
         Some(range) => {
             let scratch: &'a KeyScratch = scratch;
-            // `decode_into` returns only ranges it has checked to be UTF-8.
-            std::str::from_utf8(&scratch.decoded[range]).unwrap_or(key)
+            let bytes = &scratch.decoded[range];
+            debug_assert!(std::str::from_utf8(bytes).is_ok());
+            // SAFETY: `decode_into` returns only ranges it has just checked to be UTF-8
+            // (`KeyScratch::valid`), and nothing has written to `decoded` since.
+            unsafe { std::str::from_utf8_unchecked(bytes) }
         }
     }
 }
@@ -234,52 +237,87 @@ fn push_candidate(
 }
 
 /// Appends one percent-decoding pass of `src` to `out` and returns the range written.
-/// An invalid or truncated escape (`%zz`, `%4`) is kept as written. Runs without an escape
-/// (or a `+` that means something) are copied whole.
+/// An invalid or truncated escape (`%zz`, `%4`) is kept as written.
+///
+/// Keys are short and, encoded twice, have an escape every few bytes, so after one search
+/// for the first byte that can change, the pass is a plain byte loop that copies the runs
+/// between changes whole: a search per escape cost more than the bytes it skipped.
 fn push_decoded(src: &[u8], plus: Plus, out: &mut Vec<u8>) -> Range<usize> {
     let start = out.len();
+    let first = match plus {
+        Plus::Keep => memchr::memchr(b'%', src),
+        Plus::Space | Plus::Shield => memchr::memchr2(b'%', b'+', src),
+    };
+    let Some(first) = first else {
+        out.extend_from_slice(src);
+        return start..out.len();
+    };
     out.reserve(src.len());
-    let mut i = 0;
-    while i < src.len() {
-        let next = match plus {
-            Plus::Keep => memchr::memchr(b'%', &src[i..]),
-            Plus::Space | Plus::Shield => memchr::memchr2(b'%', b'+', &src[i..]),
+    // `src[run..i]` is still to be copied as it is.
+    let mut run = 0;
+    let mut i = first;
+    while let Some(&b) = src.get(i) {
+        let escaped = if b == b'%' {
+            escaped_byte(src, i)
+        } else {
+            None
         };
-        let Some(offset) = next else {
-            out.extend_from_slice(&src[i..]);
-            break;
-        };
-        out.extend_from_slice(&src[i..i + offset]);
-        i += offset;
-        let b = src[i];
-        if b == b'%'
-            && let (Some(h), Some(l)) = (
-                src.get(i + 1).and_then(|&c| hex_value(c)),
-                src.get(i + 2).and_then(|&c| hex_value(c)),
-            )
-        {
-            out.push(h << 4 | l);
-            i += 3;
+        let changed = escaped.is_some() || (b == b'+' && plus != Plus::Keep);
+        if !changed {
+            i += 1;
             continue;
         }
-        match (b, plus) {
-            (b'+', Plus::Space) => out.push(b' '),
-            (b'+', Plus::Shield) => out.extend_from_slice(b"%2B"),
-            _ => out.push(b),
+        out.extend_from_slice(&src[run..i]);
+        match (escaped, plus) {
+            (Some(byte), _) => {
+                out.push(byte);
+                i += 3;
+            }
+            (None, Plus::Shield) => {
+                out.extend_from_slice(b"%2B");
+                i += 1;
+            }
+            (None, _) => {
+                out.push(b' ');
+                i += 1;
+            }
         }
-        i += 1;
+        run = i;
     }
+    out.extend_from_slice(&src[run..]);
     start..out.len()
 }
 
+/// The byte a valid `%XY` escape at `src[at]` stands for.
+fn escaped_byte(src: &[u8], at: usize) -> Option<u8> {
+    let h = hex_value(*src.get(at + 1)?)?;
+    let l = hex_value(*src.get(at + 2)?)?;
+    Some(h << 4 | l)
+}
+
+/// Each byte's value as a hex digit, or `NOT_HEX`.
+const HEX_DIGITS: [u8; 256] = {
+    let mut table = [NOT_HEX; 256];
+    let mut c = 0;
+    while c < 256 {
+        table[c] = match c as u8 {
+            d @ b'0'..=b'9' => d - b'0',
+            d @ b'a'..=b'f' => d - b'a' + 10,
+            d @ b'A'..=b'F' => d - b'A' + 10,
+            _ => NOT_HEX,
+        };
+        c += 1;
+    }
+    table
+};
+
+/// Marks a byte that is not a hex digit in [`HEX_DIGITS`].
+const NOT_HEX: u8 = 0xff;
+
 /// The value of one hex digit.
 pub(crate) fn hex_value(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
+    let value = HEX_DIGITS[usize::from(c)];
+    (value != NOT_HEX).then_some(value)
 }
 
 #[cfg(test)]
@@ -572,5 +610,47 @@ mod tests {
         let out = decode_logged_key_in(key, Some("REST.GET.OBJECT"), None, None, &mut scratch);
         assert!(std::ptr::eq(out, key));
         assert_eq!(scratch.decoded.capacity(), 0);
+    }
+
+    /// One pass written the plainest way, byte by byte: what `push_decoded` must equal.
+    fn decoded_byte_by_byte(src: &[u8], plus: Plus) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < src.len() {
+            let hex = |at: usize| src.get(at).and_then(|&c| char::from(c).to_digit(16));
+            if let (b'%', Some(h), Some(l)) = (src[i], hex(i + 1), hex(i + 2)) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+            match (src[i], plus) {
+                (b'+', Plus::Space) => out.push(b' '),
+                (b'+', Plus::Shield) => out.extend_from_slice(b"%2B"),
+                (b, _) => out.push(b),
+            }
+            i += 1;
+        }
+        out
+    }
+
+    proptest::proptest! {
+        /// Escapes valid and not, truncated at the end, `+` in each of its meanings, and
+        /// bytes before the first change: the same as the byte-by-byte pass, appended
+        /// after what the buffer already held.
+        #[test]
+        fn one_pass_equals_decoding_byte_by_byte(
+            src in proptest::collection::vec(
+                proptest::sample::select(b"%%%+2BbFfgZ0a/ \xc3\xa9".to_vec()),
+                0..40,
+            ),
+            plus in proptest::sample::select(vec![Plus::Keep, Plus::Space, Plus::Shield]),
+        ) {
+            let mut out = b"held".to_vec();
+            let range = push_decoded(&src, plus, &mut out);
+            proptest::prop_assert_eq!(&out[..4], b"held");
+            proptest::prop_assert_eq!(range, 4..out.len());
+            let expected = decoded_byte_by_byte(&src, plus);
+            proptest::prop_assert_eq!(&out[4..], expected.as_slice());
+        }
     }
 }
