@@ -280,6 +280,32 @@ fn eventbridge_notice(event: &Value) -> Result<Notice, EventError> {
     }))
 }
 
+/// The latest time an event says it happened, in Unix seconds: S3 records' `eventTime`,
+/// EventBridge's `time`, looked for through SQS and SNS envelopes (whose bodies are JSON
+/// in strings). `None` when it names no time (CloudWatch Logs batches, Batch Operations
+/// jobs). A local replay runs its clock from here, so an old sample is replayed as of when
+/// it happened rather than as weeks-late data (see `bucketlog replay`).
+pub fn latest_event_time(payload: &Value) -> Option<i64> {
+    match payload {
+        Value::Object(fields) => fields
+            .iter()
+            .filter_map(|(name, value)| match (name.as_str(), value) {
+                ("eventTime" | "time", Value::String(text)) => {
+                    crate::json_record::parse_iso8601(text).map(|t| t.unix_seconds())
+                }
+                _ => latest_event_time(value),
+            })
+            .max(),
+        Value::Array(items) => items.iter().filter_map(latest_event_time).max(),
+        Value::String(text) if text.trim_start().starts_with('{') => {
+            serde_json::from_str::<Value>(text)
+                .ok()
+                .and_then(|inner| latest_event_time(&inner))
+        }
+        _ => None,
+    }
+}
+
 /// Decodes a key from an S3 notification: form-URL-encoded, so `+` is a space and
 /// `%2B` a plus. `None` when the bytes it decodes to are not UTF-8.
 pub fn decode_event_key(key: &str) -> Option<String> {
@@ -321,6 +347,51 @@ fn summarise(value: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The Unix time of an RFC 3339 text, for the expectations below.
+    fn unix(text: &str) -> i64 {
+        crate::json_record::parse_iso8601(text)
+            .map(|t| t.unix_seconds())
+            .unwrap()
+    }
+
+    #[test]
+    fn the_latest_event_time_is_found_in_every_envelope_that_carries_one() {
+        let sample = |name: &str| -> Value {
+            let path = format!("{}/events/{name}.json", env!("CARGO_MANIFEST_DIR"));
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+        };
+        let put = unix("2026-11-20T14:05:13Z");
+        assert_eq!(latest_event_time(&sample("s3-put")), Some(put));
+        assert_eq!(
+            latest_event_time(&sample("sns-s3")),
+            Some(put),
+            "JSON in SNS"
+        );
+        assert_eq!(
+            latest_event_time(&sample("sqs-sns-s3")),
+            Some(put),
+            "SNS in SQS"
+        );
+        assert_eq!(
+            latest_event_time(&sample("eventbridge-object-created")),
+            Some(unix("2026-11-20T18:00:01Z"))
+        );
+        assert_eq!(
+            latest_event_time(&sample("cloudwatch-logs-subscription")),
+            None
+        );
+        assert_eq!(
+            latest_event_time(&sample("batch-operations-backfill")),
+            None
+        );
+        let two = serde_json::json!({"Records": [
+            {"eventTime": "2026-11-20T14:05:13Z"},
+            {"eventTime": "2026-11-21T09:00:00.5+01:00"},
+            {"eventTime": "not a time"},
+        ]});
+        assert_eq!(latest_event_time(&two), Some(unix("2026-11-21T08:00:00Z")));
+    }
     use serde_json::json;
 
     fn s3_record(event: &str, key: &str) -> Value {

@@ -286,6 +286,49 @@ fn replay_all_samples(label: &str, envs: &[(&str, &str)]) -> PathBuf {
     out
 }
 
+/// The README's first command, as a new user runs it weeks after the samples were
+/// written: the replay runs as of the events' own time, so the sample buckets' request
+/// metrics are written, not dropped as older than CloudWatch takes.
+#[test]
+fn replaying_the_samples_writes_their_metrics_however_old_they_are() {
+    let out = std::env::temp_dir().join(format!("bucketlog-cli-emf-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let metrics = out.join("metrics.emf.ndjson");
+    let mut events: Vec<PathBuf> = std::fs::read_dir(repo("events"))
+        .expect("events/")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    events.sort();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_bucketlog"));
+    command
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("replay")
+        .args(&events)
+        .arg("--out")
+        .arg(out.join("store"))
+        .arg("--metrics")
+        .arg(&metrics)
+        .env_remove("OUTPUT_BUCKET")
+        .env_remove("OUTPUT_COMPRESSION")
+        .env_remove("METRICS_MODE");
+    succeeded(&mut command);
+    let text = std::fs::read_to_string(&metrics).expect("the metrics file");
+    let docs: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("EMF JSON"))
+        .collect();
+    for bucket in ["example-data", "example-assets", "example-backups"] {
+        let requests: f64 = docs
+            .iter()
+            .filter(|d| d["Bucket"] == bucket && d.get("AlertType").is_none())
+            .filter_map(|d| d["Requests"].as_f64())
+            .sum();
+        assert!(requests > 0.0, "no Requests for {bucket}: {text}");
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}
+
 /// The README's second local command: after a replay of every sample event,
 /// `bucketlog compact --settle-minutes 0` turns each replayed bucket's curated records
 /// into the lake, which pyarrow and DuckDB read back equal to them; a second run finds

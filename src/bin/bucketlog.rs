@@ -5,6 +5,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -71,6 +72,8 @@ enum Command {
         #[arg(long)]
         s3: bool,
         /// Local replays append their metrics here, in CloudWatch Embedded Metric Format.
+        /// A local replay runs as of the latest time its events carry (S3's `eventTime`,
+        /// EventBridge's `time`), so old events are not treated as weeks-late data.
         #[arg(long, default_value = "out/metrics.emf.ndjson")]
         metrics: PathBuf,
     },
@@ -309,7 +312,15 @@ fn replay(
                 out,
                 metrics,
             };
-            let pipeline = local_pipeline(config, &folders)?;
+            let pipeline = local_pipeline(config, &folders)?.with_clock(replay_clock);
+            if let Some(then) = events_time(&events) {
+                let behind = (bucketlog::pipeline::system_now() - then).max(0);
+                REPLAY_CLOCK_BEHIND.store(behind, Ordering::Relaxed);
+                if behind > 0 {
+                    let days = behind as f64 / 86_400.0;
+                    eprintln!("bucketlog: replaying as of the events' own time, {days:.1} days ago");
+                }
+            }
             replay_events(&pipeline, &events).await?;
             let Folders { out, metrics, .. } = folders;
             eprintln!(
@@ -320,6 +331,27 @@ fn replay(
         }
         Ok(())
     })
+}
+
+/// How many seconds a local replay's clock runs behind the system clock.
+static REPLAY_CLOCK_BEHIND: AtomicI64 = AtomicI64::new(0);
+
+/// A local replay's clock: the system clock moved back to the events' own time, so that a
+/// sample from weeks ago is replayed as it happened: its metrics are not dropped as older
+/// than CloudWatch takes, and its delivery delay is the events', not the weeks since.
+fn replay_clock() -> i64 {
+    bucketlog::pipeline::system_now() - REPLAY_CLOCK_BEHIND.load(Ordering::Relaxed)
+}
+
+/// The latest time any of the event files carries (unreadable files are left to the
+/// replay itself to report).
+fn events_time(events: &[PathBuf]) -> Option<i64> {
+    events
+        .iter()
+        .filter_map(|path| std::fs::read_to_string(path).ok())
+        .filter_map(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .filter_map(|payload| bucketlog::event::latest_event_time(&payload))
+        .max()
 }
 
 /// The local folders a replay or backfill reads and writes.
