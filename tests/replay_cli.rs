@@ -259,19 +259,27 @@ fn compact_with(args: &[&str], envs: &[(&str, &str)]) -> String {
     )
 }
 
+/// Every sample event file in `events/`, in name order.
+fn sample_events() -> Vec<PathBuf> {
+    let mut events: Vec<PathBuf> = std::fs::read_dir(repo("events"))
+        .expect("events/")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    events.sort();
+    events
+}
+
 /// Replays every sample event in `events/` into a fresh folder named after `label`, with
 /// `envs` set; returns the folder (its `store/` holds the outputs).
 fn replay_all_samples(label: &str, envs: &[(&str, &str)]) -> PathBuf {
     let out = std::env::temp_dir().join(format!("bucketlog-cli-{label}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     let metrics = out.join("metrics.ndjson");
-    let mut events: Vec<String> = std::fs::read_dir(repo("events"))
-        .expect("events/")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+    let events: Vec<String> = sample_events()
+        .iter()
         .map(|p| p.display().to_string())
         .collect();
-    events.sort();
     let events: Vec<&str> = events.iter().map(String::as_str).collect();
     replay_files(
         &events,
@@ -294,17 +302,11 @@ fn replaying_the_samples_writes_their_metrics_however_old_they_are() {
     let out = std::env::temp_dir().join(format!("bucketlog-cli-emf-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     let metrics = out.join("metrics.emf.ndjson");
-    let mut events: Vec<PathBuf> = std::fs::read_dir(repo("events"))
-        .expect("events/")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    events.sort();
     let mut command = Command::new(env!("CARGO_BIN_EXE_bucketlog"));
     command
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .arg("replay")
-        .args(&events)
+        .args(sample_events())
         .arg("--out")
         .arg(out.join("store"))
         .arg("--metrics")
