@@ -347,6 +347,7 @@ fn summarise(value: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     /// The Unix time of an RFC 3339 text, for the expectations below.
     fn unix(text: &str) -> i64 {
@@ -385,14 +386,13 @@ mod tests {
             latest_event_time(&sample("batch-operations-backfill")),
             None
         );
-        let two = serde_json::json!({"Records": [
+        let two = json!({"Records": [
             {"eventTime": "2026-11-20T14:05:13Z"},
             {"eventTime": "2026-11-21T09:00:00.5+01:00"},
             {"eventTime": "not a time"},
         ]});
         assert_eq!(latest_event_time(&two), Some(unix("2026-11-21T08:00:00Z")));
     }
-    use serde_json::json;
 
     fn s3_record(event: &str, key: &str) -> Value {
         json!({
