@@ -12,8 +12,8 @@ use crate::geo::ClientNetwork;
 use crate::json::{ObjectWriter, key};
 use crate::json_record::JsonLeftovers;
 use crate::keys::decode_logged_key_in;
-use crate::keys::hex_value;
 pub use crate::keys::{KeyEncoding, KeyScratch, decode_logged_key};
+use crate::keys::{Plus, push_decoded};
 use crate::recent::RecentAnswers;
 use crate::user_agent::{UserAgentDetails, cached_details};
 
@@ -325,22 +325,7 @@ fn decode_key_into(key: &str, out: &mut Vec<u8>) -> bool {
         return false;
     }
     out.clear();
-    let bytes = key.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let (Some(h), Some(l)) = (
-                bytes.get(i + 1).and_then(|&c| hex_value(c)),
-                bytes.get(i + 2).and_then(|&c| hex_value(c)),
-            )
-        {
-            out.push(h << 4 | l);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
+    push_decoded(key.as_bytes(), Plus::Keep, out);
     true
 }
 

@@ -309,26 +309,8 @@ pub fn latest_event_time(payload: &Value) -> Option<i64> {
 /// Decodes a key from an S3 notification: form-URL-encoded, so `+` is a space and
 /// `%2B` a plus. `None` when the bytes it decodes to are not UTF-8.
 pub fn decode_event_key(key: &str) -> Option<String> {
-    let bytes = key.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => match (
-                bytes.get(i + 1).and_then(|&c| (c as char).to_digit(16)),
-                bytes.get(i + 2).and_then(|&c| (c as char).to_digit(16)),
-            ) {
-                (Some(h), Some(l)) => {
-                    out.push((h * 16 + l) as u8);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            b => out.push(b),
-        }
-        i += 1;
-    }
+    let mut out = Vec::with_capacity(key.len());
+    crate::keys::push_decoded(key.as_bytes(), crate::keys::Plus::Space, &mut out);
     String::from_utf8(out).ok()
 }
 

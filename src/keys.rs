@@ -72,7 +72,7 @@ enum Decoding {
 
 /// What a `+` means in one percent-decoding pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Plus {
+pub(crate) enum Plus {
     /// A plus.
     Keep,
     /// A space.
@@ -242,7 +242,7 @@ fn push_candidate(
 /// Keys are short and, encoded twice, have an escape every few bytes, so after one search
 /// for the first byte that can change, the pass is a plain byte loop that copies the runs
 /// between changes whole: a search per escape cost more than the bytes it skipped.
-fn push_decoded(src: &[u8], plus: Plus, out: &mut Vec<u8>) -> Range<usize> {
+pub(crate) fn push_decoded(src: &[u8], plus: Plus, out: &mut Vec<u8>) -> Range<usize> {
     let start = out.len();
     let first = match plus {
         Plus::Keep => memchr::memchr(b'%', src),
