@@ -559,7 +559,7 @@ fn write_emf_document(
         match member {
             EmfMember::Dimension(value) => emf_json(out, value),
             EmfMember::Metric([one]) => emf_json(out, one),
-            EmfMember::Metric(values) => emf_json(out, values),
+            EmfMember::Metric(values) => emf_values_json(out, values),
             EmfMember::Aws => {
                 out.extend_from_slice(b"{\"CloudWatchMetrics\":[{\"Dimensions\":[");
                 let names: Vec<&str> = dimensions.iter().map(|(n, _)| *n).collect();
@@ -590,6 +590,31 @@ fn write_emf_document(
 fn emf_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
     // Writing numbers, strings and arrays of them to a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, value);
+}
+
+/// Appends `values` as serde_json writes an array of them. A distribution is written as
+/// runs of one repeated value (see [`emf_values`]), so each run's value is formatted once
+/// and its text copied for the repeats: the same bytes, without formatting every value.
+fn emf_values_json(out: &mut Vec<u8>, values: &[f64]) {
+    out.push(b'[');
+    // The previous value and where its text lies in `out`.
+    let mut previous: Option<(u64, std::ops::Range<usize>)> = None;
+    for (i, value) in values.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        match &previous {
+            Some((bits, text)) if *bits == value.to_bits() => {
+                out.extend_from_within(text.clone());
+            }
+            _ => {
+                let start = out.len();
+                emf_json(out, value);
+                previous = Some((value.to_bits(), start..out.len()));
+            }
+        }
+    }
+    out.push(b']');
 }
 
 /// Expands values × counts into repeated values, scaled down (largest remainder) when
@@ -800,12 +825,30 @@ mod tests {
             ("Bucket", "logs \"quoted\" \u{e9}\u{1}".to_string()),
             ("AlertType", "NewRequester".to_string()),
         ];
-        let cases: [&[(&MetricDatum, &[f64])]; 3] = [
+        let cases: [&[(&MetricDatum, &[f64])]; 4] = [
             &[
                 (&requests, &[4.0]),
                 (&bytes, &[1e21]),
                 (&time, &[0.5, 5.0, 120.0]),
             ],
+            // Runs of a repeated value, as a distribution is expanded; -0.0 is not 0.0.
+            &[(
+                &time,
+                &[
+                    5.0,
+                    5.0,
+                    5.0,
+                    0.0,
+                    -0.0,
+                    -0.0,
+                    0.0,
+                    1e21,
+                    1e21,
+                    f64::NAN,
+                    f64::NAN,
+                    2.5,
+                ],
+            )],
             &[(&time, &[])],
             // A metric named like a dimension replaces it, as a map insert would.
             &[(&clash, &[7.0]), (&requests, &[f64::MAX])],
