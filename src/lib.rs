@@ -51,6 +51,7 @@
 pub mod access_log;
 pub mod adapters;
 pub mod alerts;
+mod allocator;
 pub mod batch_ops;
 pub mod codec;
 pub mod config;
@@ -77,3 +78,8 @@ pub mod recent;
 mod scan;
 pub mod slots;
 pub mod user_agent;
+
+/// Every binary built on this crate allocates with mimalloc, configured for a small
+/// function's memory (see the module).
+#[global_allocator]
+static ALLOCATOR: allocator::Allocator = allocator::Allocator;
