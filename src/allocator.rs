@@ -9,10 +9,10 @@
 //! has the measurements.
 //!
 //! Why the options: with mimalloc's defaults a 1 GiB object peaked at 113–128 MiB of
-//! resident memory, against 80–83 MiB with glibc, too close to a 128 MB function. Freed
+//! resident memory, against 77–83 MiB with glibc, too close to a 128 MB function. Freed
 //! memory then stays committed for a second ([`PURGE_DELAY_MS`] shortens that) and arenas
 //! are committed ahead of use ([`ARENA_EAGER_COMMIT`] turns that off); with both set the
-//! same object peaks at 78–80 MiB.
+//! same object peaks at 78–85 MiB.
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::sync::atomic::{AtomicBool, Ordering};
