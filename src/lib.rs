@@ -51,6 +51,7 @@
 pub mod access_log;
 pub mod adapters;
 pub mod alerts;
+#[cfg(feature = "mimalloc")]
 mod allocator;
 pub mod batch_ops;
 pub mod codec;
@@ -80,6 +81,7 @@ pub mod slots;
 pub mod user_agent;
 
 /// Every binary built on this crate allocates with mimalloc, configured for a small
-/// function's memory (see the module).
+/// function's memory (see the module); the fuzz targets build without it.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: allocator::Allocator = allocator::Allocator;
