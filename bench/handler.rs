@@ -6,11 +6,19 @@
 //! cargo bench --bench handler -- --lines 200000 --runs 5
 //! cargo bench --bench handler -- --case gzip --case parse --runs 3
 //! cargo bench --bench handler -- --shape buckets:1     # one source bucket, as S3 writes
+//! cargo bench --bench handler -- --shape buckets:1 --lines 361 --baseline 5000
 //! ```
 //!
 //! The default input is `bucketlog gen`'s: three buckets taking random turns, record by
 //! record, over an hour. S3 itself writes one source bucket per log object; `--shape
 //! buckets:1` measures that.
+//!
+//! Each handler run starts from an empty store, so its requester baseline is a new
+//! bucket's. `--baseline N` stores, before each run, a baseline of N requesters and N
+//! addresses for every source bucket, learning long over: a steady bucket's, with the
+//! default `ALERT_BASELINE_MAX_ENTRIES` at 5000. Without a detection table the function
+//! reads and parses it for every log object. The generated addresses are all new to it,
+//! so every run also merges, evicts and writes it back: the worst case.
 //!
 //! Cases (all by default, interleaved run by run so that the machine's load falls on
 //! each alike):
@@ -42,6 +50,7 @@ use bucketlog::adapters::emf::EmfMetrics;
 use bucketlog::adapters::local::LocalStore;
 use bucketlog::adapters::local_state::LocalDetectionState;
 use bucketlog::adapters::memory::MemoryStore;
+use bucketlog::alerts::baseline::Baseline;
 use bucketlog::codec::MemberEncoder;
 use bucketlog::config::Config;
 use bucketlog::curate::{CurationSink, Curator, Rejected, WriterSink};
@@ -50,6 +59,7 @@ use bucketlog::event::ObjectRef;
 use bucketlog::generate::{GenerateOptions, Shape, write_shaped_log};
 use bucketlog::input::ObjectDecoder;
 use bucketlog::pipeline::Pipeline;
+use bucketlog::ports::ObjectStore;
 use serde_json::Value;
 
 /// The log bucket the benchmark's object is delivered to.
@@ -103,6 +113,8 @@ struct Options {
     cases: Vec<Case>,
     /// How the generated records spread over buckets and hours (`bucketlog gen --shape`).
     shape: Shape,
+    /// Requesters and addresses in the baseline stored before each handler run (0: none).
+    baseline: usize,
 }
 
 fn options(args: &[String]) -> Result<Options> {
@@ -110,6 +122,7 @@ fn options(args: &[String]) -> Result<Options> {
     let mut runs = 3;
     let mut cases = Vec::new();
     let mut shape = Shape::TimeOrder;
+    let mut baseline = 0;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let mut value = || it.next().with_context(|| format!("{arg} needs a value"));
@@ -118,6 +131,7 @@ fn options(args: &[String]) -> Result<Options> {
             "--runs" => runs = value()?.parse().context("--runs")?,
             "--case" => cases.push(Case::parse(value()?)?),
             "--shape" => shape = value()?.parse().map_err(anyhow::Error::msg)?,
+            "--baseline" => baseline = value()?.parse().context("--baseline")?,
             "--bench" => {}
             other => bail!("unknown argument {other:?}"),
         }
@@ -142,6 +156,7 @@ fn options(args: &[String]) -> Result<Options> {
         runs,
         cases,
         shape,
+        baseline,
     })
 }
 
@@ -184,16 +199,51 @@ fn config(compression: Option<&str>) -> Result<Config> {
 struct Ran {
     records: u64,
     output_bytes: u64,
+    /// Whether every stored baseline was read and written back changed (`--baseline`;
+    /// the benchmark's addresses are all new to it).
+    baselines_rewritten: bool,
 }
 
-/// The records a handler response reports, over every processed object.
-fn records_in(response: &Value) -> u64 {
+/// The sum of `field` over every object a handler response reports.
+fn reported(response: &Value, field: &str) -> u64 {
     response["objects"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|o| o["records"].as_u64())
+        .filter_map(|o| o[field].as_u64())
         .sum()
+}
+
+/// A steady bucket's baseline for each source bucket of `log`, as the store holds it:
+/// `entries` requesters and as many addresses, last seen a day before the records, and
+/// learning started a month before.
+fn stored_baselines(log: &[u8], entries: usize) -> Result<Vec<(ObjectRef, bytes::Bytes)>> {
+    let mut buckets: Vec<&str> = log
+        .split(|&b| b == b'\n')
+        .filter_map(|line| std::str::from_utf8(line).ok()?.split(' ').nth(1))
+        .collect();
+    buckets.sort_unstable();
+    buckets.dedup();
+    let state_prefix = config(None)?.state_prefix;
+    Ok(buckets
+        .into_iter()
+        .map(|bucket| {
+            let mut baseline = Baseline::new(bucket, NOW - 30 * 86_400);
+            for i in 0..entries {
+                let seen = NOW - 86_400 - i as i64;
+                baseline
+                    .requesters
+                    .insert(format!("arn:aws:iam::123456789012:role/known-{i:05}"), seen);
+                let ip = format!("10.{}.{}.{}", i >> 16 & 255, i >> 8 & 255, i & 255);
+                baseline.remote_ips.insert(ip, seen);
+            }
+            let at = ObjectRef {
+                bucket: BUCKET.into(),
+                key: format!("{state_prefix}baseline/{bucket}.json"),
+            };
+            (at, bytes::Bytes::from(baseline.to_json()))
+        })
+        .collect())
 }
 
 /// One run of `case` on `log`. Only what happens in here is counted by callgrind
@@ -205,6 +255,7 @@ fn measured(
     event: &Value,
     runtime: &tokio::runtime::Runtime,
     scratch: &Path,
+    baselines: &[(ObjectRef, bytes::Bytes)],
 ) -> Result<Ran> {
     match case {
         Case::Parse => {
@@ -220,6 +271,7 @@ fn measured(
             Ok(Ran {
                 records,
                 output_bytes: out.0,
+                baselines_rewritten: false,
             })
         }
         Case::ParseCompressed(format) => {
@@ -247,11 +299,15 @@ fn measured(
             Ok(Ran {
                 records,
                 output_bytes: sink.bytes,
+                baselines_rewritten: false,
             })
         }
         Case::Handler(compression) => {
             let store = MemoryStore::discarding_parts();
             store.insert(&log_object(), log.clone());
+            for (at, baseline) in baselines {
+                store.insert(at, baseline.clone());
+            }
             let pipeline = Pipeline::new(store, config(Some(compression))?)
                 .with_metrics(Box::new(EmfMetrics::to_writer(
                     "S3AccessLogs".into(),
@@ -267,8 +323,13 @@ fn measured(
                 .map(|(_, _, size)| size)
                 .sum();
             Ok(Ran {
-                records: records_in(&response),
+                records: reported(&response, "records"),
                 output_bytes,
+                baselines_rewritten: baselines.iter().all(|(at, stored)| {
+                    runtime
+                        .block_on(pipeline.store().get_small(at))
+                        .is_ok_and(|now| now.is_some_and(|(bytes, _)| bytes != stored[..]))
+                }),
             })
         }
         Case::Local => {
@@ -288,8 +349,9 @@ fn measured(
             .with_clock(|| NOW);
             let response = runtime.block_on(pipeline.handle(event))?;
             Ok(Ran {
-                records: records_in(&response),
+                records: reported(&response, "records"),
                 output_bytes: folder_bytes(&out.join(BUCKET).join("curated"))?,
+                baselines_rewritten: false,
             })
         }
     }
@@ -431,6 +493,10 @@ fn run(opts: &Options) -> Result<Vec<Measured>> {
         .enable_all()
         .build()?;
     let scratch = Scratch::new(&log)?;
+    let baselines = match opts.baseline {
+        0 => Vec::new(),
+        entries => stored_baselines(&log, entries)?,
+    };
     let mut results: Vec<Measured> = opts
         .cases
         .iter()
@@ -446,7 +512,7 @@ fn run(opts: &Options) -> Result<Vec<Measured>> {
         for m in &mut results {
             let (u0, s0) = cpu_seconds();
             let t0 = Instant::now();
-            let ran = measured(m.case, &log, &event, &runtime, &scratch.0)?;
+            let ran = measured(m.case, &log, &event, &runtime, &scratch.0, &baselines)?;
             let wall = t0.elapsed().as_secs_f64();
             let (u1, s1) = cpu_seconds();
             ensure!(
@@ -455,6 +521,13 @@ fn run(opts: &Options) -> Result<Vec<Measured>> {
                 m.case.name(),
                 ran.records,
                 opts.lines
+            );
+            ensure!(
+                baselines.is_empty()
+                    || !matches!(m.case, Case::Handler(_))
+                    || ran.baselines_rewritten,
+                "{}: the stored baselines were not merged into",
+                m.case.name()
             );
             m.user.push(u1 - u0);
             m.sys.push(s1 - s0);
@@ -515,9 +588,15 @@ fn main() -> Result<()> {
         let opts = options(&["--lines".into(), "2000".into(), "--runs".into(), "1".into()])?;
         let results = run(&opts)?;
         ensure!(results.len() == opts.cases.len(), "every case ran");
+        let lines = opts.lines;
+        let steady = Options {
+            baseline: 100,
+            cases: vec![Case::parse("zstd")?],
+            ..opts
+        };
+        run(&steady)?;
         println!(
-            "bench/handler.rs: every case curated all {} lines",
-            opts.lines
+            "bench/handler.rs: every case curated all {lines} lines, and merged into a stored baseline"
         );
         return Ok(());
     }
