@@ -5,8 +5,8 @@
 //! Why mimalloc: each log object allocates and frees many small blocks (the counters'
 //! keys, samples, metric documents) around a few large buffers. On S3's small objects
 //! glibc's malloc spent about a sixth of the handler's CPU on them, much of it merging
-//! free chunks (`malloc_consolidate`, `unlink_chunk`). BENCHMARKS.md, "Small objects",
-//! has the measurements.
+//! free chunks (`malloc_consolidate`, `unlink_chunk`). BENCHMARKS.md, "What changed,
+//! round by round", has the measurements.
 //!
 //! Why the options: with mimalloc's defaults a 1 GiB object peaked at 113–128 MiB of
 //! resident memory, against 77–83 MiB with glibc, too close to a 128 MB function. Freed
