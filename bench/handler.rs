@@ -208,13 +208,13 @@ struct Ran {
     baselines_rewritten: Option<bool>,
 }
 
-/// The sum of `field` over every object a handler response reports.
-fn reported(response: &Value, field: &str) -> u64 {
+/// The records a handler response reports, over every processed object.
+fn records_in(response: &Value) -> u64 {
     response["objects"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|o| o[field].as_u64())
+        .filter_map(|o| o["records"].as_u64())
         .sum()
 }
 
@@ -228,7 +228,8 @@ fn stored_baselines(log: &[u8], entries: usize) -> Result<Vec<(ObjectRef, bytes:
         .collect();
     buckets.sort_unstable();
     buckets.dedup();
-    let state_prefix = config(None)?.state_prefix;
+    // Only asked where the baselines live.
+    let pipeline = Pipeline::new(MemoryStore::default(), config(None)?);
     Ok(buckets
         .into_iter()
         .map(|bucket| {
@@ -241,10 +242,7 @@ fn stored_baselines(log: &[u8], entries: usize) -> Result<Vec<(ObjectRef, bytes:
                 let ip = format!("10.{}.{}.{}", i >> 16 & 255, i >> 8 & 255, i & 255);
                 baseline.remote_ips.insert(ip, seen);
             }
-            let at = ObjectRef {
-                bucket: BUCKET.into(),
-                key: format!("{state_prefix}baseline/{bucket}.json"),
-            };
+            let at = pipeline.baseline_ref(BUCKET, bucket);
             (at, bytes::Bytes::from(baseline.to_json()))
         })
         .collect())
@@ -328,7 +326,7 @@ fn measured(
                 .map(|(_, _, size)| size)
                 .sum();
             Ok(Ran {
-                records: reported(&response, "records"),
+                records: records_in(&response),
                 output_bytes,
                 baselines_rewritten: verify.then(|| {
                     baselines.iter().all(|(at, stored)| {
@@ -356,7 +354,7 @@ fn measured(
             .with_clock(|| NOW);
             let response = runtime.block_on(pipeline.handle(event))?;
             Ok(Ran {
-                records: reported(&response, "records"),
+                records: records_in(&response),
                 output_bytes: folder_bytes(&out.join(BUCKET).join("curated"))?,
                 baselines_rewritten: None,
             })

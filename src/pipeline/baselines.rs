@@ -28,7 +28,9 @@ pub(super) struct StoredBaseline {
 }
 
 impl<S: ObjectStore> Pipeline<S> {
-    fn baseline_ref(&self, output_bucket: &str, bucket: &str) -> ObjectRef {
+    /// Where source `bucket`'s requester baseline lives in `output_bucket` (read and
+    /// written for every log object when there is no detection table).
+    pub fn baseline_ref(&self, output_bucket: &str, bucket: &str) -> ObjectRef {
         ObjectRef {
             bucket: output_bucket.to_string(),
             key: format!("{}baseline/{}.json", self.config.state_prefix, bucket),
