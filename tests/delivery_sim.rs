@@ -50,6 +50,7 @@ use support::dynamodb::PageModel;
 use support::inbox::{self, AlertInbox};
 use support::moto::{MotoServer, unique_bucket};
 use support::s3;
+use support::scratch::Scratch;
 
 /// The event S3 sends for a new object, as in the sample events.
 const EVENT_TEMPLATE: &str = include_str!("../events/s3-put.json");
@@ -63,6 +64,8 @@ struct World {
     inbox: AlertInbox,
     /// Where the access logs are delivered and the outputs go.
     log_bucket: String,
+    /// The local detection state's folder, shared by every pipeline of the run.
+    scratch: Scratch,
 }
 
 impl World {
@@ -76,6 +79,7 @@ impl World {
             server,
             inbox: AlertInbox::create(&sdk, &log_bucket).await,
             s3,
+            scratch: Scratch::new(&format!("sim-{log_bucket}")),
             log_bucket,
         }
     }
@@ -118,8 +122,8 @@ async fn build_pipeline(world: &World) -> Pipeline<S3Store> {
     // hour of counters (BENCHMARKS.md, "Detection state"), so the 64-host hour would take
     // hours there. The DynamoDB adapter itself is tested against moto in
     // tests/shared_detection.rs.
-    let dir = std::env::temp_dir().join(format!("bucketlog-sim-{}", world.log_bucket));
-    let state = LocalDetectionState::open(dir.join("state.json")).expect("detection state");
+    let state =
+        LocalDetectionState::open(world.scratch.join("state.json")).expect("detection state");
     Pipeline::new(S3Store::new(world.s3.clone()), config(&world.log_bucket))
         .with_notifier(world.inbox.notifier())
         .with_detection_state(Box::new(state))
@@ -800,7 +804,7 @@ async fn deliver_counting(sim: &Simulation, start: i64, shared: bool) -> Request
         format!("Test/{}", world.log_bucket),
     );
     let store = CountingStore::new(S3Store::new(world.s3.clone()));
-    let dir = std::env::temp_dir().join(format!("bucketlog-req-{}", world.log_bucket));
+    let dir = Scratch::new(&format!("req-{}", world.log_bucket));
     let state = CountingState {
         inner: Arc::new(LocalDetectionState::open(dir.join("state.json")).expect("state")),
         used: Arc::default(),
@@ -870,7 +874,7 @@ async fn deliver_counting(sim: &Simulation, start: i64, shared: bool) -> Request
         let known = |list: &str| baseline[list].as_object().map_or(0, |m| m.len());
         Some((known("requesters"), known("remote_ips")))
     };
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(dir);
     RequestRun {
         hours,
         duplicates,

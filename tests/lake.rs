@@ -22,6 +22,7 @@ use bucketlog::ports::{
 use serde_json::Value;
 use support::delivery::{Layout, SimConfig, simulate};
 use support::fault_proxy::{Fault, FaultProxy, Rule};
+use support::scratch::Scratch;
 use support::{lake, moto, pipeline, s3};
 
 fn config(bucket: &str, extra: &[(&str, &str)]) -> Config {
@@ -80,10 +81,8 @@ async fn deliver(
     pipeline.handle(&event).await.expect("handled");
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("bucketlog-lake-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+fn scratch(name: &str) -> Scratch {
+    Scratch::new(&format!("lake-{name}"))
 }
 
 async fn compact_now<S: ObjectStore>(store: &S, bucket: &str, config: &Config) -> CompactionReport {

@@ -62,9 +62,8 @@ fn wait_for_port(port: u16, what: &str, child: &mut Child) {
 }
 
 fn invoke(cargo_lambda: &PathBuf, port: u16, event: &Value) -> (bool, String) {
-    let dir = std::env::temp_dir().join(format!("bucketlog-e2e-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join(format!("event-{}.json", free_port()));
+    let dir = support::scratch::Scratch::new("e2e-event");
+    let file = dir.join("event.json");
     std::fs::write(&file, event.to_string()).unwrap();
     let output = Command::new(cargo_lambda)
         .args([

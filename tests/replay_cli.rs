@@ -184,7 +184,7 @@ async fn replay_over_moto_writes_batches_to_output_bucket() {
         "{compacted}"
     );
     assert!(compacted.contains("2 curated objects"), "{compacted}");
-    let dir = std::env::temp_dir().join(format!("bucketlog-cli-s3-lake-{}", std::process::id()));
+    let dir = support::scratch::Scratch::new("cli-s3-lake");
     let summary = support::lake::readback_s3(&client, &bucket, &dir).await;
     assert_eq!(summary["rows"], 8, "{summary}");
 }

@@ -1,4 +1,4 @@
-//! Tiny MaxMind-format databases for the geo tests, built once per test binary by
+//! Tiny MaxMind-format databases for the geo tests, built once (see [`databases`]) by
 //! `scripts/make_test_mmdb.py` (mmdb-writer, from .venv). What they hold is listed in the
 //! script's header: 192.0.2.0/24 is DE, Berlin, AS64500; 198.51.100.0/24 is US, Seattle,
 //! AS4200000001; 203.0.113.0/24 is JP with no city and no AS; 2001:db8::/32 is NL,
@@ -10,14 +10,28 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 /// The folder holding `test-city.mmdb`, `test-country.mmdb` and `test-asn.mmdb`.
+///
+/// It is Cargo's scratch folder for integration tests (`target/tmp`), named after the
+/// script's own bytes, so test binaries share one build of the databases and a changed
+/// script builds new ones. Each build goes to a folder of its own first and is renamed
+/// into place, so two test binaries starting together never read a half-written file.
 pub fn databases() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("bucketlog-mmdb-{}", std::process::id()));
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/make_test_mmdb.py");
+        let text = std::fs::read(&script).expect("read make_test_mmdb.py");
+        let mut hasher = std::hash::DefaultHasher::new();
+        std::hash::Hash::hash(&text, &mut hasher);
+        let root = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let dir = root.join(format!("mmdb-{:016x}", std::hash::Hasher::finish(&hasher)));
+        if dir.is_dir() {
+            return dir;
+        }
+        let building = root.join(format!("mmdb-building-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&building);
         let out = Command::new(super::lake::python())
             .arg(script)
-            .arg(&dir)
+            .arg(&building)
             .output()
             .expect("run make_test_mmdb.py");
         assert!(
@@ -25,6 +39,15 @@ pub fn databases() -> &'static Path {
             "make_test_mmdb.py failed (is mmdb-writer in .venv? run scripts/test): {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        if std::fs::rename(&building, &dir).is_err() {
+            // Another test binary renamed its build into place first: the same bytes.
+            assert!(
+                dir.is_dir(),
+                "cannot move {} into place",
+                building.display()
+            );
+            let _ = std::fs::remove_dir_all(&building);
+        }
         dir
     })
 }

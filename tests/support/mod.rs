@@ -1,5 +1,5 @@
 //! Shared helpers for integration tests: `mod support;` then `support::moto`, `support::s3`,
-//! `support::pipeline`, `support::delivery`, `support::inbox`, `support::geo`.
+//! `support::pipeline`, `support::delivery`, `support::inbox`, `support::geo`, `support::scratch`.
 #![allow(dead_code)]
 
 pub mod cwl;
@@ -12,3 +12,4 @@ pub mod lake;
 pub mod moto;
 pub mod pipeline;
 pub mod s3;
+pub mod scratch;

@@ -32,11 +32,18 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Runs `moto_server` as `$1`, on 127.0.0.1 port `$2`, and kills it when
 /// stdin reaches EOF. Exits with moto's status if moto dies on its own.
 /// (Background jobs get /dev/null as stdin, hence the fd 3 dance.)
+/// A moto stopped that way, because its test process is done with it, has its log
+/// `$3` removed unless `BUCKETLOG_KEEP_MOTO_LOGS` is set, so runs leave no logs
+/// behind; a moto that died on its own keeps its log to be read.
 const WRAPPER: &str = r#"
 exec 3<&0
 "$1" -H 127.0.0.1 -p "$2" </dev/null 3<&- &
 pid=$!
-( read -r _ || true; kill "$pid" 2>/dev/null ) <&3 &
+(
+    read -r _ || true
+    [ -n "${BUCKETLOG_KEEP_MOTO_LOGS:-}" ] || rm -f "$3"
+    kill "$pid" 2>/dev/null
+) <&3 &
 watchdog=$!
 exec 3<&-
 wait "$pid"
@@ -75,6 +82,7 @@ impl MotoServer {
             .arg("bucketlog-moto")
             .arg(&bin)
             .arg(port.to_string())
+            .arg(&log)
             .stdin(Stdio::piped())
             .stdout(out)
             .stderr(err)
