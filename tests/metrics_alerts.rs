@@ -390,6 +390,69 @@ async fn a_new_requester_alerts_only_after_the_learning_period() {
     }
 }
 
+/// A warm function keeps the baseline it last read or wrote, parsed, and parses it again
+/// only when another invocation wrote it since: it never checks an object against a
+/// version another instance has replaced, and a version nobody replaced still finds what
+/// is new.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_function_reads_the_baseline_again_once_another_instance_wrote_it() {
+    let w = World::new("warm-baseline").await;
+    let config = w.config(&[("ALERT_LEARNING_HOURS", "1")]);
+    let (warm, other) = (w.pipeline(config.clone()), w.pipeline(config));
+    let t0 = now() - 4 * 3600;
+    let world = &w;
+    let object = |name: &'static str, t: i64, who: &'static [&'static str]| {
+        let lines: Vec<String> = who
+            .iter()
+            .map(|r| line(&world.bucket, t, "192.0.2.1", r, 200, 1))
+            .collect();
+        async move { world.log_object(name, &lines).await }
+    };
+
+    // Learning: the warm instance learns alice and keeps the version it wrote; another
+    // instance then learns bob, replacing that version.
+    let first = object("2026-11-22-08-00-00-A", t0, &[ALICE]).await;
+    warm.handle(&first).await.expect("first");
+    let learning = object("2026-11-22-08-30-00-B", t0 + 1800, &[BOB]).await;
+    other.handle(&learning).await.expect("learning");
+
+    // Learning is over. The warm instance's kept version lacks bob, but it is not the
+    // stored one: the stored one is read, and bob is known.
+    let later = object("2026-11-22-10-00-00-C", t0 + 7200, &[ALICE, BOB]).await;
+    warm.handle(&later).await.expect("later");
+    assert!(w.delivered().await.is_empty(), "bob was learned elsewhere");
+    assert_eq!(
+        warm.baseline_cache_hits(),
+        0,
+        "the kept version was outdated"
+    );
+
+    // Nobody wrote since: the version it read is served without parsing, and still finds
+    // mallory new.
+    let newcomer = object("2026-11-22-10-05-00-D", t0 + 7500, &[ALICE, MALLORY]).await;
+    warm.handle(&newcomer).await.expect("newcomer");
+    assert_eq!(warm.baseline_cache_hits(), 1);
+    let delivered: Vec<String> = w
+        .delivered()
+        .await
+        .iter()
+        .map(|a| format!("{} {}", a["type"], a["subject"]["value"]))
+        .collect();
+    assert_eq!(delivered, [format!("\"new_requester\" \"{MALLORY}\"")]);
+    let baseline = w.baseline().await;
+    for who in [ALICE, BOB, MALLORY] {
+        assert!(
+            baseline["requesters"].get(who).is_some(),
+            "{who} in {baseline}"
+        );
+    }
+}
+
+/// Requesters of [`a_warm_function_reads_the_baseline_again_once_another_instance_wrote_it`].
+const ALICE: &str = "arn:aws:iam::123456789012:user/alice";
+const BOB: &str = "arn:aws:iam::123456789012:user/bob";
+const MALLORY: &str = "arn:aws:iam::999999999999:user/mallory";
+
 /// Issue 13 through the real handler over moto: the databases are `s3://` objects the
 /// pipeline copies at start-up, curated records carry the client's country, city and
 /// network, a new address's alert names them, and an address of an `ALERT_ALLOW_ASNS`

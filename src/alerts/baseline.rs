@@ -323,12 +323,7 @@ impl Baseline {
         ];
         let mut changed = false;
         for (kind, seen, known) in lists {
-            // Close to the bound, the next object may evict: its times must then be exact.
-            let refresh = if known.len() + SEEN_COUNTERS > settings.baseline_max_entries {
-                1
-            } else {
-                REFRESH_SECONDS
-            };
+            let refresh = refresh_seconds(known.len(), settings);
             for (subject, s) in seen {
                 let Some(subject) = stored_subject(settings, kind, subject) else {
                     continue;
@@ -347,6 +342,48 @@ impl Baseline {
             changed |= evict_least_recent(known, settings.baseline_max_entries);
         }
         changed
+    }
+
+    /// Whether [`Baseline::absorb`] may change what is stored. False means that absorbing
+    /// would only move last-seen times that are not written, so the baseline as read is
+    /// still exactly the stored one and a warm function may keep it
+    /// ([`super::baseline_cache`]); the copy `absorb` leaves in memory it may not keep.
+    /// Reads only. Never false when `absorb` would return true.
+    pub fn may_change(&self, sightings: &BucketSightings, settings: &AlertSettings) -> bool {
+        let lists = [
+            (
+                SubjectKind::Requester,
+                &sightings.requesters,
+                &self.requesters,
+            ),
+            (
+                SubjectKind::RemoteIp,
+                &sightings.remote_ips,
+                &self.remote_ips,
+            ),
+        ];
+        lists.into_iter().any(|(kind, seen, known)| {
+            let refresh = refresh_seconds(known.len(), settings);
+            known.len() > settings.baseline_max_entries
+                || seen.iter().any(|(subject, s)| {
+                    stored_subject(settings, kind, subject).is_some_and(|subject| {
+                        known
+                            .get(subject.as_ref())
+                            .is_none_or(|last| s.last >= last.saturating_add(refresh))
+                    })
+                })
+        })
+    }
+}
+
+/// How far a known subject's last-seen time must move before the baseline is written for
+/// it: [`REFRESH_SECONDS`], or one second close to the bound, where the next object may
+/// evict and the times must then be exact.
+fn refresh_seconds(known: usize, settings: &AlertSettings) -> i64 {
+    if known + SEEN_COUNTERS > settings.baseline_max_entries {
+        1
+    } else {
+        REFRESH_SECONDS
     }
 }
 
@@ -597,6 +634,79 @@ mod tests {
             let expected: BTreeMap<String, i64> =
                 by_age.into_iter().skip(evicted).map(|(t, k)| (k, t)).collect();
             proptest::prop_assert_eq!(known, expected);
+        }
+    }
+
+    /// Stored last-seen times: `seen(t)` is last seen at `t + 10`, so these sit on, just
+    /// before and just after the refresh thresholds of the times [`seen_time`] gives.
+    fn known_time() -> impl proptest::strategy::Strategy<Value = i64> {
+        proptest::sample::select(vec![9, 10, 11, 12, 10 + REFRESH_SECONDS])
+    }
+
+    /// Sighting times (`seen(t)` is last seen at `t + 10`).
+    fn seen_time() -> impl proptest::strategy::Strategy<Value = i64> {
+        proptest::sample::select(vec![
+            0,
+            1,
+            2,
+            REFRESH_SECONDS - 1,
+            REFRESH_SECONDS,
+            REFRESH_SECONDS + 1,
+            2 * REFRESH_SECONDS,
+        ])
+    }
+
+    proptest::proptest! {
+        /// `may_change` is false only when `absorb` would not write, and, when no two
+        /// sightings are one stored subject in two spellings, exactly when it would not.
+        #[test]
+        fn may_change_answers_as_absorb_would(
+            known in proptest::collection::btree_map("[a-d]", known_time(), 0..5),
+            known_ips in proptest::collection::btree_map(
+                proptest::sample::select(vec!["192.0.2.1", "2001:db8::1", "10.0.0.1"]),
+                known_time(),
+                0..3,
+            ),
+            requesters in proptest::collection::vec(("[a-e]", seen_time()), 0..6),
+            ips in proptest::collection::vec(
+                (
+                    proptest::sample::select(vec![
+                        "192.0.2.1", "2001:db8::1", "2001:DB8:0::1", "10.0.0.1", "not-an-ip",
+                    ]),
+                    seen_time(),
+                ),
+                0..6,
+            ),
+            max in proptest::sample::select(vec![1usize, 3, 5, 10_000]),
+        ) {
+            let settings = AlertSettings {
+                baseline_max_entries: max,
+                allow_cidrs: vec![crate::alerts::allow::Cidr::parse("10.0.0.0/8").unwrap()],
+                ..AlertSettings::default()
+            };
+            let mut base = Baseline::new("b", 0);
+            base.requesters = known;
+            base.remote_ips = known_ips.into_iter().map(|(k, t)| (k.to_string(), t)).collect();
+            let requesters: Vec<(&str, i64)> =
+                requesters.iter().map(|(k, t)| (k.as_str(), *t)).collect();
+            let s = sightings(&requesters, &ips);
+            let may = base.may_change(&s, &settings);
+            let absorbed = base.clone().absorb(&s, &settings);
+            proptest::prop_assert!(may || !absorbed, "absorb wrote what may_change ruled out");
+            let stored = |kind, list: &[(String, Seen)]| -> Vec<String> {
+                list.iter()
+                    .filter_map(|(k, _)| stored_subject(&settings, kind, k).map(|c| c.into_owned()))
+                    .collect()
+            };
+            let unique = |v: Vec<String>| {
+                let n = v.len();
+                v.into_iter().collect::<std::collections::BTreeSet<_>>().len() == n
+            };
+            if unique(stored(SubjectKind::Requester, &s.requesters))
+                && unique(stored(SubjectKind::RemoteIp, &s.remote_ips))
+            {
+                proptest::prop_assert_eq!(may, absorbed);
+            }
         }
     }
 

@@ -9,6 +9,7 @@
 
 pub mod allow;
 pub mod baseline;
+pub mod baseline_cache;
 pub mod detect;
 pub mod heavy;
 pub mod known;

@@ -1,6 +1,8 @@
 //! The requester baseline step: each bucket's baseline is read before the marker (to find
 //! new subjects) and merged back after it with conditional writes, re-reading and
-//! re-merging when another invocation wrote it in between.
+//! re-merging when another invocation wrote it in between. A warm function keeps the
+//! baselines it last read or wrote parsed, and parses a read again only when its ETag
+//! says another invocation wrote since ([`crate::alerts::baseline_cache`]).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -9,6 +11,7 @@ use tracing::{info, warn};
 use super::{Pipeline, ProcessError};
 use crate::alerts::AlertSettings;
 use crate::alerts::baseline::Baseline;
+use crate::alerts::baseline_cache::BaselineCache;
 use crate::alerts::detect::BucketSightings;
 use crate::event::ObjectRef;
 use crate::ports::{ObjectStore, PutCondition, PutOutcome};
@@ -25,6 +28,8 @@ pub(super) struct StoredBaseline {
     /// Written even if the sightings change nothing: it is new, or replaces an unreadable
     /// one (either way its learning start must be stored).
     fresh: bool,
+    /// Its size in the store, in bytes (what [`BaselineCache`] counts).
+    bytes: usize,
 }
 
 impl<S: ObjectStore> Pipeline<S> {
@@ -44,31 +49,47 @@ impl<S: ObjectStore> Pipeline<S> {
     ) -> Result<StoredBaseline, ProcessError> {
         let at = self.baseline_ref(output_bucket, &sightings.bucket);
         let fresh = || Baseline::new(&sightings.bucket, sightings.earliest);
-        Ok(match self.store.get_small(&at).await? {
-            None => StoredBaseline {
+        let Some((bytes, etag)) = self.store.get_small(&at).await? else {
+            return Ok(StoredBaseline {
                 baseline: fresh(),
                 condition: PutCondition::IfAbsent,
                 fresh: true,
-            },
-            Some((bytes, etag)) => {
-                let condition = etag.map_or(PutCondition::None, PutCondition::IfMatch);
-                match Baseline::from_json(&bytes) {
-                    Ok(baseline) => StoredBaseline {
-                        baseline,
-                        condition,
-                        fresh: false,
-                    },
-                    Err(e) => {
-                        warn!(baseline = %at, error = %e, "unreadable baseline: starting a new one (learning again)");
-                        StoredBaseline {
-                            baseline: fresh(),
-                            condition,
-                            fresh: true,
-                        }
-                    }
-                }
+                bytes: 0,
+            });
+        };
+        let size = bytes.len();
+        let cached = etag
+            .as_ref()
+            .and_then(|etag| self.cached_baselines().take(&at.to_string(), etag));
+        let (baseline, fresh) = match cached.map_or_else(|| Baseline::from_json(&bytes), Ok) {
+            Ok(baseline) => (baseline, false),
+            Err(e) => {
+                warn!(baseline = %at, error = %e, "unreadable baseline: starting a new one (learning again)");
+                (fresh(), true)
             }
+        };
+        Ok(StoredBaseline {
+            baseline,
+            // Without an ETag the write cannot be conditional (nor the parse skipped).
+            condition: etag.map_or(PutCondition::None, PutCondition::IfMatch),
+            fresh,
+            bytes: size,
         })
+    }
+
+    /// The warm function's parsed baselines; a panic elsewhere while holding them leaves
+    /// nothing half-changed (each call takes or keeps whole entries), so a poisoned lock
+    /// is used as it is.
+    fn cached_baselines(&self) -> std::sync::MutexGuard<'_, BaselineCache> {
+        self.baseline_cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// How many baseline reads this pipeline served without parsing (the ETag was the one
+    /// it last read or wrote), for tests and benchmarks.
+    pub fn baseline_cache_hits(&self) -> u64 {
+        self.cached_baselines().hits()
     }
 
     /// Merges the sightings into each baseline with conditional writes, re-reading and
@@ -92,16 +113,35 @@ impl<S: ObjectStore> Pipeline<S> {
                     mut baseline,
                     condition,
                     fresh,
+                    bytes,
                 } = current;
+                if !fresh && !baseline.may_change(sightings, settings) {
+                    // Still exactly the stored version: kept as it was read.
+                    if let PutCondition::IfMatch(etag) = &condition {
+                        self.cached_baselines()
+                            .keep(&at.to_string(), etag, bytes, baseline);
+                    }
+                    break;
+                }
+                // Absorbing moves unwritten times in memory too, so a baseline that is
+                // then not written is not kept.
                 if !baseline.absorb(sightings, settings) && !fresh {
                     break;
                 }
+                let json = baseline.to_json();
+                let size = json.len();
                 match self
                     .store
-                    .put(&at, baseline.to_json(), "application/json", condition)
+                    .put(&at, json, "application/json", condition)
                     .await?
                 {
-                    PutOutcome::Written { .. } => break,
+                    PutOutcome::Written { etag } => {
+                        if let Some(etag) = etag {
+                            self.cached_baselines()
+                                .keep(&at.to_string(), &etag, size, baseline);
+                        }
+                        break;
+                    }
                     PutOutcome::PreconditionFailed => {
                         attempt += 1;
                         if attempt >= BASELINE_ATTEMPTS {

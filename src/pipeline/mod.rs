@@ -265,6 +265,9 @@ pub struct Pipeline<S> {
     batch_output_bucket: Option<String>,
     /// The client databases every record's address is looked up in.
     lookups: std::sync::Arc<crate::geo::ClientLookups>,
+    /// Baselines this warm function last read or wrote, parsed
+    /// ([`crate::alerts::baseline_cache`]).
+    baseline_cache: std::sync::Mutex<crate::alerts::baseline_cache::BaselineCache>,
 }
 
 impl<S: ObjectStore> Pipeline<S> {
@@ -281,6 +284,7 @@ impl<S: ObjectStore> Pipeline<S> {
             clock: system_now,
             batch_output_bucket: None,
             lookups: std::sync::Arc::new(crate::geo::ClientLookups::none()),
+            baseline_cache: std::sync::Mutex::default(),
         }
     }
 
