@@ -20,6 +20,12 @@
 //! reads and parses it for every log object. The generated addresses are all new to it,
 //! so every run also merges, evicts and writes it back: the worst case.
 //!
+//! `--warm` makes each handler case one warm function instead: one pipeline and store
+//! for all its runs, each run a new log object (its own key) of the same records, as a
+//! warm Lambda handles a bucket's objects in turn. From the second run on, the bucket's
+//! baseline is the version the function itself last read or wrote, and nothing in the
+//! records is new to it: a steady bucket whose objects bring known subjects.
+//!
 //! Cases (all by default, interleaved run by run so that the machine's load falls on
 //! each alike):
 //! - `parse`: the curator alone into a discarding writer, what `bucketlog parse -q`
@@ -115,6 +121,8 @@ struct Options {
     shape: Shape,
     /// Requesters and addresses in the baseline stored before each handler run (0: none).
     baseline: usize,
+    /// One warm pipeline per handler case for all its runs, each run a new log object.
+    warm: bool,
     /// Check after each handler run that the stored baselines were merged into (under
     /// `cargo test`; it reads them back, so it is not done when measuring).
     verify: bool,
@@ -126,6 +134,7 @@ fn options(args: &[String]) -> Result<Options> {
     let mut cases = Vec::new();
     let mut shape = Shape::TimeOrder;
     let mut baseline = 0;
+    let mut warm = false;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let mut value = || it.next().with_context(|| format!("{arg} needs a value"));
@@ -135,6 +144,7 @@ fn options(args: &[String]) -> Result<Options> {
             "--case" => cases.push(Case::parse(value()?)?),
             "--shape" => shape = value()?.parse().map_err(anyhow::Error::msg)?,
             "--baseline" => baseline = value()?.parse().context("--baseline")?,
+            "--warm" => warm = true,
             "--bench" => {}
             other => bail!("unknown argument {other:?}"),
         }
@@ -160,6 +170,7 @@ fn options(args: &[String]) -> Result<Options> {
         cases,
         shape,
         baseline,
+        warm,
         verify: false,
     })
 }
@@ -176,15 +187,16 @@ fn cpu_seconds() -> (f64, f64) {
     (secs(usage.ru_utime), secs(usage.ru_stime))
 }
 
-/// The S3 event for the benchmark's object, from the sample event shipped in `events/`.
-fn event(size: usize) -> Result<Value> {
+/// The S3 event for the benchmark's object `key`, from the sample event shipped in
+/// `events/`.
+fn s3_event(key: &str, size: usize) -> Result<Value> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("events/s3-put.json");
     let text = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
     let mut event: Value = serde_json::from_str(&text)?;
     let s3 = &mut event["Records"][0]["s3"];
     s3["bucket"]["name"] = BUCKET.into();
     s3["bucket"]["arn"] = format!("arn:aws:s3:::{BUCKET}").into();
-    s3["object"]["key"] = KEY.into();
+    s3["object"]["key"] = key.into();
     s3["object"]["size"] = size.into();
     Ok(event)
 }
@@ -202,10 +214,13 @@ fn config(compression: Option<&str>) -> Result<Config> {
 /// What one run read and wrote.
 struct Ran {
     records: u64,
-    output_bytes: u64,
+    /// Curated bytes written (`None` for a warm run, whose store holds every run's).
+    output_bytes: Option<u64>,
     /// Whether every stored baseline was read and written back changed (`--baseline`;
     /// the benchmark's addresses are all new to it), when checked.
     baselines_rewritten: Option<bool>,
+    /// Baseline reads the warm pipeline served without parsing so far (`--warm`).
+    baseline_cache_hits: Option<u64>,
 }
 
 /// The records a handler response reports, over every processed object.
@@ -248,18 +263,33 @@ fn stored_baselines(log: &[u8], entries: usize) -> Result<Vec<(ObjectRef, bytes:
         .collect())
 }
 
+/// What every run of every case is given.
+#[derive(Clone, Copy)]
+struct Inputs<'a> {
+    log: &'a bytes::Bytes,
+    /// The S3 event for the log object at [`KEY`].
+    event: &'a Value,
+    runtime: &'a tokio::runtime::Runtime,
+    /// The local case's folder.
+    scratch: &'a Path,
+    /// The baselines stored before each handler run (`--baseline`).
+    baselines: &'a [(ObjectRef, bytes::Bytes)],
+    /// Check that the stored baselines were merged into (`Options::verify`).
+    verify: bool,
+}
+
 /// One run of `case` on `log`. Only what happens in here is counted by callgrind
 /// (`--toggle-collect`), so it must not be inlined.
 #[inline(never)]
-fn measured(
-    case: Case,
-    log: &bytes::Bytes,
-    event: &Value,
-    runtime: &tokio::runtime::Runtime,
-    scratch: &Path,
-    baselines: &[(ObjectRef, bytes::Bytes)],
-    verify: bool,
-) -> Result<Ran> {
+fn measured(case: Case, inputs: &Inputs<'_>, warm: Option<&Warm>) -> Result<Ran> {
+    let Inputs {
+        log,
+        event,
+        runtime,
+        scratch,
+        baselines,
+        verify,
+    } = *inputs;
     match case {
         Case::Parse => {
             let mut out = CountingSink(0);
@@ -273,8 +303,9 @@ fn measured(
             curator.into_sink().finish()?;
             Ok(Ran {
                 records,
-                output_bytes: out.0,
+                output_bytes: Some(out.0),
                 baselines_rewritten: None,
+                baseline_cache_hits: None,
             })
         }
         Case::ParseCompressed(format) => {
@@ -301,8 +332,26 @@ fn measured(
             sink.bytes += sink.encoder.output_mut().len() as u64;
             Ok(Ran {
                 records,
-                output_bytes: sink.bytes,
+                output_bytes: Some(sink.bytes),
                 baselines_rewritten: None,
+                baseline_cache_hits: None,
+            })
+        }
+        Case::Handler(_) if let Some(warm) = warm => {
+            let run = warm.runs.get();
+            warm.runs.set(run + 1);
+            let at = ObjectRef {
+                bucket: BUCKET.into(),
+                key: format!("{KEY}-{run}"),
+            };
+            warm.pipeline.store().insert(&at, log.clone());
+            let response =
+                runtime.block_on(warm.pipeline.handle(&s3_event(&at.key, log.len())?))?;
+            Ok(Ran {
+                records: records_in(&response),
+                output_bytes: None,
+                baselines_rewritten: None,
+                baseline_cache_hits: Some(warm.pipeline.baseline_cache_hits()),
             })
         }
         Case::Handler(compression) => {
@@ -327,7 +376,7 @@ fn measured(
                 .sum();
             Ok(Ran {
                 records: records_in(&response),
-                output_bytes,
+                output_bytes: Some(output_bytes),
                 baselines_rewritten: verify.then(|| {
                     baselines.iter().all(|(at, stored)| {
                         runtime
@@ -335,6 +384,7 @@ fn measured(
                             .is_ok_and(|now| now.is_some_and(|(bytes, _)| bytes != stored[..]))
                     })
                 }),
+                baseline_cache_hits: None,
             })
         }
         Case::Local => {
@@ -355,8 +405,9 @@ fn measured(
             let response = runtime.block_on(pipeline.handle(event))?;
             Ok(Ran {
                 records: records_in(&response),
-                output_bytes: folder_bytes(&out.join(BUCKET).join("curated"))?,
+                output_bytes: Some(folder_bytes(&out.join(BUCKET).join("curated"))?),
                 baselines_rewritten: None,
+                baseline_cache_hits: None,
             })
         }
     }
@@ -450,6 +501,33 @@ impl Drop for Scratch {
     }
 }
 
+/// A warm function (`--warm`): one pipeline handling every run's log object in turn.
+struct Warm {
+    pipeline: Pipeline<MemoryStore>,
+    /// Runs so far, which names the next run's log object.
+    runs: std::cell::Cell<usize>,
+}
+
+impl Warm {
+    /// A pipeline with `compression` over a store holding the stored `baselines`.
+    fn new(compression: &str, baselines: &[(ObjectRef, bytes::Bytes)]) -> Result<Self> {
+        let store = MemoryStore::discarding_parts();
+        for (at, baseline) in baselines {
+            store.insert(at, baseline.clone());
+        }
+        let pipeline = Pipeline::new(store, config(Some(compression))?)
+            .with_metrics(Box::new(EmfMetrics::to_writer(
+                "S3AccessLogs".into(),
+                Box::new(std::io::sink()),
+            )))
+            .with_clock(|| NOW);
+        Ok(Self {
+            pipeline,
+            runs: std::cell::Cell::new(0),
+        })
+    }
+}
+
 /// One case's measurements.
 struct Measured {
     case: Case,
@@ -493,7 +571,7 @@ fn run(opts: &Options) -> Result<Vec<Measured>> {
     let mut log = Vec::new();
     write_shaped_log(&mut log, GenerateOptions::default(), opts.shape, opts.lines)?;
     let log = bytes::Bytes::from(log);
-    let event = event(log.len())?;
+    let event = s3_event(KEY, log.len())?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -501,6 +579,22 @@ fn run(opts: &Options) -> Result<Vec<Measured>> {
     let baselines = match opts.baseline {
         0 => Vec::new(),
         entries => stored_baselines(&log, entries)?,
+    };
+    let warm: Vec<Option<Warm>> = opts
+        .cases
+        .iter()
+        .map(|case| match case {
+            Case::Handler(compression) if opts.warm => Warm::new(compression, &baselines).map(Some),
+            _ => Ok(None),
+        })
+        .collect::<Result<_>>()?;
+    let inputs = Inputs {
+        log: &log,
+        event: &event,
+        runtime: &runtime,
+        scratch: &scratch.0,
+        baselines: &baselines,
+        verify: opts.verify,
     };
     let mut results: Vec<Measured> = opts
         .cases
@@ -514,18 +608,10 @@ fn run(opts: &Options) -> Result<Vec<Measured>> {
         })
         .collect();
     for _ in 0..opts.runs {
-        for m in &mut results {
+        for (m, warm) in results.iter_mut().zip(&warm) {
             let (u0, s0) = cpu_seconds();
             let t0 = Instant::now();
-            let ran = measured(
-                m.case,
-                &log,
-                &event,
-                &runtime,
-                &scratch.0,
-                &baselines,
-                opts.verify,
-            )?;
+            let ran = measured(m.case, &inputs, warm.as_ref())?;
             let wall = t0.elapsed().as_secs_f64();
             let (u1, s1) = cpu_seconds();
             ensure!(
@@ -578,9 +664,12 @@ fn report(opts: &Options, input_bytes: u64, results: &[Measured]) {
         let out = m
             .ran
             .as_ref()
-            .map_or(0.0, |r| r.output_bytes as f64 / (1u64 << 20) as f64);
+            .and_then(|r| r.output_bytes)
+            .map_or("–".to_string(), |b| {
+                format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64)
+            });
         println!(
-            "| {} | {:.3} | {:.3} | {:.0} | {:.2} | {} | {:.1} MiB |",
+            "| {} | {:.3} | {:.3} | {:.0} | {:.2} | {} | {} |",
             m.case.name(),
             total,
             median(&m.sys),
@@ -609,8 +698,22 @@ fn main() -> Result<()> {
             ..opts
         };
         run(&steady)?;
+        // A warm function: from the second object on, the baseline it last wrote is not
+        // parsed again.
+        let warm = Options {
+            runs: 3,
+            warm: true,
+            shape: "buckets:1".parse().map_err(anyhow::Error::msg)?,
+            ..steady
+        };
+        let ran = run(&warm)?;
+        let hits = ran[0].ran.as_ref().and_then(|r| r.baseline_cache_hits);
+        ensure!(
+            hits == Some(2),
+            "a warm pipeline parsed its own baseline again: {hits:?}"
+        );
         println!(
-            "bench/handler.rs: every case curated all {lines} lines, and merged into a stored baseline"
+            "bench/handler.rs: every case curated all {lines} lines, merged into a stored baseline, and a warm pipeline kept it"
         );
         return Ok(());
     }
