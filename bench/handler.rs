@@ -355,17 +355,8 @@ fn measured(case: Case, inputs: &Inputs<'_>, warm: Option<&Warm>) -> Result<Ran>
             })
         }
         Case::Handler(compression) => {
-            let store = MemoryStore::discarding_parts();
-            store.insert(&log_object(), log.clone());
-            for (at, baseline) in baselines {
-                store.insert(at, baseline.clone());
-            }
-            let pipeline = Pipeline::new(store, config(Some(compression))?)
-                .with_metrics(Box::new(EmfMetrics::to_writer(
-                    "S3AccessLogs".into(),
-                    Box::new(std::io::sink()),
-                )))
-                .with_clock(|| NOW);
+            let pipeline = memory_pipeline(compression, baselines)?;
+            pipeline.store().insert(&log_object(), log.clone());
             let response = runtime.block_on(pipeline.handle(event))?;
             let output_bytes = pipeline
                 .store()
@@ -509,23 +500,31 @@ struct Warm {
 }
 
 impl Warm {
-    /// A pipeline with `compression` over a store holding the stored `baselines`.
+    /// A warm function with `compression` over a store holding the stored `baselines`.
     fn new(compression: &str, baselines: &[(ObjectRef, bytes::Bytes)]) -> Result<Self> {
-        let store = MemoryStore::discarding_parts();
-        for (at, baseline) in baselines {
-            store.insert(at, baseline.clone());
-        }
-        let pipeline = Pipeline::new(store, config(Some(compression))?)
-            .with_metrics(Box::new(EmfMetrics::to_writer(
-                "S3AccessLogs".into(),
-                Box::new(std::io::sink()),
-            )))
-            .with_clock(|| NOW);
         Ok(Self {
-            pipeline,
+            pipeline: memory_pipeline(compression, baselines)?,
             runs: std::cell::Cell::new(0),
         })
     }
+}
+
+/// The function with `compression` and its metrics as EMF (discarded), over
+/// [`MemoryStore::discarding_parts`] holding the stored `baselines`.
+fn memory_pipeline(
+    compression: &str,
+    baselines: &[(ObjectRef, bytes::Bytes)],
+) -> Result<Pipeline<MemoryStore>> {
+    let store = MemoryStore::discarding_parts();
+    for (at, baseline) in baselines {
+        store.insert(at, baseline.clone());
+    }
+    Ok(Pipeline::new(store, config(Some(compression))?)
+        .with_metrics(Box::new(EmfMetrics::to_writer(
+            "S3AccessLogs".into(),
+            Box::new(std::io::sink()),
+        )))
+        .with_clock(|| NOW))
 }
 
 /// One case's measurements.
