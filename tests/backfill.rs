@@ -264,8 +264,7 @@ fn backfill(args: &[&str], envs: &[(&str, &str)]) -> (bool, String) {
 
 #[test]
 fn bucketlog_backfill_over_a_folder_stops_halfway_and_resumes_processing_each_object_once() {
-    let root = std::env::temp_dir().join(format!("bucketlog-backfill-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
+    let root = support::scratch::Scratch::new("backfill");
     let (store, out) = (root.join("store"), root.join("out"));
     let raw = store.join("logs/raw");
     std::fs::create_dir_all(&raw).unwrap();
@@ -322,7 +321,6 @@ fn bucketlog_backfill_over_a_folder_stops_halfway_and_resumes_processing_each_ob
         40,
         "each object once"
     );
-    let _ = std::fs::remove_dir_all(&root);
 }
 
 #[tokio::test]

@@ -109,8 +109,7 @@ async fn lambda_binary_processes_an_event_through_the_runtime_emulator() {
         let bytes = std::fs::read(support::geo::database(name)).expect("test database");
         put(&s3, &bucket, &format!("geo/{name}"), bytes).await;
     }
-    let scratch = std::env::temp_dir().join(format!("bucketlog-e2e-tmp-{bucket}"));
-    std::fs::create_dir_all(&scratch).expect("scratch folder");
+    let scratch = support::scratch::Scratch::new(&format!("e2e-tmp-{bucket}"));
 
     let cargo_lambda = cargo_lambda();
     let port = free_port();
@@ -149,7 +148,7 @@ async fn lambda_binary_processes_an_event_through_the_runtime_emulator() {
         .env("LOG_LEVEL", "info")
         .env("GEOIP_DB", format!("s3://{bucket}/geo/test-city.mmdb"))
         .env("ASN_DB", format!("s3://{bucket}/geo/test-asn.mmdb"))
-        .env("TMPDIR", &scratch)
+        .env("TMPDIR", scratch.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -224,7 +223,6 @@ async fn lambda_binary_processes_an_event_through_the_runtime_emulator() {
         "{text}"
     );
     assert_eq!(list(&s3, &bucket, "state/processed/").await.len(), 1);
-    let _ = std::fs::remove_dir_all(&scratch);
 }
 
 /// A client database the function cannot use stops it at start-up, before it asks the

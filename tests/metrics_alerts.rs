@@ -472,8 +472,7 @@ async fn new_addresses_alert_with_their_network_unless_the_network_is_allowed() 
         ("ASN_DB", &asn),
         ("ALERT_ALLOW_ASNS", "AS64500"),
     ]);
-    let scratch = std::env::temp_dir().join(format!("bucketlog-geo-{}", w.bucket));
-    std::fs::create_dir_all(&scratch).expect("scratch folder");
+    let scratch = support::scratch::Scratch::new(&format!("geo-{}", w.bucket));
     let store = S3Store::new(w.s3.clone());
     let missing = DatabaseLocation::parse(&format!("s3://{}/geo/missing.mmdb", w.bucket));
     let refused = ClientLookups::open(&store, Some(&missing), None, &scratch)
@@ -587,7 +586,6 @@ async fn new_addresses_alert_with_their_network_unless_the_network_is_allowed() 
             &Value::from("aws-cli"),
         )
     );
-    let _ = std::fs::remove_dir_all(&scratch);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

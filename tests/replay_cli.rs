@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::Value;
+use support::scratch::Scratch;
 use support::{moto, s3};
 
 fn repo(path: &str) -> PathBuf {
@@ -71,8 +72,7 @@ fn outcomes(stdout: &str) -> Vec<String> {
 
 #[test]
 fn local_replay_curates_batches_and_json_objects_once() {
-    let out = std::env::temp_dir().join(format!("bucketlog-replay-cli-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
+    let out = Scratch::new("replay-cli");
     let out_arg = out.to_string_lossy().to_string();
     let metrics = out.join("metrics.ndjson").to_string_lossy().to_string();
     let args = [
@@ -121,7 +121,6 @@ fn local_replay_curates_batches_and_json_objects_once() {
         s3::ndjson_under(&out.join("cloudwatch-logs/curated")).len(),
         5
     );
-    let _ = std::fs::remove_dir_all(&out);
 }
 
 #[tokio::test]
@@ -184,15 +183,14 @@ async fn replay_over_moto_writes_batches_to_output_bucket() {
         "{compacted}"
     );
     assert!(compacted.contains("2 curated objects"), "{compacted}");
-    let dir = support::scratch::Scratch::new("cli-s3-lake");
+    let dir = Scratch::new("cli-s3-lake");
     let summary = support::lake::readback_s3(&client, &bucket, &dir).await;
     assert_eq!(summary["rows"], 8, "{summary}");
 }
 
 #[test]
 fn local_replay_answers_a_batch_operations_job_task_by_task_and_again_idempotently() {
-    let out = std::env::temp_dir().join(format!("bucketlog-replay-bops-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
+    let out = Scratch::new("replay-bops");
     let out_arg = out.to_string_lossy().to_string();
     let metrics = out.join("metrics.ndjson").to_string_lossy().to_string();
     let args = ["--out", &out_arg, "--metrics", &metrics];
@@ -238,7 +236,6 @@ fn local_replay_answers_a_batch_operations_job_task_by_task_and_again_idempotent
         "{second:?}"
     );
     assert_eq!(second[2].0, "PermanentFailure");
-    let _ = std::fs::remove_dir_all(&out);
 }
 
 /// Runs `bucketlog compact` on local folders with `args`; returns its stdout.
@@ -272,9 +269,8 @@ fn sample_events() -> Vec<PathBuf> {
 
 /// Replays every sample event in `events/` into a fresh folder named after `label`, with
 /// `envs` set; returns the folder (its `store/` holds the outputs).
-fn replay_all_samples(label: &str, envs: &[(&str, &str)]) -> PathBuf {
-    let out = std::env::temp_dir().join(format!("bucketlog-cli-{label}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
+fn replay_all_samples(label: &str, envs: &[(&str, &str)]) -> Scratch {
+    let out = Scratch::new(&format!("cli-{label}"));
     let metrics = out.join("metrics.ndjson");
     let events: Vec<String> = sample_events()
         .iter()
@@ -299,8 +295,7 @@ fn replay_all_samples(label: &str, envs: &[(&str, &str)]) -> PathBuf {
 /// metrics are written, not dropped as older than CloudWatch takes.
 #[test]
 fn replaying_the_samples_writes_their_metrics_however_old_they_are() {
-    let out = std::env::temp_dir().join(format!("bucketlog-cli-emf-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
+    let out = Scratch::new("cli-emf");
     let metrics = out.join("metrics.emf.ndjson");
     let mut command = Command::new(env!("CARGO_BIN_EXE_bucketlog"));
     command
@@ -328,7 +323,6 @@ fn replaying_the_samples_writes_their_metrics_however_old_they_are() {
             .sum();
         assert!(requests > 0.0, "no Requests for {bucket}: {text}");
     }
-    let _ = std::fs::remove_dir_all(&out);
 }
 
 /// The README's second local command: after a replay of every sample event,
@@ -351,7 +345,6 @@ fn compact_after_replay_builds_the_lake_of_every_replayed_bucket() {
     assert!(rows > 500, "{rows} rows");
     let second = compact(&["--out", out_text, "--settle-minutes", "0"]);
     assert!(!second.contains("compacted"), "{second}");
-    let _ = std::fs::remove_dir_all(&out);
 }
 
 /// Every file under `dir`, recursively.
@@ -414,7 +407,6 @@ fn default_zstd_and_gzip_outputs_are_read_by_duckdb_and_compacted_into_the_lake(
             summary["rows"].as_u64().expect("rows") > 500,
             "{label}: {summary}"
         );
-        let _ = std::fs::remove_dir_all(&out);
     }
 }
 
@@ -430,9 +422,8 @@ fn log_line(ip: &str, user_agent: &str) -> String {
 /// Runs `bucketlog parse` on `log` with only `envs` of the client databases set; returns
 /// the exit status, the curated records and stderr.
 fn parse_with(log: &str, envs: &[(&str, &str)]) -> (bool, Vec<Value>, String) {
-    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let path = std::env::temp_dir().join(format!("bucketlog-geo-{}-{run}.log", std::process::id()));
+    let dir = Scratch::new("geo-log");
+    let path = dir.join("access.log");
     std::fs::write(&path, log).expect("write log");
     let output = Command::new(env!("CARGO_BIN_EXE_bucketlog"))
         .arg("parse")
@@ -443,7 +434,6 @@ fn parse_with(log: &str, envs: &[(&str, &str)]) -> (bool, Vec<Value>, String) {
         .envs(envs.iter().copied())
         .output()
         .expect("run bucketlog parse");
-    let _ = std::fs::remove_file(&path);
     let records = String::from_utf8_lossy(&output.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).expect("an NDJSON record"))
@@ -635,5 +625,4 @@ fn replay_with_databases_enriches_the_records_and_the_lake() {
     ]);
     let summary = support::lake::readback(&root.join("lake"), &root.join("curated"));
     assert!(summary["rows"].as_u64().expect("rows") > 500, "{summary}");
-    let _ = std::fs::remove_dir_all(&out);
 }

@@ -999,8 +999,7 @@ async fn each_object_writes_a_minute_on_a_page_of_its_own_and_pays_for_its_own_b
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_local_replays_over_different_objects_find_the_attack() {
-    let dir = std::env::temp_dir().join(format!("bucketlog-local-state-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = support::scratch::Scratch::new("local-state");
     let (store, out) = (dir.join("store"), dir.join("out"));
     let t0 = minute_of(now() - 3600);
     let mut events = Vec::new();
@@ -1039,7 +1038,6 @@ async fn two_local_replays_over_different_objects_find_the_attack() {
     assert_eq!(found.len(), 1, "{found:#?}");
     assert_eq!(found[0]["subject"]["value"], ATTACKER);
     assert_eq!(found[0]["count"], 45);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -1130,8 +1128,7 @@ async fn measure_calls_and_latency_per_object() {
 async fn replay_over_s3_with_a_table_shares_the_counts_across_runs() {
     let w = World::new("cli-table").await;
     let t0 = minute_of(now() - 2 * 3600);
-    let dir = std::env::temp_dir().join(format!("bucketlog-cli-table-{}", w.bucket));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = support::scratch::Scratch::new(&format!("cli-table-{}", w.bucket));
     let mut files = Vec::new();
     for i in 0..5 {
         let name = format!("2026-11-22-12-0{i}-00-HOST{i}");
@@ -1197,5 +1194,4 @@ async fn replay_over_s3_with_a_table_shares_the_counts_across_runs() {
     );
     assert!(w.markers().dirty_marks(&folder).await.unwrap().is_empty());
     assert_eq!(s3::list(&w.s3, &w.bucket, "lake/").await.len(), partitions);
-    let _ = std::fs::remove_dir_all(&dir);
 }
