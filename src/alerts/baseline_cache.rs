@@ -84,16 +84,6 @@ impl BaselineCache {
     pub fn hits(&self) -> u64 {
         self.hits
     }
-
-    /// How many baselines are kept.
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// True when nothing is kept.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
 }
 
 #[cfg(test)]
@@ -115,7 +105,7 @@ mod tests {
 
         cache.keep("s3://out/a.json", "e1", 100, baseline("a", 1));
         assert_eq!(cache.take("s3://out/a.json", "e2"), None, "another version");
-        assert!(cache.is_empty(), "the outdated version is dropped");
+        assert!(cache.entries.is_empty(), "the outdated version is dropped");
         assert_eq!(cache.take("s3://out/b.json", "e1"), None);
         assert_eq!(cache.hits(), 1);
     }
@@ -125,7 +115,7 @@ mod tests {
         let mut cache = BaselineCache::default();
         cache.keep("a", "e1", 10, baseline("a", 1));
         cache.keep("a", "e2", 20, baseline("a", 2));
-        assert_eq!(cache.len(), 1);
+        assert_eq!(cache.entries.len(), 1);
         assert_eq!(cache.take("a", "e1"), None);
         cache.keep("a", "e2", 20, baseline("a", 2));
 
@@ -133,10 +123,10 @@ mod tests {
         for name in ["b", "c", "d"] {
             cache.keep(name, "e", quarter, baseline(name, 3));
         }
-        assert_eq!(cache.len(), 4);
+        assert_eq!(cache.entries.len(), 4);
         // One more quarter: the least recently kept, "a", makes room.
         cache.keep("e", "e", quarter, baseline("e", 4));
-        assert_eq!(cache.len(), 4);
+        assert_eq!(cache.entries.len(), 4);
         assert_eq!(cache.take("a", "e2"), None);
         assert!(cache.take("b", "e").is_some());
         assert!(cache.take("e", "e").is_some());
@@ -144,6 +134,6 @@ mod tests {
 
         cache.keep("huge", "e", BASELINE_CACHE_BYTES + 1, baseline("h", 5));
         assert_eq!(cache.take("huge", "e"), None, "too large to keep");
-        assert_eq!(cache.len(), 2, "c and d are still kept");
+        assert_eq!(cache.entries.len(), 2, "c and d are still kept");
     }
 }
